@@ -1,0 +1,203 @@
+"""BaseMethod of the bundled runtime: the solo-learn BaseMethod contract on Lightning + timm.
+
+Same constructor (``cfg``), attributes, ``learnable_params``, ``forward`` /
+``multicrop_forward`` dicts and ``training_step`` outputs as ``solo.methods.base.BaseMethod``,
+so plugin methods are written once for both hosts.
+"""
+from typing import Any, Dict, List, Sequence
+
+import lightning.pytorch as pl
+import omegaconf
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .backbones import apply_cifar_stem, build_backbone
+from .cfg_utils import select
+from .optim import (
+    SCHEDULERS,
+    build_optimizer,
+    build_warmup_cosine,
+    exclude_bias_and_norm_from_wd,
+)
+
+CIFAR_DATASETS = ("cifar10", "cifar100")
+
+
+def accuracy_at_k(logits: torch.Tensor, targets: torch.Tensor, top_k: Sequence[int]):
+    """Top-k accuracies over the samples whose target is known (target != -1)."""
+    known = targets != -1
+    if known.sum() == 0:
+        return [logits.new_zeros(()) for _ in top_k]
+    logits, targets = logits[known], targets[known]
+    pred = logits.topk(max(top_k), dim=1).indices
+    hit = pred.eq(targets[:, None])
+    return [hit[:, :k].any(dim=1).float().mean() for k in top_k]
+
+
+class BaseMethod(pl.LightningModule):
+    """Backbone + online linear probe + optimiser/schedule (solo-learn's BaseMethod contract).
+
+    Cfg (same schema as solo-learn)::
+
+        backbone: {name, kwargs}
+        data: {dataset, num_classes, num_large_crops, num_small_crops}
+        optimizer: {name, batch_size, lr, classifier_lr, weight_decay, kwargs,
+                    exclude_bias_n_norm_wd}
+        scheduler: {name, warmup_epochs, warmup_start_lr, min_lr, interval, lr_decay_steps}
+        max_epochs, accumulate_grad_batches, method_kwargs
+    """
+
+    _OPTIMIZERS = ("sgd", "lars", "adam", "adamw")
+    _SCHEDULERS = tuple(SCHEDULERS)
+
+    def __init__(self, cfg: omegaconf.DictConfig):
+        super().__init__()
+        cfg = self.add_and_assert_specific_cfg(cfg)
+        self.cfg = cfg
+
+        self.backbone_name: str = cfg.backbone.name
+        self.backbone_args: Dict[str, Any] = dict(cfg.backbone.kwargs)
+        self.backbone, self.features_dim = build_backbone(self.backbone_name, self.backbone_args)
+        if cfg.data.dataset in CIFAR_DATASETS and self.backbone_name.startswith("resnet"):
+            apply_cifar_stem(self.backbone)  # solo-learn's rule for 32x32 datasets
+
+        self.num_classes: int = cfg.data.num_classes
+        self.classifier = nn.Linear(self.features_dim, self.num_classes)
+
+        self.max_epochs: int = cfg.max_epochs
+        self.accumulate_grad_batches = cfg.accumulate_grad_batches
+
+        self.optimizer: str = cfg.optimizer.name
+        self.batch_size: int = cfg.optimizer.batch_size
+        self.lr: float = cfg.optimizer.lr
+        self.weight_decay: float = cfg.optimizer.weight_decay
+        self.classifier_lr: float = cfg.optimizer.classifier_lr
+        self.extra_optimizer_args: Dict[str, Any] = dict(cfg.optimizer.kwargs)
+        self.exclude_bias_n_norm_wd: bool = cfg.optimizer.exclude_bias_n_norm_wd
+
+        self.scheduler: str = cfg.scheduler.name
+        self.min_lr: float = cfg.scheduler.min_lr
+        self.warmup_start_lr: float = cfg.scheduler.warmup_start_lr
+        self.warmup_epochs: float = cfg.scheduler.warmup_epochs
+        self.scheduler_interval: str = cfg.scheduler.interval
+        self.lr_decay_steps = cfg.scheduler.lr_decay_steps
+
+        self.num_large_crops: int = cfg.data.num_large_crops
+        self.num_small_crops: int = cfg.data.num_small_crops
+        self.num_crops: int = self.num_large_crops + self.num_small_crops
+        self.multicrop: bool = self.num_small_crops != 0
+        self.validation_step_outputs: List[Dict[str, Any]] = []
+
+    @staticmethod
+    def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
+        cfg.backbone.kwargs = select(cfg, "backbone.kwargs", {})
+        cfg.optimizer.exclude_bias_n_norm_wd = select(cfg, "optimizer.exclude_bias_n_norm_wd", False)
+        cfg.optimizer.kwargs = select(cfg, "optimizer.kwargs", {})
+        cfg.accumulate_grad_batches = select(cfg, "accumulate_grad_batches", 1)
+        cfg.scheduler.lr_decay_steps = select(cfg, "scheduler.lr_decay_steps", None)
+        cfg.scheduler.min_lr = select(cfg, "scheduler.min_lr", 0.0)
+        cfg.scheduler.warmup_start_lr = select(cfg, "scheduler.warmup_start_lr", 3e-5)
+        cfg.scheduler.warmup_epochs = select(cfg, "scheduler.warmup_epochs", 10)
+        cfg.scheduler.interval = select(cfg, "scheduler.interval", "step")
+        cfg.method_kwargs = select(cfg, "method_kwargs", {})
+        if cfg.optimizer.name not in BaseMethod._OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {cfg.optimizer.name!r}. "
+                             f"Choose from {list(BaseMethod._OPTIMIZERS)}")
+        if cfg.scheduler.name not in BaseMethod._SCHEDULERS:
+            raise ValueError(f"unknown scheduler {cfg.scheduler.name!r}. "
+                             f"Choose from {list(BaseMethod._SCHEDULERS)}")
+        if cfg.scheduler.interval not in ("step", "epoch"):
+            raise ValueError(f"scheduler.interval must be 'step' or 'epoch', "
+                             f"got {cfg.scheduler.interval!r}")
+        return cfg
+
+    @property
+    def learnable_params(self) -> List[Dict[str, Any]]:
+        return [
+            {"name": "backbone", "params": self.backbone.parameters()},
+            {"name": "classifier", "params": self.classifier.parameters(),
+             "lr": self.classifier_lr, "weight_decay": 0},
+        ]
+
+    def configure_optimizers(self):
+        groups = self.learnable_params
+        if self.exclude_bias_n_norm_wd:
+            groups = exclude_bias_and_norm_from_wd(groups)
+        for g in groups:
+            g.pop("static_lr", None)
+        optimizer = build_optimizer(self.optimizer, groups, self.lr, self.weight_decay,
+                                    self.extra_optimizer_args)
+        if self.scheduler == "none":
+            return optimizer
+        if self.scheduler == "step":
+            sched = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(self.lr_decay_steps))
+            return [optimizer], [{"scheduler": sched, "interval": "epoch"}]
+        per_step = self.scheduler_interval == "step"
+        total = self.trainer.estimated_stepping_batches if per_step else self.max_epochs
+        warmup = (self.warmup_epochs * total / self.max_epochs) if per_step else self.warmup_epochs
+        sched = build_warmup_cosine(
+            optimizer, int(round(warmup)), int(total), self.lr,
+            self.warmup_start_lr if self.warmup_epochs > 0 else self.lr, self.min_lr)
+        return [optimizer], [{"scheduler": sched, "interval": self.scheduler_interval,
+                              "frequency": 1}]
+
+    def forward(self, X: torch.Tensor) -> Dict[str, Any]:
+        feats = self.backbone(X)
+        logits = self.classifier(feats.detach())  # the probe never trains the backbone
+        return {"logits": logits, "feats": feats}
+
+    def multicrop_forward(self, X: torch.Tensor) -> Dict[str, Any]:
+        return {"feats": self.backbone(X)}
+
+    def _base_shared_step(self, X: torch.Tensor, targets: torch.Tensor) -> Dict[str, Any]:
+        out = self(X)
+        logits = out["logits"]
+        if (targets != -1).any():
+            loss = F.cross_entropy(logits, targets, ignore_index=-1)
+        else:
+            loss = logits.sum() * 0.0
+        acc1, acc5 = accuracy_at_k(logits, targets, top_k=(1, min(5, logits.size(1))))
+        out.update({"loss": loss, "acc1": acc1, "acc5": acc5})
+        return out
+
+    def base_training_step(self, X: torch.Tensor, targets: torch.Tensor) -> Dict[str, Any]:
+        return self._base_shared_step(X, targets)
+
+    def training_step(self, batch: List[Any], batch_idx: int) -> Dict[str, Any]:
+        """batch = (indexes, [crop_1 .. crop_n], targets); returns the probe loss and per-crop
+        outputs as lists (``feats``, ``logits`` and whatever subclasses add)."""
+        _, X, targets = batch
+        X = [X] if isinstance(X, torch.Tensor) else X
+        if len(X) != self.num_crops:
+            raise ValueError(f"expected {self.num_crops} crops per sample, got {len(X)}")
+        outs = [self.base_training_step(x, targets) for x in X[: self.num_large_crops]]
+        outs = {k: [o[k] for o in outs] for k in outs[0]}
+        if self.multicrop:
+            mc = [self.multicrop_forward(x) for x in X[self.num_large_crops:]]
+            for k in mc[0]:
+                outs[k] = outs.get(k, []) + [o[k] for o in mc]
+        outs["loss"] = sum(outs["loss"]) / self.num_large_crops
+        outs["acc1"] = sum(outs["acc1"]) / self.num_large_crops
+        outs["acc5"] = sum(outs["acc5"]) / self.num_large_crops
+        self.log_dict({"train_class_loss": outs["loss"], "train_acc1": outs["acc1"],
+                       "train_acc5": outs["acc5"]}, on_epoch=True, sync_dist=True)
+        return outs
+
+    def validation_step(self, batch, batch_idx: int, dataloader_idx: int = None):
+        X, targets = batch[-2], batch[-1]
+        out = self._base_shared_step(X, targets)
+        metrics = {"batch_size": targets.size(0), "val_loss": out["loss"],
+                   "val_acc1": out["acc1"], "val_acc5": out["acc5"]}
+        self.validation_step_outputs.append(metrics)
+        return metrics
+
+    def on_validation_epoch_end(self):
+        outs = self.validation_step_outputs
+        if not outs:
+            return
+        n = sum(o["batch_size"] for o in outs)
+        log = {k: sum(o[k] * o["batch_size"] for o in outs) / n
+               for k in ("val_loss", "val_acc1", "val_acc5")}
+        self.log_dict(log, sync_dist=True)
+        self.validation_step_outputs.clear()

@@ -1,0 +1,36 @@
+"""Installs clinfonce_plugin: cluster-aware contrastive learning for solo-learn."""
+from setuptools import find_packages, setup
+
+REQUIREMENTS = [
+    "torch>=2.1",
+    "torchvision>=0.16",
+    "lightning>=2.1,<3",
+    "timm>=0.9",
+    "scipy>=1.10",
+    "faiss-cpu>=1.7.4",
+    "hydra-core>=1.3",
+    "omegaconf>=2.3",
+    "torchmetrics>=0.11",
+    "numpy>=1.24",
+    "pillow>=9.0",
+]
+
+EXTRAS = {
+    "gpu": ["faiss-gpu"],
+    "plots": ["matplotlib>=3.6"],
+    "test": ["pytest>=7"],
+}
+
+setup(
+    name="clinfonce-plugin",
+    version="0.1.0",
+    description=(
+        "Cl-InfoNCE and WCL (cluster-aware contrastive learning) as methods for solo-learn"
+    ),
+    packages=find_packages(exclude=["tests", "bench", "scripts", "zoo"]),
+    python_requires=">=3.9",
+    install_requires=REQUIREMENTS,
+    extras_require=EXTRAS,
+    include_package_data=True,
+    package_data={"clinfonce_plugin": ["py.typed"]},
+)

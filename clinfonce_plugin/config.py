@@ -77,6 +77,8 @@ def _fill_augmentations(cfg: DictConfig) -> None:
                     merged = OmegaConf.merge(default, sub or {})
                     node[key] = merged
             elif key not in node or node[key] is None:
+                if default is None:
+                    continue  # optional (mean/std): the host picks a per-dataset default
                 if default == REQUIRED:
                     raise ConfigError(f"missing required key {where}.{key}")
                 with open_dict(node):

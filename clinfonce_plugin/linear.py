@@ -18,7 +18,7 @@ from .cfgcheck import REQUIRED, ConfigError, check_known_keys, fill_defaults
 from .config import _with_location
 from .data.registry import DATASETS, build_dataset
 from .host.backbone import make_backbone
-from .train import _EvalPairs, ensure_dataset, eval_transform
+from .train import _EvalPairs, eval_transform
 from .zoo import resolve_pretrained
 
 TOP_LEVEL = {"defaults", "hydra", "name", "pretrained", "data", "optimizer", "max_epochs",
@@ -131,7 +131,6 @@ def linear_eval(cfg: omegaconf.DictConfig, source: Optional[str] = None) -> dict
         cfg.data.train_path = cfg.data.train_path or pre_cfg.data.train_path
     if cfg.data.dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {cfg.data.dataset!r}. Choose from {sorted(DATASETS)}")
-    ensure_dataset(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     transform = eval_transform(pre_cfg)
     train_base, _, num_classes = build_dataset(cfg.data.dataset, cfg.data.train_path, "train")

@@ -20,20 +20,13 @@ from .data.registry import DATASETS, build_dataset
 from .host.backbone import apply_plugin_stem
 
 
-def ensure_dataset(cfg: omegaconf.DictConfig) -> None:
-    """The embedded synthetic CUB is generated locally on first use (nothing is downloaded)."""
-    if cfg.data.dataset == "synthetic_cub":
-        from .data.synthetic_cub import generate_synthetic_cub
-
-        generate_synthetic_cub(cfg.data.train_path)
-
-
 def prepare_cfg(cfg: omegaconf.DictConfig, source: Optional[str] = None) -> omegaconf.DictConfig:
     """Plugin checks (keys, names), dataset class count, then the host's own parse_cfg."""
     OmegaConf.set_struct(cfg, False)
     cfg = check_pretrain_cfg(cfg, DATASETS, host.METHODS, source)
-    ensure_dataset(cfg)
+    # (the embedded synthetic CUB is generated here on first use; nothing is downloaded)
     _, _, num_classes = build_dataset(cfg.data.dataset, cfg.data.train_path, split="train")
+    cfg.data.num_classes = num_classes
     dataset = cfg.data.dataset
     if host.HOST_NAME == "solo-learn":
         # solo-learn counts devices with len(cfg.devices)

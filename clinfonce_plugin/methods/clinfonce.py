@@ -1,6 +1,7 @@
 """Cl-InfoNCE as a host method: a projector, a cluster provider and the cluster loss."""
 from typing import Any, Dict, List, Optional, Sequence
 
+import numpy as np
 import omegaconf
 import torch
 from omegaconf import OmegaConf, open_dict
@@ -67,7 +68,7 @@ class ClInfoNCE(BaseMethod):
         provider_name = clusters.pop("provider")
         info = training_sample_info(cfg, sample_info)
         self.provider = build_provider(provider_name, info, **clusters)
-        self.register_buffer("cluster_ids", torch.as_tensor(self.provider.ids, dtype=torch.long))
+        self.register_buffer("cluster_ids", torch.tensor(np.asarray(self.provider.ids), dtype=torch.long))
         self.num_clusters: int = int(self.provider.num_clusters)
 
     @staticmethod

@@ -33,7 +33,7 @@ def _blur_kernel(crop_size: int) -> int:
 def build_transform_pipeline(dataset: str, cfg) -> Callable:
     """One augmentation node -> a v2 Compose producing a normalised float tensor."""
     mean, std = MEANS_N_STD.get(
-        dataset, (cfg.get("mean", IMAGENET_MEAN), cfg.get("std", IMAGENET_STD))
+        dataset, (cfg.get("mean") or IMAGENET_MEAN, cfg.get("std") or IMAGENET_STD)
     )
     ops: List[Callable] = [T.ToImage()]
     if cfg.rrc.enabled:

@@ -1,0 +1,110 @@
+"""A tiny end-to-end run: synthetic CUB (CUB layout on disk) -> pretrain clinfonce with
+attribute clusters -> checkpoint + args.json -> linear evaluation -> JSON results; plus the
+entry points' config errors."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from clinfonce_plugin.data.synthetic_cub import generate_synthetic_cub
+from clinfonce_plugin.linear import linear_eval
+from clinfonce_plugin.train import pretrain
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def tiny_cub(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data") / "synthetic_cub"
+    generate_synthetic_cub(root, seed=0, num_classes=6, images_per_class=12)
+    return str(root)
+
+
+def _pretrain_cfg(root, out_dir, method="clinfonce", **method_kwargs):
+    cfg = OmegaConf.load(os.path.join(REPO, "scripts/pretrain", f"{method}_synthetic_cub.yaml"))
+    aug = OmegaConf.load(os.path.join(REPO, "scripts/pretrain/augmentations/symmetric_32.yaml"))
+    cfg.pop("defaults")
+    cfg.pop("hydra")
+    cfg.augmentations = aug
+    cfg.data.train_path = root
+    cfg.data.num_workers = 0
+    cfg.optimizer.batch_size = 12
+    cfg.max_epochs = 2
+    cfg.checkpoint.dir = out_dir
+    cfg.enable_progress_bar = False
+    cfg.method_kwargs.proj_hidden_dim = 32
+    for key, value in method_kwargs.items():
+        cfg.method_kwargs[key] = value
+    return cfg
+
+
+@pytest.mark.slow
+def test_attribute_clinfonce_pretrain_then_linear(tiny_cub, tmp_path):
+    cfg = _pretrain_cfg(tiny_cub, str(tmp_path), clusters={"provider": "attributes", "k": 4})
+    ckpt = pretrain(cfg)
+    run_dir = os.path.dirname(ckpt)
+    assert os.path.isfile(ckpt) and os.path.isfile(os.path.join(run_dir, "args.json"))
+    assert not os.path.exists(run_dir + ".partial")  # nothing half-written left behind
+    args = json.load(open(os.path.join(run_dir, "args.json")))
+    assert args["method"] == "clinfonce" and args["data"]["num_classes"] == 6
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    assert any(k.startswith("backbone.") for k in state) and "cluster_ids" in state
+    # the CSV log carries the cluster loss and the number of clusters
+    log = open(os.path.join(run_dir, "logs", "metrics.csv")).read().splitlines()[0]
+    assert "train_clinfonce_loss_epoch" in log and "num_clusters" in log
+
+    lin = OmegaConf.load(os.path.join(REPO, "scripts/linear/clinfonce_synthetic_cub.yaml"))
+    lin.pop("defaults")
+    lin.pop("hydra")
+    lin.pretrained = ckpt
+    lin.data.train_path = tiny_cub
+    lin.data.num_workers = 0
+    lin.max_epochs = 3
+    lin.enable_progress_bar = False
+    res = linear_eval(lin)
+    assert 0.0 <= res["top1"] <= res["top5"] <= 100.0
+    assert res["num_train"] == 36 and res["num_test"] == 36
+    saved = json.load(open(os.path.join(run_dir, "linear-clinfonce-synthetic_cub.json")))
+    assert saved["top1"] == pytest.approx(res["top1"])
+
+
+def _run(script, *args):
+    return subprocess.run([sys.executable, script, *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_main_pretrain_reports_unknown_key_with_file_and_line():
+    proc = _run("main_pretrain.py", "--config-name", "clinfonce_synthetic_cub.yaml",
+                "+data.trian_path=x")
+    assert proc.returncode == 2
+    assert "unknown key(s) ['trian_path'] in data" in proc.stderr
+    assert "clinfonce_synthetic_cub.yaml" in proc.stderr
+
+
+def test_check_pretrain_cfg_points_at_the_yaml_line(tmp_path):
+    from clinfonce_plugin import host
+    from clinfonce_plugin.cfgcheck import ConfigError
+    from clinfonce_plugin.config import check_pretrain_cfg
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("method: clinfonce\nbackbone:\n  name: test_resnet\ndata:\n"
+                    "  dataset: synthetic_cub\n  train_path: x\n  num_wrokers: 2\n")
+    with pytest.raises(ConfigError, match=rf"{path}:7: unknown key\(s\) \['num_wrokers'\]"):
+        check_pretrain_cfg(OmegaConf.load(path), {"synthetic_cub": 1}, host.METHODS, str(path))
+    path.write_text("method: clinfonce\nbackbone:\n  name: test_resnet\ndata:\n"
+                    "  dataset: imagenet1k\n  train_path: x\n")
+    with pytest.raises(ConfigError, match=r"unknown dataset 'imagenet1k'. Choose from"):
+        check_pretrain_cfg(OmegaConf.load(path), {"synthetic_cub": 1}, host.METHODS, str(path))
+    path.write_text("method: clinfonse\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: unknown method 'clinfonse'. Choose from"):
+        check_pretrain_cfg(OmegaConf.load(path), {"synthetic_cub": 1}, host.METHODS, str(path))
+
+
+def test_linear_without_pretrained_checkpoint_is_a_clear_error(tmp_path):
+    lin = OmegaConf.create({"pretrained": str(tmp_path / "missing.ckpt")})
+    with pytest.raises(FileNotFoundError, match="neither an existing checkpoint file nor a zoo"):
+        linear_eval(lin)

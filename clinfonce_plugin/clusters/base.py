@@ -1,0 +1,229 @@
+"""Base class of cluster providers: a table sample index -> cluster id.
+
+A provider turns what a dataset knows about its samples (``SampleInfo``) into one
+cluster id per sample. Cl-InfoNCE (https://arxiv.org/abs/2202.06670) treats all views
+whose ids are equal as positives, so the provider alone decides what the loss learns.
+"""
+import os
+from collections import Counter
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from .sample_info import SampleInfo
+
+
+class _Required:
+    """Sentinel default of a parameter the user must give."""
+
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+
+def contiguous(ids) -> np.ndarray:
+    """Remaps arbitrary values to 0..K-1, in sorted order of the original values.
+
+    Args:
+        ids: (N,) integers (or any sortable values, e.g. strings).
+
+    Returns:
+        (N,) int64 where equal inputs get equal outputs and the smallest value gets 0.
+    """
+    values = np.asarray(ids)
+    if values.ndim != 1:
+        raise ValueError(f"cluster ids must be one-dimensional, got shape {values.shape}")
+    if values.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    _, inverse = np.unique(values, return_inverse=True)
+    return inverse.reshape(-1).astype(np.int64)
+
+
+def check_int(owner: str, name: str, value: Any, minimum: Optional[int] = None,
+              maximum: Optional[int] = None, hint: str = "") -> int:
+    """Returns ``value`` as int or raises ValueError naming the parameter and the value."""
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    if ok:
+        value = int(value)
+        ok = (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
+    if not ok:
+        if minimum is not None and maximum is not None:
+            want = f"an integer in [{minimum}, {maximum}]"
+        elif minimum is not None:
+            want = f"an integer >= {minimum}"
+        else:
+            want = "an integer"
+        raise ValueError(f"{owner}: parameter {name!r} must be {want}{hint}, got {value!r}")
+    return value
+
+
+def resolve_path(owner: str, name: str, path: Any, root: Optional[str]) -> str:
+    """Finds a file: absolute as given, relative against ``root`` first, then the cwd.
+
+    Raises:
+        ValueError: ``path`` is not a non-empty string.
+        FileNotFoundError: no candidate exists; the message lists every place tried.
+    """
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise ValueError(f"{owner}: parameter {name!r} must be a file path, got {path!r}")
+    path = os.path.expanduser(str(path))
+    candidates: List[str] = []
+    if not os.path.isabs(path) and root:
+        candidates.append(os.path.join(os.path.expanduser(str(root)), path))
+    candidates.append(path)
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return candidate
+    raise FileNotFoundError(
+        f"{owner}: {name} {path!r} not found; looked in {[os.path.abspath(c) for c in candidates]}"
+    )
+
+
+class ClusterProvider:
+    """Maps dataset indexes 0..N-1 to cluster ids 0..K-1.
+
+    Subclasses set ``name`` (the registry key), ``PARAMS`` (parameter -> default, with
+    ``REQUIRED`` for parameters without a default) and implement ``_build()``, which
+    reads ``self.info`` and ``self.params``, validates values and returns (N,) ids.
+
+    Attributes:
+        info: the ``SampleInfo`` the ids were built from.
+        params: the resolved parameters (user values over ``PARAMS`` defaults).
+    """
+
+    name: str = "base"
+    PARAMS: Dict[str, Any] = {}
+    dynamic = False
+
+    def __init__(self, info: SampleInfo, **params: Any) -> None:
+        if not isinstance(info, SampleInfo):
+            raise ValueError(
+                f"{self.name}: expected a SampleInfo, got {type(info).__name__}"
+            )
+        self.info = info
+        self.params = self._resolve_params(params)
+        self._ids: Optional[np.ndarray] = None
+        self._tables: Dict[torch.device, torch.Tensor] = {}
+        self._set_ids(self._build())
+
+    # ----------------------------------------------------------------- parameters
+    def _resolve_params(self, params: Dict[str, Any]) -> Dict[str, Any]:
+        unknown = sorted(set(params) - set(self.PARAMS))
+        if unknown:
+            valid = sorted(self.PARAMS) if self.PARAMS else "none (it takes no parameters)"
+            raise ValueError(
+                f"{self.name}: unknown parameter(s) {unknown}. Valid parameters: {valid}"
+            )
+        resolved = {key: params.get(key, default) for key, default in self.PARAMS.items()}
+        missing = sorted(key for key, value in resolved.items() if value is REQUIRED)
+        if missing:
+            raise ValueError(
+                f"{self.name}: missing required parameter(s) {missing}. "
+                f"Parameters and defaults: {self.PARAMS}"
+            )
+        return resolved
+
+    def _build(self) -> np.ndarray:
+        """Returns the (N,) cluster ids; subclasses implement it."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------------- ids
+    def _set_ids(self, ids: np.ndarray) -> None:
+        """Installs new ids (dynamic providers call it again) and drops device copies."""
+        ids = np.asarray(ids)
+        n = self.info.num_samples
+        if ids.shape != (n,):
+            raise ValueError(f"{self.name}: built ids of shape {ids.shape}, expected ({n},)")
+        if not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError(f"{self.name}: built ids of dtype {ids.dtype}, expected integers")
+        ids = ids.astype(np.int64, copy=True)
+        k = int(ids.max()) + 1
+        if ids.min() != 0 or np.unique(ids).size != k:
+            raise ValueError(f"{self.name}: built ids are not contiguous 0..K-1")
+        ids.setflags(write=False)  # device tables are cached copies: forbid edits in place
+        self._ids = ids
+        self._tables = {}
+
+    @property
+    def ids(self) -> np.ndarray:
+        """(N,) int64 read-only cluster id per dataset index, contiguous 0..K-1."""
+        assert self._ids is not None
+        return self._ids
+
+    @property
+    def num_clusters(self) -> int:
+        """K, the number of distinct cluster ids."""
+        return int(self.ids.max()) + 1
+
+    def assign(self, indexes: torch.Tensor) -> torch.Tensor:
+        """Looks up the cluster ids of dataset indexes.
+
+        Args:
+            indexes: (B,) (any shape) integer dataset indexes, on any device.
+
+        Returns:
+            int64 tensor of the same shape on ``indexes.device``: ``ids[indexes]``.
+            Range is checked for CPU indexes only (on an accelerator the check would
+            cost a device synchronisation per step).
+        """
+        if not isinstance(indexes, torch.Tensor):
+            raise ValueError(
+                f"{self.name}: assign expects a torch.Tensor of indexes, "
+                f"got {type(indexes).__name__}"
+            )
+        if indexes.dtype.is_floating_point or indexes.dtype.is_complex or indexes.dtype == torch.bool:
+            raise ValueError(f"{self.name}: assign expects integer indexes, got {indexes.dtype}")
+        table = self._tables.get(indexes.device)
+        if table is None:
+            table = torch.from_numpy(self.ids.copy()).to(indexes.device)
+            self._tables[indexes.device] = table
+        if indexes.device.type == "cpu" and indexes.numel() > 0:
+            low, high = int(indexes.min()), int(indexes.max())
+            n = self.info.num_samples
+            if low < 0 or high >= n:
+                bad = low if low < 0 else high
+                raise ValueError(f"{self.name}: index {bad} out of range for {n} samples")
+        return table[indexes.long()]
+
+    # --------------------------------------------------------------- reporting
+    def stats(self) -> Dict[str, Any]:
+        """Cluster size statistics.
+
+        Returns:
+            dict with num_samples, num_clusters, size_histogram (cluster size -> how many
+            clusters have that size, ascending sizes), min_size, mean_size, max_size and
+            singletons (clusters of one sample: they give an anchor no positive but its
+            own other views).
+        """
+        sizes = np.bincount(self.ids)
+        histogram = Counter(int(s) for s in sizes)
+        return {
+            "num_samples": int(self.ids.size),
+            "num_clusters": int(sizes.size),
+            "size_histogram": {size: histogram[size] for size in sorted(histogram)},
+            "min_size": int(sizes.min()),
+            "mean_size": float(sizes.mean()),
+            "max_size": int(sizes.max()),
+            "singletons": int(histogram.get(1, 0)),
+        }
+
+    def _describe_extra(self) -> str:
+        """Provider-specific tail of ``describe()``; empty by default."""
+        return ""
+
+    def describe(self) -> str:
+        """One-line human summary, e.g. for the training log."""
+        s = self.stats()
+        line = (
+            f"{self.name}: {s['num_clusters']} clusters over {s['num_samples']} samples "
+            f"(size min/mean/max {s['min_size']}/{s['mean_size']:.1f}/{s['max_size']}, "
+            f"{s['singletons']} singletons)"
+        )
+        extra = self._describe_extra()
+        return f"{line}; {extra}" if extra else line
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.params})"

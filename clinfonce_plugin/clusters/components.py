@@ -1,0 +1,277 @@
+"""Weak labels from connected components of the batch 1-nearest-neighbour graph.
+
+Implements the weak-label generation of WCL (https://arxiv.org/abs/2110.04770), Sec. 3.3:
+every sample links to its most cosine-similar other sample in the (gathered) batch, the
+links are taken as undirected edges, and each connected component is one weak class.
+
+Every node has exactly one out-edge, so the graph is a *functional graph*: each weakly
+connected component is one cycle with in-trees hanging off it. ``components_torch``
+uses that structure to label components exactly in ceil(log2 N) pointer-doubling rounds
+plus one scatter, on the tensor's device and without any host synchronisation.
+
+Labels are canonical: a component is named by its smallest node index and the names are
+then renumbered 0..C-1 in increasing order of that index. Both backends return the same
+labels, so results compare with ``==``.
+
+Plain torch + scipy: no host import.
+"""
+from typing import Dict, Optional, Union
+
+import numpy as np
+import torch
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
+
+from clinfonce_plugin.utils.distributed import all_gather_no_grad, get_rank, is_dist
+
+__all__ = [
+    "nearest_neighbour",
+    "components_scipy",
+    "components_torch",
+    "weak_labels",
+    "component_stats",
+    "purity",
+]
+
+BACKENDS = ("torch", "scipy")
+
+# similarity entries per chunk of rows: bounds the (rows x N) block to ~2^24 floats
+_CHUNK_ELEMENTS = 1 << 24
+
+
+@torch.no_grad()
+def nearest_neighbour(v_rows: torch.Tensor, v_all: torch.Tensor, row_offset: int = 0
+                      ) -> torch.Tensor:
+    """Index in ``v_all`` of each row's most similar *other* sample (dot product).
+
+    Args:
+        v_rows: (n, D) L2-normalised embeddings of this rank's samples (normalised by the
+            caller, so the dot product is the cosine similarity).
+        v_all: (N, D) L2-normalised embeddings of the whole (gathered) batch; row i of
+            ``v_rows`` is row ``row_offset + i`` of ``v_all``.
+        row_offset: where this rank's block sits in ``v_all``.
+
+    Returns:
+        (n,) int64 on ``v_rows.device``. The sample itself is excluded; exact ties go to
+        the smallest index. With N == 1 there is no other sample and the sample's own
+        index is returned (a self-loop: its own component). Inputs must be finite.
+    """
+    if v_rows.ndim != 2 or v_all.ndim != 2:
+        raise ValueError(
+            f"v_rows and v_all must be 2-D (n, D) and (N, D), got {tuple(v_rows.shape)} "
+            f"and {tuple(v_all.shape)}"
+        )
+    n, dim = v_rows.shape
+    total = v_all.shape[0]
+    if v_all.shape[1] != dim:
+        raise ValueError(f"v_rows has D={dim} but v_all has D={v_all.shape[1]}")
+    if n == 0:
+        raise ValueError("v_rows is empty: need at least one sample")
+    if not 0 <= row_offset <= total - n:
+        raise ValueError(
+            f"row_offset={row_offset} puts rows {row_offset}..{row_offset + n - 1} outside "
+            f"v_all with N={total} rows"
+        )
+    device = v_rows.device
+    self_idx = torch.arange(row_offset, row_offset + n, device=device)
+    if total == 1:
+        return self_idx
+    v_all = v_all.to(device=device, dtype=v_rows.dtype)
+    positions = torch.arange(total, device=device, dtype=torch.int32)
+    chunk = max(1, _CHUNK_ELEMENTS // total)
+    out = []
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        sim = v_rows[start:stop] @ v_all.T
+        rows = torch.arange(stop - start, device=device)
+        sim[rows, self_idx[start:stop]] = float("-inf")
+        best = sim.amax(dim=1, keepdim=True)
+        # argmax's tie order is not something to rely on across devices: take the
+        # smallest position among the exact maxima explicitly
+        candidates = torch.where(sim == best, positions, total)
+        out.append(candidates.amin(dim=1).long())
+    return torch.cat(out)
+
+
+def _check_nn(nn_idx: torch.Tensor, validate: bool) -> None:
+    if nn_idx.ndim != 1:
+        raise ValueError(f"nn_idx must be 1-D (N,), got shape {tuple(nn_idx.shape)}")
+    if nn_idx.numel() == 0:
+        raise ValueError("nn_idx is empty: need at least one node")
+    if nn_idx.dtype.is_floating_point or nn_idx.dtype == torch.bool or nn_idx.is_complex():
+        raise ValueError(f"nn_idx must hold integer indices, got dtype {nn_idx.dtype}")
+    if validate:
+        n = nn_idx.numel()
+        lo, hi = int(nn_idx.min()), int(nn_idx.max())
+        if lo < 0 or hi >= n:
+            raise ValueError(f"nn_idx values must lie in [0, {n}), got min {lo}, max {hi}")
+
+
+def components_torch(nn_idx: torch.Tensor, validate: bool = True) -> torch.Tensor:
+    """Canonical connected-component labels of the undirected graph {i - nn_idx[i]}.
+
+    Exact for any functional graph (any ``nn_idx`` with values in [0, N)):
+
+    1. Pointer doubling, T = ceil(log2 N) rounds: ``p <- p[p]`` and ``m <- min(m, m[p])``
+       starting from ``p = nn_idx``, ``m = arange(N)``. After round t, ``p[i]`` is
+       f^(2^t)(i) and ``m[i]`` the smallest node among i, f(i), ..., f^(2^t - 1)(i).
+       Since tails are shorter than N and cycles at most N long, 2^T >= N puts every
+       ``p[i]`` on its component's cycle and makes ``m`` at a cycle node the cycle's
+       smallest node: ``rep = m[p]`` is one node shared by the whole component.
+    2. ``first[rep[i]] = min i`` (scatter amin) is the smallest node of each component;
+       ``label = first[rep]``.
+    3. Roots (``label == arange``) are renumbered 0..C-1 by a cumulative sum.
+
+    The number of rounds depends only on N, so nothing is read back to the host.
+
+    Args:
+        nn_idx: (N,) integer tensor, nn_idx[i] = the node i links to.
+        validate: check the value range (one host sync); callers that built nn_idx
+            themselves pass False.
+
+    Returns:
+        (N,) int64 labels on ``nn_idx.device``.
+    """
+    nn_idx = torch.as_tensor(nn_idx)
+    _check_nn(nn_idx, validate)
+    with torch.no_grad():
+        n = nn_idx.numel()
+        node = torch.arange(n, device=nn_idx.device)
+        pointer = nn_idx.long()
+        smallest = node.clone()
+        for _ in range((n - 1).bit_length()):  # ceil(log2 n) for n >= 1
+            smallest = torch.minimum(smallest, smallest[pointer])
+            pointer = pointer[pointer]
+        rep = smallest[pointer]
+        first = torch.full((n,), n, dtype=torch.long, device=nn_idx.device)
+        first = first.scatter_reduce(0, rep, node, reduce="amin")
+        label = first[rep]
+        rank = torch.cumsum((label == node).long(), dim=0) - 1
+        return rank[label]
+
+
+def _canonical_numpy(labels: np.ndarray) -> np.ndarray:
+    """Renames arbitrary component ids by first occurrence: 0..C-1 by smallest node."""
+    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+    new_of_old = np.empty(first.size, dtype=np.int64)
+    new_of_old[np.argsort(first)] = np.arange(first.size)
+    return new_of_old[inverse.reshape(-1)]
+
+
+def components_scipy(nn_idx: Union[torch.Tensor, np.ndarray]
+                     ) -> Union[torch.Tensor, np.ndarray]:
+    """Same labels as :func:`components_torch`, via ``scipy.sparse.csgraph``.
+
+    Args:
+        nn_idx: (N,) integer tensor or array.
+
+    Returns:
+        (N,) int64 labels; a tensor on ``nn_idx.device`` for a tensor input, else an array.
+    """
+    is_tensor = isinstance(nn_idx, torch.Tensor)
+    tensor = nn_idx if is_tensor else torch.as_tensor(np.asarray(nn_idx))
+    _check_nn(tensor, validate=True)
+    idx = tensor.detach().cpu().numpy().astype(np.int64)
+    n = idx.size
+    graph = csr_matrix((np.ones(n, dtype=np.int8), (np.arange(n), idx)), shape=(n, n))
+    _, raw = connected_components(graph, directed=False)
+    labels = _canonical_numpy(raw)
+    if is_tensor:
+        return torch.from_numpy(labels).to(nn_idx.device)
+    return labels
+
+
+def weak_labels(v_rows: torch.Tensor, v_all: Optional[torch.Tensor] = None,
+                row_offset: Optional[int] = None, backend: str = "torch",
+                gather: bool = True) -> torch.Tensor:
+    """WCL weak labels of the whole (gathered) batch, identical on every rank.
+
+    Each rank finds the 1-NN of *its* rows against the gathered batch (an n x N block,
+    never N x N), the ranks all-gather those N integers, and every rank labels the same
+    full edge list locally. No rank broadcasts labels to the others.
+
+    Args:
+        v_rows: (n, D) L2-normalised embeddings of this rank's samples.
+        v_all: (N, D) the gathered batch if the caller already has it (e.g. for the
+            loss); None gathers ``v_rows`` (all ranks must then hold the same n).
+        row_offset: position of this rank's rows in ``v_all``; None means
+            ``rank * n`` when gathering (the all_gather layout) and 0 otherwise.
+        backend: "torch" (on device) or "scipy" (host).
+        gather: False treats the call as single-process even under DDP; then ``v_rows``
+            must be the whole batch.
+
+    Returns:
+        (N,) int64 canonical component labels on ``v_rows.device``.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}. Choose from {sorted(BACKENDS)}")
+    if v_rows.ndim != 2:
+        raise ValueError(f"v_rows must be 2-D (n, D), got shape {tuple(v_rows.shape)}")
+    distributed = gather and is_dist()
+    n = v_rows.shape[0]
+    with torch.no_grad():
+        v_rows = v_rows.detach()
+        if v_all is None:
+            v_all = all_gather_no_grad(v_rows) if distributed else v_rows
+        v_all = v_all.detach()
+        if row_offset is None:
+            row_offset = get_rank() * n if distributed else 0
+        nn_local = nearest_neighbour(v_rows, v_all, row_offset)
+        nn_all = all_gather_no_grad(nn_local) if distributed else nn_local
+        if nn_all.numel() != v_all.shape[0]:
+            raise ValueError(
+                f"the neighbour lists cover {nn_all.numel()} samples but v_all has "
+                f"{v_all.shape[0]} rows: every sample of v_all must be a row on exactly "
+                "one rank (single process: v_rows must be the whole batch)"
+            )
+        if backend == "torch":
+            return components_torch(nn_all, validate=False)
+        return components_scipy(nn_all)
+
+
+def component_stats(labels: torch.Tensor) -> Dict[str, float]:
+    """Number of components, mean and largest component size of canonical labels.
+
+    Args:
+        labels: (N,) int labels in 0..C-1.
+    """
+    labels = torch.as_tensor(labels)
+    if labels.ndim != 1 or labels.numel() == 0:
+        raise ValueError(f"labels must be a non-empty 1-D tensor, got {tuple(labels.shape)}")
+    sizes = torch.bincount(labels.long())
+    sizes = sizes[sizes > 0]
+    return {
+        "num_components": int(sizes.numel()),
+        "mean_size": float(labels.numel() / sizes.numel()),
+        "max_size": int(sizes.max()),
+    }
+
+
+def purity(labels: torch.Tensor, targets: torch.Tensor) -> float:
+    """Fraction of samples whose component's majority target equals their own target.
+
+    Samples with target -1 (unknown) are ignored both in the majority vote and in the
+    count. Equals sum over components of (largest target count) / (#known samples), so a
+    tied majority gives the same value whichever target wins. NaN when no target is known.
+
+    Args:
+        labels: (N,) component labels (non-negative integers).
+        targets: (N,) integer targets, -1 where unknown.
+    """
+    labels = torch.as_tensor(labels).long()
+    targets = torch.as_tensor(targets).long().to(labels.device)
+    if labels.ndim != 1 or labels.shape != targets.shape:
+        raise ValueError(
+            f"labels and targets must be 1-D of equal length, got {tuple(labels.shape)} "
+            f"and {tuple(targets.shape)}"
+        )
+    known = targets != -1
+    labels, targets = labels[known], targets[known]
+    if labels.numel() == 0:
+        return float("nan")
+    _, t_codes = torch.unique(targets, return_inverse=True)
+    num_t = int(t_codes.max()) + 1
+    pair_counts = torch.bincount(labels * num_t + t_codes)
+    pair_counts = torch.nn.functional.pad(pair_counts, (0, (-pair_counts.numel()) % num_t))
+    majority = pair_counts.view(-1, num_t).amax(dim=1)
+    return float(majority.sum()) / labels.numel()

@@ -1,0 +1,68 @@
+"""WCL weak labels under DDP: 2 gloo processes give the single-process labels, on both ranks."""
+import os
+import socket
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from clinfonce_plugin.clusters.components import weak_labels
+
+WORLD_SIZE = 2
+
+
+def _batches():
+    """Fixed batches, rebuilt identically in every process.
+
+    "ties": +-1 rows in D=6, 48 samples: exact, frequent similarity ties (also between
+    rows that live on different ranks). "gauss": 64 unit Gaussian rows in D=16.
+    """
+    rng = np.random.default_rng(0)
+    ties = torch.from_numpy(rng.choice([-1.0, 1.0], size=(48, 6)).astype(np.float32))
+    g = torch.Generator().manual_seed(1)
+    gauss = torch.nn.functional.normalize(torch.randn(64, 16, generator=g), dim=1)
+    return {"ties": ties, "gauss": gauss}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, port: int, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE
+    )
+    try:
+        results = {}
+        for name, batch in _batches().items():
+            n = batch.shape[0] // WORLD_SIZE
+            rows = batch[rank * n : (rank + 1) * n]
+            for backend in ("torch", "scipy"):
+                # weak_labels gathers the rows itself ...
+                results[(name, backend, "gather")] = weak_labels(rows, backend=backend)
+                # ... or reuses a batch the caller gathered already for the loss
+                results[(name, backend, "given")] = weak_labels(
+                    rows, v_all=batch, row_offset=rank * n, backend=backend
+                )
+        torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_labels_equal_single_process(tmp_path):
+    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
+    per_rank = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD_SIZE)]
+    batches = _batches()
+    for key, labels in per_rank[0].items():
+        name = key[0]
+        expected = weak_labels(batches[name])
+        assert labels.shape == (batches[name].shape[0],)
+        assert torch.equal(labels, expected), key
+        assert torch.equal(per_rank[1][key], labels), key
+    # the tie batch has non-trivial structure: more than one component, fewer than N / 2
+    num = int(weak_labels(batches["ties"]).max()) + 1
+    assert 1 < num <= 24

@@ -1,0 +1,52 @@
+"""Every yaml in scripts/ loads through hydra and passes the checks run before training; the
+README's commands name configs that exist."""
+import glob
+import os
+import re
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from clinfonce_plugin import host
+from clinfonce_plugin.config import check_pretrain_cfg
+from clinfonce_plugin.data.registry import DATASETS
+from clinfonce_plugin.linear import check_linear_cfg
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PRETRAIN = sorted(glob.glob(os.path.join(REPO, "scripts/pretrain/*.yaml")))
+LINEAR = sorted(glob.glob(os.path.join(REPO, "scripts/linear/*.yaml")))
+
+
+def _compose(folder, path):
+    with initialize_config_dir(config_dir=os.path.join(REPO, folder), version_base="1.2"):
+        return compose(config_name=os.path.basename(path))
+
+
+@pytest.mark.parametrize("path", PRETRAIN, ids=os.path.basename)
+def test_pretrain_config_passes_the_checks(path):
+    cfg = _compose("scripts/pretrain", path)
+    OmegaConf.set_struct(cfg, False)
+    method, dataset = os.path.basename(path)[:-5].split("_", 1)
+    assert cfg.method == method and cfg.data.dataset == dataset  # file name = method_dataset
+    cfg = check_pretrain_cfg(cfg, DATASETS, host.METHODS, path)
+    cfg.data.num_classes = 2
+    cfg.data.num_large_crops, cfg.data.num_small_crops = 2, 0
+    host.METHODS[cfg.method].add_and_assert_specific_cfg(cfg)
+
+
+@pytest.mark.parametrize("path", LINEAR, ids=os.path.basename)
+def test_linear_config_passes_the_checks(path):
+    cfg = check_linear_cfg(_compose("scripts/linear", path), path)
+    assert cfg.pretrained.endswith(".ckpt")
+    assert os.path.basename(path) in {os.path.basename(p) for p in PRETRAIN}
+
+
+def test_readme_commands_name_existing_configs():
+    readme = open(os.path.join(REPO, "README.md")).read()
+    names = set(re.findall(r"--config-name (\S+\.yaml)", readme))
+    assert "clinfonce_synthetic_cub.yaml" in names
+    for name in names:
+        assert os.path.isfile(os.path.join(REPO, "scripts/pretrain", name)), name
+    assert "pip install -e \".[test,plots]\" && python -m pytest -q" in readme
+    assert "python -m pytest -q" in open(os.path.join(REPO, ".ci/run")).read()

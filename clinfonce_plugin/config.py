@@ -117,6 +117,9 @@ def check_pretrain_cfg(cfg: DictConfig, datasets, methods, source: Optional[str]
             if cfg.optimizer.batch_size <= 0 or cfg.optimizer.lr <= 0:
                 raise ConfigError(f"optimizer.batch_size and optimizer.lr must be positive, got "
                                   f"{cfg.optimizer.batch_size} and {cfg.optimizer.lr}")
+            if cfg.auto_resume.enabled:
+                raise ConfigError("auto_resume.enabled is not supported by this project's "
+                                  "runner; resume with resume_from_checkpoint=<run>/last.ckpt")
             if cfg.get("wandb") and cfg.wandb.enabled:
                 raise ConfigError("wandb.enabled: this project logs to CSV; wandb needs network")
     except ConfigError as err:

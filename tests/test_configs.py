@@ -27,8 +27,9 @@ def _compose(folder, path):
 def test_pretrain_config_passes_the_checks(path):
     cfg = _compose("scripts/pretrain", path)
     OmegaConf.set_struct(cfg, False)
-    method, dataset = os.path.basename(path)[:-5].split("_", 1)
-    assert cfg.method == method and cfg.data.dataset == dataset  # file name = method_dataset
+    stem = os.path.basename(path)[:-5]
+    # file name = <method>[_<variant>]_<dataset>
+    assert stem.startswith(cfg.method + "_") and stem.endswith("_" + cfg.data.dataset)
     cfg = check_pretrain_cfg(cfg, DATASETS, host.METHODS, path)
     cfg.data.num_classes = 2
     cfg.data.num_large_crops, cfg.data.num_small_crops = 2, 0

@@ -110,7 +110,14 @@ def pretrain(cfg: omegaconf.DictConfig, source: Optional[str] = None) -> str:
     pl.seed_everything(cfg.seed, workers=True)
 
     train_base, info, _ = build_dataset(cfg.data.dataset, cfg.data.train_path, split="train")
-    train_set = IndexedDataset(train_base, pretrain_transform(cfg))
+    model = build_method(cfg, sample_info=info)
+    # a method may wrap the training set itself (e.g. WCL's KNN multi-crop); default: index
+    # wrapping with the augmentation pipelines of cfg.augmentations
+    make_train_dataset = getattr(model, "make_train_dataset", None)
+    if make_train_dataset is not None:
+        train_set = make_train_dataset(train_base, pretrain_transform(cfg))
+    else:
+        train_set = IndexedDataset(train_base, pretrain_transform(cfg))
     workers = int(cfg.data.num_workers)
     train_loader = DataLoader(train_set, batch_size=cfg.optimizer.batch_size, shuffle=True,
                               num_workers=workers, drop_last=True, pin_memory=False,
@@ -124,7 +131,6 @@ def pretrain(cfg: omegaconf.DictConfig, source: Optional[str] = None) -> str:
         val_loader = DataLoader(_EvalPairs(val_base, eval_transform(cfg)),
                                 batch_size=cfg.optimizer.batch_size, num_workers=workers)
 
-    model = build_method(cfg, sample_info=info)
     print(f"[clinfonce] host={host.HOST_NAME} method={cfg.method} backbone={cfg.backbone.name}")
     if hasattr(model, "provider"):
         print(f"[clinfonce] clusters: {model.provider.describe()}")

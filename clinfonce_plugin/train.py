@@ -104,8 +104,10 @@ def run_dir_for(cfg: omegaconf.DictConfig) -> str:
     return os.path.join(cfg.checkpoint.dir, cfg.method, cfg.name)
 
 
-def pretrain(cfg: omegaconf.DictConfig, source: Optional[str] = None) -> str:
-    """Runs the pretrain job; returns the path of the final checkpoint."""
+def pretrain(cfg: omegaconf.DictConfig, source: Optional[str] = None,
+             callbacks: Optional[list] = None) -> str:
+    """Runs the pretrain job; returns the path of the final checkpoint. ``callbacks`` are
+    extra Lightning callbacks (benchmarks use them to time epochs)."""
     cfg = prepare_cfg(cfg, source)
     pl.seed_everything(cfg.seed, workers=True)
 
@@ -143,7 +145,7 @@ def pretrain(cfg: omegaconf.DictConfig, source: Optional[str] = None) -> str:
         json.dump(OmegaConf.to_container(cfg, resolve=True), f, indent=2, default=str)
 
     accelerator = _accelerator(cfg)
-    callbacks = []
+    callbacks = list(callbacks or [])
     if cfg.checkpoint.enabled:
         callbacks.append(ModelCheckpoint(dirpath=tmp_dir, filename="last", save_last=False,
                                          every_n_epochs=cfg.checkpoint.frequency))

@@ -9,6 +9,7 @@ from .attributes import AttributesProvider
 from .base import ClusterProvider
 from .hierarchy import HierarchyProvider
 from .instance import InstanceProvider
+from .kmeans import KMeansProvider
 from .labels import LabelsProvider
 from .precomputed import PrecomputedProvider
 from .sample_info import SampleInfo
@@ -19,6 +20,7 @@ CLUSTER_PROVIDERS: Dict[str, Type[ClusterProvider]] = {
     "attributes": AttributesProvider,
     "hierarchy": HierarchyProvider,
     "precomputed": PrecomputedProvider,
+    "kmeans": KMeansProvider,
 }
 
 

@@ -5,6 +5,7 @@ from typing import Callable, Dict, Optional, Tuple, Union
 from torch.utils.data import Dataset
 
 from clinfonce_plugin.clusters.sample_info import SampleInfo
+from clinfonce_plugin.data.cifar import CifarImages, read_cifar10, read_cifar100
 from clinfonce_plugin.data.cub import CubImages, Split, read_cub
 
 Built = Tuple[Dataset, SampleInfo, int]
@@ -30,9 +31,27 @@ def build_synthetic_cub(root: Union[str, Path], split: Split,
     return build_cub(root, split, transform)
 
 
+def build_cifar10(root: Union[str, Path], split: Split,
+                  transform: Optional[Callable] = None) -> Built:
+    """CIFAR-10 from the official python-pickle layout; root is cifar-10-batches-py (or the
+    directory containing it)."""
+    data = read_cifar10(root, split)
+    return CifarImages(data, transform), data.sample_info(), data.num_classes
+
+
+def build_cifar100(root: Union[str, Path], split: Split,
+                   transform: Optional[Callable] = None) -> Built:
+    """CIFAR-100 (fine labels) from the official python-pickle layout; root is
+    cifar-100-python (or the directory containing it)."""
+    data = read_cifar100(root, split)
+    return CifarImages(data, transform), data.sample_info(), data.num_classes
+
+
 DATASETS: Dict[str, Callable[..., Built]] = {
     "cub": build_cub,
     "synthetic_cub": build_synthetic_cub,
+    "cifar10": build_cifar10,
+    "cifar100": build_cifar100,
 }
 
 

@@ -1,6 +1,8 @@
 """The plugin's methods, one file each; file name = registry key = yaml ``method:``."""
 from .clinfonce import ClInfoNCE
+from .cluster_ce import ClusterCE
+from .wcl import WCL
 
-PLUGIN_METHODS = {"clinfonce": ClInfoNCE}
+PLUGIN_METHODS = {"clinfonce": ClInfoNCE, "cluster_ce": ClusterCE, "wcl": WCL}
 
-__all__ = ["PLUGIN_METHODS", "ClInfoNCE"]
+__all__ = ["PLUGIN_METHODS", "ClInfoNCE", "ClusterCE", "WCL"]

@@ -46,3 +46,24 @@ def mean_positives(ids_gathered: torch.Tensor) -> torch.Tensor:
     """Mean number of positives per anchor (other rows with the same id) in a gathered batch."""
     _, inverse, counts = torch.unique(ids_gathered, return_inverse=True, return_counts=True)
     return (counts[inverse] - 1).float().mean()
+
+
+def provider_from_cfg(cfg: omegaconf.DictConfig, sample_info: Optional[SampleInfo]):
+    """The cluster provider named by ``method_kwargs.clusters`` over the training set."""
+    from omegaconf import OmegaConf
+
+    from clinfonce_plugin.clusters.registry import build_provider
+
+    params = OmegaConf.to_container(cfg.method_kwargs.clusters, resolve=True)
+    name = params.pop("provider")
+    return build_provider(name, training_sample_info(cfg, sample_info), **params)
+
+
+def check_provider_name(cfg: omegaconf.DictConfig) -> None:
+    from clinfonce_plugin.cfgcheck import ConfigError
+    from clinfonce_plugin.clusters.registry import CLUSTER_PROVIDERS
+
+    provider = cfg.method_kwargs.clusters.get("provider")
+    if provider not in CLUSTER_PROVIDERS:
+        raise ConfigError(f"unknown cluster provider {provider!r} in "
+                          f"method_kwargs.clusters.provider. Choose from {sorted(CLUSTER_PROVIDERS)}")

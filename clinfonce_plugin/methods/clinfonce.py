@@ -1,4 +1,5 @@
 """Cl-InfoNCE as a host method: a projector, a cluster provider and the cluster loss."""
+import time
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -14,6 +15,7 @@ from clinfonce_plugin.losses import cl_infonce
 from clinfonce_plugin.utils.distributed import all_gather_no_grad, get_rank, get_world_size
 
 from ._common import loss_num_clusters, mean_positives, mlp, training_sample_info
+from .embedding_pass import TransformedImages, embed_dataset, label_metrics, refresh_due
 
 METHOD_KWARGS = {
     "proj_hidden_dim": 2048,
@@ -34,6 +36,16 @@ class ClInfoNCE(BaseMethod):
     come from a cluster provider and live in the ``cluster_ids`` buffer indexed by dataset
     index (so they move with the model and are checkpointed).
 
+    Dynamic providers (``kmeans``, Sec. 4.4, Algorithm 1) are refreshed in
+    ``on_train_epoch_start``, before epochs 0, period, 2 * period, ...: the training set is
+    embedded once (resize + centre crop, the network in eval mode, sharded over ranks and
+    gathered) and clustered identically on every rank. Before epoch 0 this is the randomly
+    initialised network, as in Algorithm 1. The ``centroids`` and
+    ``cluster_refresh_epoch`` buffers join ``cluster_ids`` in the checkpoint, so a resumed
+    run keeps its clusters and reclusters only when the schedule says so. Each refresh logs
+    ``kmeans_num_clusters`` and, when labels are known, ``kmeans_mi`` = I(Z;T) and
+    ``kmeans_cond_entropy`` = H(Z|T) in bits, and ``kmeans_refresh_seconds``.
+
     Extra cfg settings:
         method_kwargs:
             proj_hidden_dim (int): hidden units of the projector g (paper: 2048).
@@ -43,7 +55,8 @@ class ClInfoNCE(BaseMethod):
             loss_form (str): "out" (log-prob averaged over positives, the official
                 Cl-InfoNCE form) or "in" (positives summed inside the log, solo's form).
             clusters (dict): ``provider`` (instance | labels | attributes | hierarchy |
-                precomputed) and that provider's parameters, e.g. ``k`` for attributes.
+                precomputed | kmeans) and that provider's parameters, e.g. ``k`` for
+                attributes, ``k``/``period``/``space``/... for kmeans.
             instance_head (bool): add a second projector trained with instance InfoNCE
                 (the dual-head variant, Cl-InfoNCE App. A.1).
             instance_weight (float): weight of the instance loss when instance_head is on.
@@ -70,6 +83,16 @@ class ClInfoNCE(BaseMethod):
         self.provider = build_provider(provider_name, info, **clusters)
         self.register_buffer("cluster_ids", torch.tensor(np.asarray(self.provider.ids), dtype=torch.long))
         self.num_clusters: int = int(self.provider.num_clusters)
+        self.dynamic_clusters: bool = bool(getattr(self.provider, "dynamic", False))
+        if self.dynamic_clusters:
+            dim = self.features_dim if self.provider.space == "backbone" else kw.proj_output_dim
+            self.register_buffer("centroids", torch.zeros(self.provider.k, dim))
+            self.register_buffer("cluster_refresh_epoch", torch.tensor(-1, dtype=torch.long))
+            self.register_load_state_dict_post_hook(ClInfoNCE._restore_provider)
+            # (image tensor, target) items of the training set in dataset order; built from
+            # cfg.data on the first refresh unless set beforehand (tests, benchmarks)
+            self.embedding_dataset: Optional[torch.utils.data.Dataset] = None
+            self.last_refresh: Dict[str, float] = {}
 
     @staticmethod
     def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
@@ -107,6 +130,78 @@ class ClInfoNCE(BaseMethod):
 
     def multicrop_forward(self, X: torch.Tensor) -> Dict[str, Any]:
         return self._project(super().multicrop_forward(X))
+
+    # ------------------------------------------------------------ dynamic clusters
+    @staticmethod
+    def _restore_provider(module: "ClInfoNCE", incompatible_keys: Any) -> None:
+        """After load_state_dict: the provider takes the checkpointed ids and centroids."""
+        if int(module.cluster_refresh_epoch) >= 0:
+            module.provider.restore(module.cluster_ids.cpu().numpy(), module.centroids.cpu().numpy())
+            module.num_clusters = int(module.provider.num_clusters)
+
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
+        if self.dynamic_clusters:
+            self.maybe_refresh_clusters(self.current_epoch)
+
+    def maybe_refresh_clusters(self, epoch: int) -> bool:
+        """Refreshes the clusters if the schedule says so before ``epoch``; returns whether."""
+        if not refresh_due(epoch, self.provider.period, int(self.cluster_refresh_epoch)):
+            return False
+        self.refresh_clusters(epoch)
+        return True
+
+    def _train_images(self) -> torch.utils.data.Dataset:
+        if self.embedding_dataset is None:
+            # imported here: the data registry and transforms are only needed by this pass
+            from clinfonce_plugin.data.registry import build_dataset
+            from clinfonce_plugin.train import eval_transform
+
+            base, _, _ = build_dataset(self.cfg.data.dataset, self.cfg.data.train_path, split="train")
+            self.embedding_dataset = TransformedImages(base, eval_transform(self.cfg))
+        if len(self.embedding_dataset) != self.cluster_ids.numel():
+            raise ValueError(f"the embedding dataset has {len(self.embedding_dataset)} images, "
+                             f"the clusters cover {self.cluster_ids.numel()}")
+        return self.embedding_dataset
+
+    def _cluster_embedding(self, x: torch.Tensor) -> torch.Tensor:
+        out = self(x)
+        return out["feats"] if self.provider.space == "backbone" else out["z"]
+
+    @torch.no_grad()
+    def refresh_clusters(self, epoch: int) -> Dict[str, float]:
+        """Embeds the training set, reclusters it and installs the new ids (every rank)."""
+        start = time.perf_counter()
+        modes = {m: m.training for m in self.modules()}
+        self.eval()  # BN running statistics, no dropout: a deterministic pass
+        trainer = getattr(self, "_trainer", None)
+        context = trainer.precision_plugin.forward_context if trainer is not None else None
+        try:
+            emb = embed_dataset(self._cluster_embedding, self._train_images(),
+                                self.centroids.shape[1], int(self.cfg.optimizer.batch_size),
+                                int(self.cfg.data.get("num_workers", 0) or 0), self.device,
+                                context)
+        finally:
+            for module, mode in modes.items():
+                module.training = mode
+        embed_seconds = time.perf_counter() - start
+        ids = self.provider.refresh(emb, device=self.device)
+        self.cluster_ids.copy_(torch.as_tensor(np.array(ids)))
+        self.centroids.copy_(torch.from_numpy(self.provider.centroids))
+        self.cluster_refresh_epoch.fill_(epoch)
+        self.num_clusters = int(self.provider.num_clusters)
+        metrics = label_metrics(ids, self.provider.info.labels)
+        metrics["kmeans_refresh_seconds"] = time.perf_counter() - start
+        self.last_refresh = dict(metrics, epoch=float(epoch), embed_seconds=embed_seconds,
+                                 fit_seconds=float(self.provider.fit_seconds))
+        if trainer is not None:
+            # identical on every rank already: no sync needed
+            self.log_dict(metrics, on_step=False, on_epoch=True, sync_dist=False)
+        if get_rank() == 0:
+            info = ", ".join(f"{k[len('kmeans_'):]}={v:.4g}" for k, v in metrics.items())
+            print(f"[clinfonce] k-means before epoch {epoch}: {info} "
+                  f"(embedding pass {embed_seconds:.2f} s, k-means {self.provider.fit_seconds:.2f} s)")
+        return metrics
 
     def training_step(self, batch: Sequence[Any], batch_idx: int) -> torch.Tensor:
         indexes = batch[0]

@@ -71,7 +71,7 @@ def test_label_clusters_with_form_in_give_supcon_loss(cfg_factory):
 def test_cluster_ids_buffer_is_looked_up_by_dataset_index_and_checkpointed(cfg_factory):
     model = _model(cfg_factory, clusters={"provider": "attributes", "k": 2})
     assert "cluster_ids" in model.state_dict()
-    assert torch.equal(model.cluster_ids, torch.as_tensor(model.provider.ids))
+    assert torch.equal(model.cluster_ids, torch.tensor(model.provider.ids))
     idx = torch.tensor([4, 0, 9])
     assert torch.equal(model.cluster_ids[idx], model.provider.assign(idx))
 

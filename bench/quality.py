@@ -1,0 +1,176 @@
+"""Side-by-side quality of the built-in and plugin methods on the synthetic CUB.
+
+Every method is trained with the same backbone, batch size, epochs and seeds from its
+``scripts/pretrain/<config>.yaml`` (the real entry point's configs), then evaluated with the
+same linear protocol (``main_linear``'s code). Methods come from the resolved host registry,
+so with solo-learn installed simclr/supcon/swav are solo-learn's own.
+
+    python bench/quality.py                       # full table (under an hour on 2 CPU cores)
+    python bench/quality.py --quick               # smoke run: tiny data, 1 epoch, 1 seed
+
+Prints a markdown table (method, clusters, linear top-1/top-5 mean +- std over seeds,
+seconds per epoch) and writes JSON.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+import lightning.pytorch as pl  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from clinfonce_plugin import host  # noqa: E402
+
+# name -> (pretrain config, extra overrides); attribute k is filled from select_k
+SPECS = {
+    "simclr": ("simclr_synthetic_cub", []),
+    "supcon": ("supcon_synthetic_cub", []),
+    "swav": ("swav_synthetic_cub", []),
+    "clinfonce (attributes)": ("clinfonce_synthetic_cub", ["method_kwargs.clusters.k={k}"]),
+    "clinfonce (kmeans)": ("clinfonce_kmeans_synthetic_cub", []),
+    "clinfonce (dual head)": ("clinfonce_synthetic_cub",
+                              ["method_kwargs.clusters.k={k}", "method_kwargs.instance_head=true"]),
+    "wcl": ("wcl_synthetic_cub", []),
+    "cluster_ce (attributes)": ("cluster_ce_synthetic_cub", ["method_kwargs.clusters.k={k}"]),
+}
+
+
+class EpochTimer(pl.Callback):
+    """Wall time of each training epoch (excluding set-up and checkpoint writing)."""
+
+    def __init__(self):
+        self.times = []
+
+    def on_train_epoch_start(self, trainer, module):
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, module):
+        self.times.append(time.perf_counter() - self._start)
+
+
+def chosen_k(data_root: str) -> int:
+    """k of the attribute clusters chosen by the Cl-InfoNCE Fig. 4 rule on the train split."""
+    from clinfonce_plugin.clusters.attributes import attribute_cluster_ids
+    from clinfonce_plugin.data.registry import build_dataset
+    from clinfonce_plugin.metrics.k_selection import select_k
+
+    _, info, _ = build_dataset("synthetic_cub", data_root, split="train")
+    ks = list(range(1, min(info.attributes.shape[1], 20) + 1))
+    result = select_k(lambda k: attribute_cluster_ids(info.attributes, k)[0], info.labels, ks)
+    return int(result.chosen_k)
+
+
+def run_one(config: str, overrides, out_dir: str, seed: int, epochs: int, data_root: str,
+            backbone: str, batch_size: int, linear_epochs: int):
+    from clinfonce_plugin.linear import linear_eval
+    from clinfonce_plugin.train import pretrain
+
+    # "++" adds a key the yaml does not set, or overrides it
+    common = [f"++seed={seed}", f"++max_epochs={epochs}", f"backbone.name={backbone}",
+              f"optimizer.batch_size={batch_size}", f"data.train_path={data_root}",
+              f"checkpoint.dir={out_dir}", f"++name={config}-s{seed}",
+              "++enable_progress_bar=false"]
+    with initialize_config_dir(config_dir=os.path.join(REPO, "scripts/pretrain"),
+                               version_base="1.2"):
+        cfg = compose(config_name=config, overrides=common + list(overrides))
+    timer = EpochTimer()
+    ckpt = pretrain(cfg, callbacks=[timer])
+    with initialize_config_dir(config_dir=os.path.join(REPO, "scripts/linear"),
+                               version_base="1.2"):
+        lin = compose(config_name="clinfonce_synthetic_cub", overrides=[
+            f"pretrained={ckpt}", f"data.train_path={data_root}", f"++seed={seed}",
+            f"++max_epochs={linear_epochs}", "++enable_progress_bar=false",
+            f"++name=linear-{config}-s{seed}"])
+    res = linear_eval(lin)
+    clusters = None
+    args = json.load(open(os.path.join(os.path.dirname(ckpt), "args.json")))
+    kw = args.get("method_kwargs", {})
+    if "clusters" in kw:
+        clusters = dict(kw["clusters"])
+    return {"top1": res["top1"], "top5": res["top5"],
+            "sec_per_epoch": statistics.median(timer.times) if timer.times else float("nan"),
+            "clusters": clusters}
+
+
+def fmt(values):
+    if len(values) == 1:
+        return f"{values[0]:.1f}"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", default=list(SPECS), choices=list(SPECS))
+    parser.add_argument("--backbone", default="test_resnet")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--linear-epochs", type=int, default=100)
+    parser.add_argument("--data-root", default=os.path.join(REPO, "datasets/synthetic_cub"))
+    parser.add_argument("--out", default=os.path.join(REPO, "bench/results/quality.json"))
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: tiny generated dataset, 1 epoch, 1 seed")
+    args = parser.parse_args(argv)
+
+    work = tempfile.mkdtemp(prefix="quality-")
+    if args.quick:
+        from clinfonce_plugin.data.synthetic_cub import generate_synthetic_cub
+
+        args.data_root = os.path.join(work, "synthetic_cub")
+        generate_synthetic_cub(args.data_root, seed=0, num_classes=6, images_per_class=12)
+        args.epochs, args.seeds, args.batch_size, args.linear_epochs = 1, [0], 12, 2
+
+    missing = []
+    for m in args.methods:
+        with initialize_config_dir(config_dir=os.path.join(REPO, "scripts/pretrain"),
+                                   version_base="1.2"):
+            if compose(config_name=SPECS[m][0]).method not in host.METHODS:
+                missing.append(m)
+    if missing:
+        raise SystemExit(f"methods not registered in the {host.HOST_NAME} host: {missing}")
+    from clinfonce_plugin.data.registry import build_dataset
+
+    build_dataset("synthetic_cub", args.data_root, split="train")  # generate on first use
+    k = chosen_k(args.data_root)
+    print(f"[quality] host={host.HOST_NAME} data={args.data_root} attribute k (select_k)={k} "
+          f"backbone={args.backbone} batch={args.batch_size} epochs={args.epochs} "
+          f"seeds={args.seeds}", flush=True)
+
+    rows = {}
+    for name in args.methods:
+        config, overrides = SPECS[name]
+        runs = []
+        for seed in args.seeds:
+            runs.append(run_one(config, [o.format(k=k) for o in overrides], work, seed,
+                                args.epochs, args.data_root, args.backbone, args.batch_size,
+                                args.linear_epochs))
+            print(f"[quality] {name} seed {seed}: top-1 {runs[-1]['top1']:.2f}", flush=True)
+        rows[name] = runs
+
+    lines = ["| method | clusters | linear top-1 (%) | linear top-5 (%) | s / epoch |",
+             "| --- | --- | --- | --- | --- |"]
+    for name, runs in rows.items():
+        clusters = runs[0]["clusters"]
+        desc = "—" if not clusters else ", ".join(f"{a}={b}" for a, b in clusters.items())
+        lines.append(f"| {name} | {desc} | {fmt([r['top1'] for r in runs])} | "
+                     f"{fmt([r['top5'] for r in runs])} | "
+                     f"{statistics.median([r['sec_per_epoch'] for r in runs]):.1f} |")
+    table = "\n".join(lines)
+    print(table)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump({"host": host.HOST_NAME, "attribute_k": k, "epochs": args.epochs,
+                   "seeds": args.seeds, "backbone": args.backbone,
+                   "batch_size": args.batch_size, "runs": rows, "table": table}, f, indent=2)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

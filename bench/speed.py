@@ -1,0 +1,255 @@
+"""Speed of the plugin's methods and losses as ratios to the host's SimCLR, in one process.
+
+Runs alternate (A, B, A, B, ...) and the reported figure is the median of the per-round
+ratios, because these machines are noisy (+-15-20 % run to run).
+
+    python bench/speed.py            # full budget
+    python bench/speed.py --quick    # smoke run (tiny sizes, 2 rounds)
+
+Sections: (1) training step time of clinfonce, wcl, swav, cluster_ce vs simclr on the same
+backbone and batch; (2) loss-only forward+backward of cl_infonce vs the host's NT-Xent at
+B = 256 / 1024 / 4096; (3) provider costs: attribute / hierarchy lookup per step, weak-label
+generation per step (vs the similarity it needs), k-means refresh per epoch.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from clinfonce_plugin import host  # noqa: E402
+from clinfonce_plugin.clusters.sample_info import SampleInfo  # noqa: E402
+from clinfonce_plugin.losses import cl_infonce  # noqa: E402
+
+TARGETS = {"clinfonce step": 1.02, "wcl step": 1.05, "cl_infonce loss": 1.05,
+           "weak labels / similarity": 0.05}
+
+
+def host_nt_xent():
+    """The host's own SimCLR loss function (solo-learn's simclr_loss_func on solo-learn)."""
+    if host.HOST_NAME == "solo-learn":
+        from solo.losses.simclr import simclr_loss_func
+
+        return lambda z, ids, t: simclr_loss_func(z, indexes=ids, temperature=t)
+    from clinfonce_plugin.host.runtime.losses import nt_xent_masked
+
+    return nt_xent_masked
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def alternate(fns: dict, rounds: int, baseline: str) -> dict:
+    """Median over rounds of time(name) / time(baseline), the order rotated every round."""
+    names = list(fns)
+    ratios = {n: [] for n in names if n != baseline}
+    seconds = {n: [] for n in names}
+    for r in range(rounds):
+        order = names[r % len(names):] + names[: r % len(names)]
+        t = {n: timed(fns[n]) for n in order}
+        for n in names:
+            seconds[n].append(t[n])
+        for n in ratios:
+            ratios[n].append(t[n] / t[baseline])
+    return {n: {"median_ratio": statistics.median(v), "median_s": statistics.median(seconds[n])}
+            for n, v in ratios.items()} | {
+        baseline: {"median_ratio": 1.0, "median_s": statistics.median(seconds[baseline])}}
+
+
+def synthetic_info(n: int) -> SampleInfo:
+    rng = np.random.default_rng(0)
+    return SampleInfo(num_samples=n, labels=rng.integers(0, 30, n),
+                      attributes=rng.integers(0, 2, (n, 31)),
+                      attribute_names=[f"a{i}" for i in range(31)],
+                      class_names=[f"c{i}" for i in range(30)])
+
+
+def method_cfg(method: str, backbone: str, batch: int, kwargs: dict):
+    base = {"proj_hidden_dim": 256, "proj_output_dim": 128, "temperature": 0.1}
+    cfg = {
+        "name": "speed", "method": method, "backbone": {"name": backbone, "kwargs": {}},
+        "method_kwargs": {**base, **kwargs},
+        "data": {"dataset": "synthetic_cub", "train_path": "unused", "num_classes": 30,
+                 "num_large_crops": 2, "num_small_crops": 0},
+        "optimizer": {"name": "sgd", "batch_size": batch, "lr": 0.1, "classifier_lr": 0.1,
+                      "weight_decay": 1e-4, "kwargs": {"momentum": 0.9},
+                      "exclude_bias_n_norm_wd": False},
+        "scheduler": {"name": "none"}, "max_epochs": 1, "accumulate_grad_batches": 1,
+        "knn_eval": {"enabled": False}, "performance": {"disable_channel_last": True},
+    }
+    return OmegaConf.create(cfg)
+
+
+METHOD_KWARGS = {
+    "simclr": {},
+    "clinfonce": {"clusters": {"provider": "attributes", "k": 6}},
+    "wcl": {},
+    "swav": {"num_prototypes": 100},
+    "cluster_ce": {"clusters": {"provider": "attributes", "k": 6}},
+}
+
+
+def build(method: str, backbone: str, batch: int, n: int):
+    kw = dict(METHOD_KWARGS[method])
+    cfg = method_cfg(method, backbone, batch, kw)
+    cls = host.METHODS[cfg.method]
+    if method == "swav":
+        del cfg.method_kwargs["temperature"]
+        cfg.method_kwargs.temperature = 0.1
+    if method == "cluster_ce":
+        for key in ("proj_hidden_dim", "proj_output_dim", "temperature"):
+            del cfg.method_kwargs[key]
+    cfg = cls.add_and_assert_specific_cfg(cfg)
+    torch.manual_seed(0)
+    model = cls(cfg, sample_info=synthetic_info(n)) if getattr(cls, "uses_sample_info", False) \
+        else cls(cfg)
+    model.log = lambda *a, **k: None
+    model.log_dict = lambda *a, **k: None
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    return model, opt
+
+
+def step_fn(model, opt, batch):
+    def run():
+        opt.zero_grad(set_to_none=True)
+        out = model.training_step(batch, 0)
+        (out["loss"] if isinstance(out, dict) else out).backward()
+        opt.step()
+    return run
+
+
+def bench_steps(args) -> dict:
+    n = 1000
+    g = torch.Generator().manual_seed(0)
+    batch = (torch.randint(0, n, (args.batch,), generator=g),
+             [torch.randn(args.batch, 3, 32, 32, generator=g) for _ in range(2)],
+             torch.randint(0, 30, (args.batch,), generator=g))
+    fns = {}
+    for method in ("simclr", "clinfonce", "wcl", "swav", "cluster_ce"):
+        if method not in host.METHODS:
+            print(f"[speed] {method} is not registered in the {host.HOST_NAME} host; skipped")
+            continue
+        model, opt = build(method, args.backbone, args.batch, n)
+        fn = step_fn(model, opt, batch)
+        fn()  # warm-up
+        fns[method] = fn
+    return alternate(fns, args.rounds, "simclr")
+
+
+def bench_losses(args) -> dict:
+    nt = host_nt_xent()
+    out = {}
+    for b in args.loss_batches:
+        g = torch.Generator().manual_seed(b)
+        z = torch.randn(2 * b, 256, generator=g, requires_grad=True)
+        inst = torch.arange(b).repeat(2)
+        clusters = torch.randint(0, max(2, b // 8), (b,), generator=g).repeat(2)
+
+        def run(loss):
+            def f():
+                z.grad = None
+                loss().backward()
+            return f
+
+        fns = {"nt_xent": run(lambda: nt(z, inst, 0.1)),
+               "cl_infonce (instance ids)": run(lambda: cl_infonce(z, inst, 0.1)),
+               "cl_infonce (clusters, out)": run(lambda: cl_infonce(z, clusters, 0.1)),
+               "cl_infonce (clusters, in)": run(lambda: cl_infonce(z, clusters, 0.1, form="in"))}
+        for f in fns.values():
+            f()
+        rounds = args.rounds if b < 4096 else max(3, args.rounds // 3)
+        out[b] = alternate(fns, rounds, "nt_xent")
+    return out
+
+
+def bench_providers(args) -> dict:
+    from clinfonce_plugin.clusters.registry import build_provider
+
+    n = 50_000 if not args.quick else 2_000
+    info = synthetic_info(n)
+    info.class_names = [f"c{i}" for i in range(30)]
+    pairs = [["root", f"g{i % 5}"] for i in range(5)] + [[f"g{i % 5}", f"c{i}"] for i in range(30)]
+    idx = torch.randint(0, n, (args.batch,))
+    res = {}
+    for name, params in (("attributes", {"k": 6}), ("hierarchy", {"pairs": pairs, "level": 2})):
+        prov = build_provider(name, info, **params)
+        prov.assign(idx)
+        reps = 200
+        res[f"{name} lookup per step (ms)"] = 1e3 * timed(
+            lambda: [prov.assign(idx) for _ in range(reps)]) / reps
+    try:
+        from clinfonce_plugin.clusters.components import nearest_neighbour, weak_labels
+    except ImportError:
+        return res
+    for b in args.wl_batches:
+        v = F.normalize(torch.randn(b, 256), dim=1)
+        sim_t, wl_t = [], []
+        for _ in range(args.rounds):
+            sim_t.append(timed(lambda: nearest_neighbour(v, v)))
+            wl_t.append(timed(lambda: weak_labels(v, v, gather=False)))
+        sim, wl = statistics.median(sim_t), statistics.median(wl_t)
+        res[f"weak labels B={b}: similarity+top1 (ms)"] = 1e3 * sim
+        res[f"weak labels B={b}: labelling adds (fraction of similarity)"] = (wl - sim) / sim
+    return res
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--backbone", default="test_resnet")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--rounds", type=int, default=9)
+    p.add_argument("--loss-batches", type=int, nargs="+", default=[256, 1024, 4096])
+    p.add_argument("--wl-batches", type=int, nargs="+", default=[512, 2048, 8192])
+    p.add_argument("--out", default=os.path.join(REPO, "bench/results/speed.json"))
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.batch, args.rounds, args.loss_batches, args.wl_batches = 16, 2, [64], [128]
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+
+    print(f"[speed] host={host.HOST_NAME} backbone={args.backbone} batch={args.batch} "
+          f"rounds={args.rounds} threads={torch.get_num_threads()}", flush=True)
+    steps = bench_steps(args)
+    losses = bench_losses(args)
+    providers = bench_providers(args)
+
+    lines = ["| training step (batch %d, %s) | median s | ratio to simclr |" % (args.batch,
+                                                                             args.backbone),
+             "| --- | --- | --- |"]
+    for name, r in steps.items():
+        lines.append(f"| {name} | {r['median_s']:.3f} | {r['median_ratio']:.3f} |")
+    lines += ["", "| loss fwd+bwd, z = (2B, 256) | " + " | ".join(
+        f"B={b}" for b in losses) + " |", "| --- |" + " --- |" * len(losses)]
+    for name in next(iter(losses.values())):
+        cells = []
+        for b, r in losses.items():
+            cells.append(f"{r[name]['median_s'] * 1e3:.1f} ms" if name == "nt_xent"
+                         else f"{r[name]['median_ratio']:.3f}x")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "| provider cost | value |", "| --- | --- |"]
+    for name, v in providers.items():
+        lines.append(f"| {name} | {v:.4f} |")
+    table = "\n".join(lines)
+    print(table)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump({"host": host.HOST_NAME, "steps": steps,
+                   "losses": {str(b): r for b, r in losses.items()}, "providers": providers,
+                   "targets": TARGETS, "table": table}, f, indent=2)
+    return {"steps": steps, "losses": losses, "providers": providers}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,258 @@
+"""K-means clusters on the learned embeddings, recomputed while training.
+
+Implements the K-means clusters of Cl-InfoNCE (https://arxiv.org/abs/2202.06670, Sec. 4.4,
+Algorithm 1): before the first epoch and then every ``period`` epochs the whole training set
+is embedded, the embeddings are L2-normalised and clustered with spherical k-means (faiss),
+and the assignments become the clusters of the next epochs.
+
+This module holds the clustering itself: ``spherical_kmeans`` (faiss, seeded),
+``check_same_on_all_ranks`` and the ``kmeans`` provider. The embedding pass and the training
+schedule belong to the method (``clinfonce_plugin.methods``). Plain numpy/torch/faiss: no
+host, no Lightning.
+"""
+import time
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from clinfonce_plugin.utils.distributed import get_world_size, is_dist
+
+from .base import REQUIRED, ClusterProvider, check_int, contiguous
+
+SPACES = ("backbone", "projector")
+DEVICES = ("auto", "cpu", "gpu")
+
+
+def faiss_gpu_available() -> bool:
+    """True when faiss was built with GPU support, sees a GPU, and torch has CUDA."""
+    import faiss
+
+    num_gpus = getattr(faiss, "get_num_gpus", lambda: 0)()
+    return num_gpus > 0 and hasattr(faiss, "StandardGpuResources") and torch.cuda.is_available()
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    """(N, d) rows scaled to unit L2 norm (an all-zero row stays zero), float32, C order."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.ascontiguousarray(x / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+def spherical_kmeans(x, k: int, iterations: int = 20, seed: int = 0, nredo: int = 1,
+                     device: str = "auto") -> Tuple[np.ndarray, np.ndarray, float]:
+    """Spherical k-means (faiss) of the L2-normalised rows of ``x``.
+
+    Centroids are renormalised after every update and points go to the centroid of largest
+    inner product (faiss ``Kmeans(..., spherical=True)`` on an inner-product index). faiss
+    initialises from ``k`` points drawn with ``seed``, so equal input and seed give equal
+    output: on this machine's faiss-cpu 1.15 the labels and centroids were bit-identical
+    across repeats and across 1 or 2 OpenMP threads. faiss runs with torch's thread count
+    (``torch.get_num_threads()``) so that DDP processes sharing a CPU do not oversubscribe
+    it; the previous OpenMP setting is restored afterwards.
+
+    Args:
+        x: (N, d) float embeddings, N >= k; rows are normalised here.
+        k: number of centroids.
+        iterations: Lloyd iterations (faiss ``niter``).
+        seed: faiss random seed (initial centroids, subsampling of very large N).
+        nredo: runs with different initialisations; the one of best objective is kept.
+        device: "auto" (faiss GPU index on this process's CUDA device when faiss has GPUs
+            and torch has CUDA, else CPU), "cpu" or "gpu".
+
+    Returns:
+        labels: (N,) int64 centroid index per row, in 0..k-1 (a centroid may be unused).
+        centroids: (k, d) float32 unit-norm centroids.
+        objective: the final sum of inner products of the points with their centroids.
+    """
+    import faiss
+
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"k-means needs a non-empty (N, d) embedding matrix, got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("k-means embeddings contain NaN or inf values")
+    n, d = x.shape
+    if not 1 <= k <= n:
+        raise ValueError(f"k-means needs 1 <= k <= N, got k={k} for N={n} embeddings")
+    if device not in DEVICES:
+        raise ValueError(f"k-means device must be one of {list(DEVICES)}, got {device!r}")
+    use_gpu = device == "gpu" or (device == "auto" and faiss_gpu_available())
+    if use_gpu and not faiss_gpu_available():
+        raise ValueError("k-means device='gpu' but faiss has no GPU support or no GPU is visible")
+    x = l2_normalise(x)
+    # min_points_per_centroid only controls faiss' "please provide more points" warning
+    km = faiss.Kmeans(d, int(k), niter=int(iterations), seed=int(seed), nredo=int(nredo),
+                      spherical=True, verbose=False, min_points_per_centroid=1)
+    if use_gpu:
+        km.gpu_resources = faiss.StandardGpuResources()  # kept alive as long as the index
+        config = faiss.GpuIndexFlatConfig()
+        config.device = torch.cuda.current_device()  # this rank's GPU, not all of them
+        config.useFloat16 = False
+        km.index = faiss.GpuIndexFlatIP(km.gpu_resources, d, config)
+    previous_threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(max(1, torch.get_num_threads()))
+    try:
+        objective = float(km.train(x))
+        _, labels = km.assign(x)
+    finally:
+        faiss.omp_set_num_threads(previous_threads)
+    return labels.astype(np.int64).reshape(n), np.asarray(km.centroids, np.float32), objective
+
+
+def compact_clusters(labels: np.ndarray, centroids: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Renumbers used centroids 0..K-1 (K <= k) in increasing centroid index.
+
+    Returns:
+        ids: (N,) int64 contiguous cluster ids.
+        centroids: (k, d) with row c the centroid of cluster c for c < K and zero rows after
+            (the shape stays (k, d) so that it fits the checkpointed buffer).
+    """
+    used = np.unique(labels)
+    ids = contiguous(labels)
+    out = np.zeros_like(centroids)
+    out[: used.size] = centroids[used]
+    return ids, out
+
+
+def _comm_device(device: Optional[torch.device]) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    if dist.get_backend() == "nccl":  # NCCL only reduces CUDA tensors
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+@torch.no_grad()
+def check_same_on_all_ranks(ids, what: str = "k-means assignments",
+                            device: Optional[torch.device] = None) -> None:
+    """Raises RuntimeError on every rank unless all ranks hold the same integer array.
+
+    One all_reduce(MAX) of ``[ids, -ids]``: the arrays agree iff the element-wise maximum
+    equals this rank's ids and the maximum of the negatives equals -ids, on every rank.
+    The decision is itself all-reduced so that all ranks raise together. A no-op without
+    torch.distributed.
+
+    Args:
+        ids: (N,) integers, the same N on every rank.
+        device: where to put the reduced tensor (default: CUDA under NCCL, else CPU).
+    """
+    if not is_dist() or get_world_size() == 1:
+        return
+    dev = _comm_device(device)
+    mine = torch.as_tensor(np.asarray(ids), dtype=torch.long).to(dev)
+    both = torch.stack([mine, -mine])
+    dist.all_reduce(both, op=dist.ReduceOp.MAX)
+    differs = torch.tensor([float(not (torch.equal(both[0], mine) and torch.equal(both[1], -mine)))],
+                           device=dev)
+    dist.all_reduce(differs, op=dist.ReduceOp.MAX)
+    if differs.item() > 0:
+        raise RuntimeError(
+            f"{what} differ between ranks: every rank must cluster the same gathered "
+            f"embeddings with the same seed (check that faiss is deterministic here)"
+        )
+
+
+class KMeansProvider(ClusterProvider):
+    """Implements K-means clusters (https://arxiv.org/abs/2202.06670, Sec. 4.4, Algorithm 1).
+
+    A dynamic provider: ``refresh(embeddings)`` replaces the ids with the spherical k-means
+    assignments of the (N, d) training-set embeddings; the method calls it before the first
+    epoch and every ``period`` epochs. Until the first refresh the ids are a placeholder,
+    one cluster per image (instance ids), which no training step ever sees.
+
+    Extra cfg settings:
+        k (int, required): number of centroids, 1 <= k <= N. Empty clusters are dropped, so
+            the number of clusters can be below k.
+        iterations (int): k-means iterations (default 20).
+        seed (int): faiss seed; the same at every refresh (default 0).
+        nredo (int): k-means restarts, best objective kept (default 1).
+        space (str): what is clustered: "projector" (output of the projector g, the
+            official implementation) or "backbone" (backbone features). Default "projector".
+        period (int): epochs between refreshes (default 1: every epoch).
+        device (str): "auto" (faiss GPU when available, else CPU), "cpu" or "gpu".
+
+    Attributes:
+        centroids: (k, d) float32 unit centroids of the last refresh (rows >= num_clusters
+            are zero), None before the first refresh.
+        objective: faiss objective of the last refresh.
+        fit_seconds: wall time of the last k-means (without the embedding pass).
+    """
+
+    name = "kmeans"
+    dynamic = True
+    PARAMS = {"k": REQUIRED, "iterations": 20, "seed": 0, "nredo": 1, "space": "projector",
+              "period": 1, "device": "auto"}
+
+    def _build(self) -> np.ndarray:
+        p = self.params
+        n = self.info.num_samples
+        self.k = check_int(self.name, "k", p["k"], 1, n, hint=" (at most the number of samples)")
+        self.iterations = check_int(self.name, "iterations", p["iterations"], 1)
+        self.seed = check_int(self.name, "seed", p["seed"], 0, 2**31 - 1)
+        self.nredo = check_int(self.name, "nredo", p["nredo"], 1)
+        self.period = check_int(self.name, "period", p["period"], 1)
+        if p["space"] not in SPACES:
+            raise ValueError(f"{self.name}: parameter 'space' must be one of {list(SPACES)}, "
+                             f"got {p['space']!r}")
+        if p["device"] not in DEVICES:
+            raise ValueError(f"{self.name}: parameter 'device' must be one of {list(DEVICES)}, "
+                             f"got {p['device']!r}")
+        if p["device"] == "gpu" and not faiss_gpu_available():
+            raise ValueError(f"{self.name}: device='gpu' but faiss has no GPU support or no GPU "
+                             "is visible; use device='auto' or 'cpu'")
+        self.space: str = p["space"]
+        self.device: str = p["device"]
+        self.centroids: Optional[np.ndarray] = None
+        self.objective: Optional[float] = None
+        self.fit_seconds: Optional[float] = None
+        return np.arange(n, dtype=np.int64)  # placeholder until the first refresh
+
+    @property
+    def refreshed(self) -> bool:
+        """Whether the ids come from k-means (False: still the placeholder)."""
+        return self.centroids is not None
+
+    def refresh(self, embeddings, device: Optional[torch.device] = None) -> np.ndarray:
+        """Clusters the training set's embeddings and installs the assignments.
+
+        Args:
+            embeddings: (N, d) embeddings in dataset order, identical on every rank.
+            device: device for the cross-rank check (default: CUDA under NCCL, else CPU).
+
+        Returns:
+            (N,) int64 contiguous ids (also ``self.ids``).
+
+        Raises:
+            RuntimeError: under torch.distributed, when the ranks' assignments differ.
+        """
+        x = embeddings.detach().cpu().numpy() if isinstance(embeddings, torch.Tensor) else embeddings
+        x = np.asarray(x)
+        n = self.info.num_samples
+        if x.ndim != 2 or x.shape[0] != n:
+            raise ValueError(f"{self.name}: expected ({n}, d) embeddings, got shape {x.shape}")
+        start = time.perf_counter()
+        labels, centroids, objective = spherical_kmeans(
+            x, self.k, self.iterations, self.seed, self.nredo, self.device)
+        ids, centroids = compact_clusters(labels, centroids)
+        check_same_on_all_ranks(ids, device=device)
+        self.fit_seconds = time.perf_counter() - start
+        self.restore(ids, centroids)
+        self.objective = objective
+        return self.ids
+
+    def restore(self, ids, centroids) -> None:
+        """Installs ids and centroids of an earlier refresh (e.g. read from a checkpoint)."""
+        centroids = np.asarray(centroids, dtype=np.float32)
+        if centroids.ndim != 2 or centroids.shape[0] != self.k:
+            raise ValueError(f"{self.name}: expected ({self.k}, d) centroids, "
+                             f"got shape {centroids.shape}")
+        self._set_ids(np.asarray(ids))
+        self.centroids = centroids.copy()
+
+    def _describe_extra(self) -> str:
+        if not self.refreshed:
+            return (f"k={self.k}, space={self.space}, every {self.period} epoch(s); "
+                    "placeholder ids (one per image) until the first refresh")
+        return f"k={self.k}, space={self.space}, every {self.period} epoch(s)"

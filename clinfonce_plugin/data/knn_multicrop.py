@@ -1,0 +1,277 @@
+"""KNN multi-crop of WCL (https://arxiv.org/abs/2110.04770, Sec. 3.4): the small crops of an
+image are taken from its K nearest neighbours instead of from the image itself.
+
+Three pieces, used by the ``wcl`` method:
+
+- a feature bank: the backbone feature h of the first large crop of every image, written by
+  dataset index from the batches of all ranks (``gather_indexed`` + ``write_bank``);
+- the neighbour table: at epoch end, each image's K nearest neighbours in the bank (cosine,
+  self excluded), computed on every rank from the same gathered bank and checked to be
+  identical across ranks (``table_from_bank``, ``ensure_identical_across_ranks``);
+- ``NeighbourTable`` + ``KnnMultiCropDataset``: the table lives in shared memory, created
+  before the dataloader workers start and updated in place, so (persistent) workers see
+  every update; ``dataset[i]`` draws each small crop from a neighbour of i sampled uniformly
+  from the K, seeded by (seed, epoch, i, crop), or from i itself while the table is inactive
+  (the first ``knn_warmup_epochs``: standard multi-crop).
+
+Plain torch/numpy: no host import.
+"""
+import warnings
+from typing import Any, Callable, List, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import Dataset
+
+from clinfonce_plugin.clusters.neighbours import knn_table
+from clinfonce_plugin.utils.distributed import all_gather_no_grad, get_world_size, is_dist
+
+__all__ = [
+    "NeighbourTable",
+    "KnnMultiCropDataset",
+    "gather_indexed",
+    "write_bank",
+    "table_from_bank",
+    "ensure_identical_across_ranks",
+    "table_checksum",
+]
+
+
+class NeighbourTable:
+    """(N, K) neighbour indices + (active, epoch) flags in shared memory.
+
+    Create it in the main process *before* the dataloader workers start (forked or spawned
+    workers then map the same memory); ``update`` and ``set_state`` write in place, so every
+    worker, persistent or not, reads the new values at its next item.
+
+    Args:
+        num_samples: N, the size of the training set.
+        k: neighbours per image.
+    """
+
+    def __init__(self, num_samples: int, k: int) -> None:
+        if num_samples < 1 or k < 1:
+            raise ValueError(f"NeighbourTable needs num_samples >= 1 and k >= 1, "
+                             f"got {num_samples} and {k}")
+        # until a table is computed every image is its own neighbour (= standard multi-crop)
+        self.neighbours = torch.arange(num_samples).unsqueeze(1).repeat(1, k).share_memory_()
+        self.state = torch.zeros(2, dtype=torch.int64).share_memory_()  # [active, epoch]
+
+    @property
+    def num_samples(self) -> int:
+        return self.neighbours.shape[0]
+
+    @property
+    def k(self) -> int:
+        return self.neighbours.shape[1]
+
+    @property
+    def active(self) -> bool:
+        return bool(self.state[0])
+
+    @property
+    def epoch(self) -> int:
+        return int(self.state[1])
+
+    def set_state(self, active: bool, epoch: int) -> None:
+        self.state.copy_(torch.tensor([int(bool(active)), int(epoch)]))
+
+    def update(self, neighbours: torch.Tensor, active: bool, epoch: int) -> None:
+        """Copies a new (N, K) table in place and sets the flags."""
+        if tuple(neighbours.shape) != tuple(self.neighbours.shape):
+            raise ValueError(f"neighbour table must be {tuple(self.neighbours.shape)}, "
+                             f"got {tuple(neighbours.shape)}")
+        self.neighbours.copy_(neighbours.detach().to("cpu", torch.int64))
+        self.set_state(active, epoch)
+
+    def sources(self, index: int, num: int, seed: int = 0) -> List[int]:
+        """Images the ``num`` small crops of image ``index`` are cut from this epoch.
+
+        Inactive: ``index`` itself ``num`` times. Active: one neighbour per crop, drawn
+        uniformly (with replacement) from the K, by a generator seeded with
+        ``(seed, epoch, index)`` -- the same choice in every worker and on every rank.
+        """
+        if not self.active or num == 0:
+            return [int(index)] * num
+        rng = np.random.default_rng([int(seed), self.epoch, int(index)])
+        picks = rng.integers(0, self.k, size=num)
+        row = self.neighbours[int(index)]
+        return [int(row[p]) for p in picks]
+
+
+class KnnMultiCropDataset(Dataset):
+    """``base[i] -> (image, target)`` into ``self[i] -> (i, [large crops..., small crops...],
+    target)``, the small crops taken from i's neighbours when the table is active.
+
+    Args:
+        base: map-style dataset of (image, target); target None or negative = unknown (-1).
+        large_transforms: one callable per large crop (image -> tensor), applied to image i.
+        small_transforms: one callable per small crop, applied to the image chosen by
+            ``table.sources(i, len(small_transforms), seed)``.
+        table: the shared ``NeighbourTable`` (N = len(base)).
+        seed: base seed of the neighbour choice.
+    """
+
+    def __init__(self, base: Dataset, large_transforms: Sequence[Callable[[Any], torch.Tensor]],
+                 small_transforms: Sequence[Callable[[Any], torch.Tensor]],
+                 table: NeighbourTable, seed: int = 0) -> None:
+        if len(large_transforms) == 0:
+            raise ValueError("KnnMultiCropDataset needs at least one large-crop transform")
+        for t in list(large_transforms) + list(small_transforms):
+            if not callable(t):
+                raise ValueError(f"crop transforms must be callable, got {type(t).__name__}")
+        if table.num_samples != len(base):
+            raise ValueError(f"neighbour table has {table.num_samples} rows but the dataset "
+                             f"has {len(base)} images")
+        self.base = base
+        self.large_transforms = list(large_transforms)
+        self.small_transforms = list(small_transforms)
+        self.table = table
+        self.seed = int(seed)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> Tuple[int, List[torch.Tensor], int]:
+        n = len(self.base)
+        if not -n <= i < n:
+            raise IndexError(f"index {i} out of range for dataset of size {n}")
+        i = int(i) % n
+        image, target = self.base[i]
+        crops = [t(image) for t in self.large_transforms]
+        images = {i: image}  # each neighbour image is read once per item
+        for transform, src in zip(self.small_transforms,
+                                  self.table.sources(i, len(self.small_transforms), self.seed)):
+            if src not in images:
+                images[src] = self.base[src][0]
+            crops.append(transform(images[src]))
+        target = -1 if target is None or int(target) < 0 else int(target)
+        return i, crops, target
+
+
+def gather_indexed(feats: torch.Tensor, indexes: torch.Tensor
+                   ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """All ranks' (features, dataset indexes) in rank order, without gradient.
+
+    Args:
+        feats: (n, F) this rank's features; n may differ between ranks (rows are padded
+            for the all_gather and the padding removed).
+        indexes: (n,) their dataset indexes.
+
+    Returns:
+        ((M, F), (M,)) with M the total number of rows over ranks; the inputs themselves in
+        a single process.
+    """
+    if feats.ndim != 2 or indexes.shape != (feats.shape[0],):
+        raise ValueError(f"feats must be (n, F) and indexes (n,), got {tuple(feats.shape)} "
+                         f"and {tuple(indexes.shape)}")
+    feats = feats.detach()
+    indexes = indexes.detach().long().to(feats.device)
+    if not is_dist() or get_world_size() == 1:
+        return feats, indexes
+    n = feats.shape[0]
+    sizes = all_gather_no_grad(torch.tensor([n], device=feats.device))
+    top = int(sizes.max())
+    if top != n:
+        feats = torch.cat([feats, feats.new_zeros(top - n, feats.shape[1])])
+        indexes = torch.cat([indexes, indexes.new_full((top - n,), -1)])
+    all_feats = all_gather_no_grad(feats)
+    all_idx = all_gather_no_grad(indexes)
+    keep = all_idx >= 0
+    return all_feats[keep], all_idx[keep]
+
+
+@torch.no_grad()
+def write_bank(bank: torch.Tensor, filled: torch.Tensor, feats: torch.Tensor,
+               indexes: torch.Tensor) -> None:
+    """Writes rows ``feats`` at ``indexes`` of ``bank`` and marks them ``filled``, in place.
+
+    An index occurring more than once (DistributedSampler pads an epoch by repeating
+    images) is written once, from its first occurrence, so that the bank does not depend
+    on the order of duplicate writes (on GPUs that order is not deterministic).
+
+    Args:
+        bank: (N, F) feature bank.
+        filled: (N,) bool, rows written at least once.
+        feats: (M, F) features to write.
+        indexes: (M,) their rows in ``bank``.
+    """
+    if feats.ndim != 2 or feats.shape[1] != bank.shape[1] or indexes.shape != feats.shape[:1]:
+        raise ValueError(f"cannot write feats {tuple(feats.shape)} at indexes "
+                         f"{tuple(indexes.shape)} into a bank {tuple(bank.shape)}")
+    if indexes.numel() == 0:
+        return
+    indexes = indexes.to(bank.device).long()
+    lo, hi = int(indexes.min()), int(indexes.max())
+    if lo < 0 or hi >= bank.shape[0]:
+        raise ValueError(f"indexes must lie in [0, {bank.shape[0]}), got [{lo}, {hi}]")
+    uniq, inverse = torch.unique(indexes, return_inverse=True)
+    positions = torch.arange(indexes.numel(), device=indexes.device)
+    first = torch.full((uniq.numel(),), indexes.numel(), device=indexes.device, dtype=torch.long)
+    first = first.scatter_reduce(0, inverse, positions, reduce="amin")
+    bank[uniq] = feats[first].to(bank.dtype)
+    filled[uniq] = True
+
+
+@torch.no_grad()
+def table_from_bank(bank: torch.Tensor, filled: torch.Tensor, k: int,
+                    backend: str = "faiss") -> torch.Tensor:
+    """Each image's ``k`` nearest neighbours (cosine, self excluded) among the filled rows.
+
+    Rows never filled (images not seen yet, e.g. the ``drop_last`` remainder of the first
+    collected epoch) get themselves as all k neighbours -- standard multi-crop for them --
+    and are nobody's neighbour.
+
+    Args:
+        bank: (N, F) features.
+        filled: (N,) bool.
+        k: neighbours per image.
+        backend: "faiss" or "torch" (see ``clusters.neighbours.knn_table``).
+
+    Returns:
+        (N, k) int64 on ``bank.device``.
+    """
+    n = bank.shape[0]
+    if filled.shape != (n,):
+        raise ValueError(f"filled must be ({n},), got {tuple(filled.shape)}")
+    table = torch.arange(n, device=bank.device).unsqueeze(1).repeat(1, k)
+    rows = filled.to(bank.device).nonzero().squeeze(1)
+    if rows.numel() <= k:
+        warnings.warn(f"KNN multi-crop: only {rows.numel()} images have features, need more "
+                      f"than k={k}; keeping standard multi-crop for this epoch")
+        return table
+    local = knn_table(bank[rows], k, backend=backend)  # positions within rows
+    table[rows] = rows[local]
+    return table
+
+
+def table_checksum(table: torch.Tensor) -> torch.Tensor:
+    """(2,) int64 fingerprint of a table: its sum and a position-weighted sum (int64
+    arithmetic wraps around deterministically, which is all a fingerprint needs)."""
+    flat = table.reshape(-1).long()
+    weights = torch.arange(1, flat.numel() + 1, device=flat.device, dtype=torch.long)
+    return torch.stack([flat.sum(), (flat * weights).sum()])
+
+
+def ensure_identical_across_ranks(table: torch.Tensor) -> Tuple[torch.Tensor, bool]:
+    """Checks that every rank computed the same table.
+
+    Every rank computes the table from the same gathered bank, so the tables agree; this
+    compares their fingerprints. On a mismatch (e.g. a non-deterministic GPU search with
+    exact ties) rank 0's table is broadcast, with a warning, so the ranks never sample
+    from different tables.
+
+    Returns:
+        (the table every rank now holds, True if they already agreed).
+    """
+    if not is_dist() or get_world_size() == 1:
+        return table, True
+    sums = all_gather_no_grad(table_checksum(table).unsqueeze(0))
+    if bool((sums == sums[0]).all()):
+        return table, True
+    warnings.warn("KNN multi-crop: the ranks computed different neighbour tables; "
+                  "using rank 0's")
+    table = table.contiguous().clone()
+    dist.broadcast(table, src=0)
+    return table, False

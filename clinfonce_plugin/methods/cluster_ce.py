@@ -1,0 +1,62 @@
+"""The "clusters + cross-entropy" baseline of Cl-InfoNCE (Table 2): predict cluster ids."""
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import omegaconf
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from omegaconf import open_dict
+
+from clinfonce_plugin.cfgcheck import fill_defaults
+from clinfonce_plugin.clusters.sample_info import SampleInfo
+from clinfonce_plugin.host import BaseMethod
+
+from ._common import check_provider_name, provider_from_cfg
+
+METHOD_KWARGS = {"clusters": {"provider": "attributes"}}
+
+
+class ClusterCE(BaseMethod):
+    """Implements the attributes-determined-clusters + cross-entropy baseline of Cl-InfoNCE
+    (https://arxiv.org/abs/2202.06670, Table 2): a linear classifier on the backbone
+    features is trained with cross-entropy to predict each view's cluster id.
+
+    Extra cfg settings:
+        method_kwargs:
+            clusters (dict): ``provider`` and its parameters, as for ``clinfonce``.
+    """
+
+    uses_sample_info = True
+
+    def __init__(self, cfg: omegaconf.DictConfig, sample_info: Optional[SampleInfo] = None):
+        super().__init__(cfg)
+        self.provider = provider_from_cfg(cfg, sample_info)
+        self.register_buffer("cluster_ids",
+                             torch.tensor(np.asarray(self.provider.ids), dtype=torch.long))
+        self.num_clusters = int(self.provider.num_clusters)
+        self.cluster_head = nn.Linear(self.features_dim, self.num_clusters)
+
+    @staticmethod
+    def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
+        cfg = super(ClusterCE, ClusterCE).add_and_assert_specific_cfg(cfg)
+        with open_dict(cfg):
+            fill_defaults(cfg, "method_kwargs", METHOD_KWARGS)
+            check_provider_name(cfg)
+        return cfg
+
+    @property
+    def learnable_params(self) -> List[Dict[str, Any]]:
+        return super().learnable_params + [{"name": "cluster_head",
+                                            "params": self.cluster_head.parameters()}]
+
+    def training_step(self, batch: Sequence[Any], batch_idx: int) -> torch.Tensor:
+        indexes = batch[0]
+        out = super().training_step(batch, batch_idx)
+        ids = self.cluster_ids[indexes]
+        logits = [self.cluster_head(f) for f in out["feats"]]
+        ce = sum(F.cross_entropy(lg, ids) for lg in logits) / len(logits)
+        acc = sum((lg.argmax(1) == ids).float().mean() for lg in logits) / len(logits)
+        self.log_dict({"train_cluster_ce": ce, "train_cluster_acc": acc,
+                       "num_clusters": float(self.num_clusters)}, on_epoch=True, sync_dist=True)
+        return ce + out["loss"]

@@ -1,0 +1,48 @@
+"""Smoke runs of the benchmark scripts on a tiny budget: they run from the repository and
+produce the documented output structure (no speed assertions)."""
+import importlib.util
+import json
+import os
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "bench", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_quality_quick_writes_the_table_and_json(tmp_path, capsys):
+    quality = _load("quality")
+    out = tmp_path / "quality.json"
+    rows = quality.main(["--quick", "--out", str(out), "--methods", "simclr",
+                         "clinfonce (attributes)", "cluster_ce (attributes)"])
+    assert set(rows) == {"simclr", "clinfonce (attributes)", "cluster_ce (attributes)"}
+    for runs in rows.values():
+        assert len(runs) == 1 and 0.0 <= runs[0]["top1"] <= runs[0]["top5"] <= 100.0
+        assert runs[0]["sec_per_epoch"] > 0
+    assert rows["clinfonce (attributes)"][0]["clusters"]["provider"] == "attributes"
+    saved = json.loads(out.read_text())
+    assert saved["table"].splitlines()[0].startswith("| method | clusters | linear top-1")
+    assert len(saved["table"].splitlines()) == 2 + 3
+    assert "| simclr |" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_speed_quick_reports_ratios_to_simclr(tmp_path):
+    speed = _load("speed")
+    out = tmp_path / "speed.json"
+    res = speed.main(["--quick", "--out", str(out)])
+    assert res["steps"]["simclr"]["median_ratio"] == 1.0
+    assert {"clinfonce", "swav", "cluster_ce"} <= set(res["steps"])
+    assert all(r["median_ratio"] > 0 for r in res["steps"].values())
+    (b, losses), = res["losses"].items()
+    assert {"nt_xent", "cl_infonce (instance ids)", "cl_infonce (clusters, out)"} <= set(losses)
+    assert any(k.startswith("attributes lookup") for k in res["providers"])
+    saved = json.loads(out.read_text())
+    assert set(saved) >= {"host", "steps", "losses", "providers", "targets", "table"}

@@ -1,0 +1,172 @@
+"""The kmeans provider: spherical k-means with faiss, seeded, compacted ids, validated params."""
+import numpy as np
+import pytest
+import torch
+
+from clinfonce_plugin.clusters import CLUSTER_PROVIDERS, REQUIRED, SampleInfo, build_provider
+from clinfonce_plugin.clusters.kmeans import (
+    KMeansProvider,
+    check_same_on_all_ranks,
+    compact_clusters,
+    faiss_gpu_available,
+    spherical_kmeans,
+)
+
+
+def _blobs(seed=0, num_blobs=5, per_blob=20, d=8, noise=0.1, scale=True):
+    """Points around orthogonal unit directions, shuffled; rows optionally rescaled (norms
+    must not matter to spherical k-means)."""
+    rng = np.random.default_rng(seed)
+    blob = np.repeat(np.arange(num_blobs), per_blob)
+    x = np.eye(d)[blob] + noise * rng.standard_normal((blob.size, d))
+    if scale:
+        x *= rng.uniform(0.2, 5.0, size=(blob.size, 1))
+    perm = rng.permutation(blob.size)
+    return x[perm].astype(np.float32), blob[perm]
+
+
+def _same_partition(a, b):
+    """Slow reference: i ~ j in a iff i ~ j in b, over all pairs."""
+    a, b = np.asarray(a), np.asarray(b)
+    return all((a[i] == a[j]) == (b[i] == b[j]) for i in range(a.size) for j in range(a.size))
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_registered_as_dynamic_with_its_params():
+    assert CLUSTER_PROVIDERS["kmeans"] is KMeansProvider
+    assert KMeansProvider.dynamic is True
+    assert KMeansProvider.PARAMS == {"k": REQUIRED, "iterations": 20, "seed": 0, "nredo": 1,
+                                     "space": "projector", "period": 1, "device": "auto"}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_well_separated_blobs_give_the_blob_partition(seed):
+    x, blob = _blobs(seed)
+    provider = build_provider("kmeans", SampleInfo(num_samples=len(blob)), k=5, seed=seed, nredo=5)
+    ids = provider.refresh(x)
+    assert provider.num_clusters == 5
+    assert _same_partition(ids, blob)
+    # spherical k-means fixed point: each centroid is the normalised mean of its unit members
+    members = _unit(x.astype(np.float64))
+    for c in range(5):
+        mean = members[ids == c].mean(axis=0)
+        np.testing.assert_allclose(provider.centroids[c], mean / np.linalg.norm(mean), atol=1e-5)
+
+
+def test_assignment_is_the_largest_inner_product_with_the_centroids():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((300, 6)).astype(np.float32)
+    labels, centroids, _ = spherical_kmeans(x, 12, iterations=10, seed=4)
+    np.testing.assert_allclose(np.linalg.norm(centroids, axis=1), 1.0, atol=1e-5)
+    sims = _unit(x.astype(np.float64)) @ centroids.astype(np.float64).T
+    for i in range(x.shape[0]):  # loop reference: the chosen centroid is (one of) the best
+        assert sims[i, labels[i]] >= sims[i].max() - 1e-5
+
+
+def test_same_seed_same_result_and_the_seed_matters():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((400, 8)).astype(np.float32)
+    first = spherical_kmeans(x, 16, seed=7)
+    again = spherical_kmeans(x.copy(), 16, seed=7)
+    assert np.array_equal(first[0], again[0])
+    assert np.array_equal(first[1], again[1])
+    others = [spherical_kmeans(x, 16, seed=s)[0] for s in (8, 9, 10)]
+    assert any(not _same_partition(first[0][:80], o[:80]) for o in others)
+
+
+def test_thread_count_does_not_change_the_result():
+    # faiss runs with torch's thread count; results must not depend on it (DDP ranks on one
+    # machine may get different counts)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2000, 16)).astype(np.float32)
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = spherical_kmeans(x, 40, seed=3)
+        torch.set_num_threads(2)
+        two = spherical_kmeans(x, 40, seed=3)
+    finally:
+        torch.set_num_threads(previous)
+    assert np.array_equal(one[0], two[0]) and np.array_equal(one[1], two[1])
+
+
+def test_row_norms_do_not_matter():
+    x, _ = _blobs(5, scale=False)
+    rescaled = x * np.random.default_rng(6).uniform(0.1, 10.0, size=(x.shape[0], 1))
+    a = spherical_kmeans(x, 5, seed=0)[0]
+    b = spherical_kmeans(rescaled.astype(np.float32), 5, seed=0)[0]
+    assert _same_partition(a, b)
+
+
+def test_placeholder_until_the_first_refresh_then_contiguous_ids():
+    x, blob = _blobs(2)
+    provider = build_provider("kmeans", SampleInfo(num_samples=len(blob)), k=7)
+    assert not provider.refreshed and provider.centroids is None
+    assert provider.ids.tolist() == list(range(len(blob)))
+    assert "placeholder" in provider.describe()
+    ids = provider.refresh(torch.from_numpy(x))  # tensors are accepted too
+    assert provider.refreshed and "placeholder" not in provider.describe()
+    assert ids is provider.ids
+    assert sorted(np.unique(ids)) == list(range(provider.num_clusters))
+    assert provider.centroids.shape == (7, 8)
+    assert provider.fit_seconds >= 0 and provider.objective is not None
+
+
+def test_compact_clusters_renumbers_used_centroids_and_zero_pads():
+    labels = np.array([3, 3, 7, 0, 7])
+    centroids = np.arange(8 * 2, dtype=np.float32).reshape(8, 2) + 1
+    ids, out = compact_clusters(labels, centroids)
+    assert ids.tolist() == [1, 1, 2, 0, 2]
+    np.testing.assert_array_equal(out[:3], centroids[[0, 3, 7]])
+    assert out.shape == (8, 2) and not out[3:].any()
+
+
+def test_restore_installs_ids_and_centroids():
+    provider = build_provider("kmeans", SampleInfo(num_samples=4), k=2)
+    provider.restore(np.array([1, 0, 1, 1]), np.ones((2, 3)))
+    assert provider.refreshed and provider.ids.tolist() == [1, 0, 1, 1]
+    with pytest.raises(ValueError, match=r"expected \(2, d\) centroids"):
+        provider.restore(np.array([1, 0, 1, 1]), np.ones((3, 3)))
+    with pytest.raises(ValueError, match="not contiguous"):
+        provider.restore(np.array([2, 0, 2, 2]), np.ones((2, 3)))
+
+
+@pytest.mark.parametrize("params, match", [
+    ({}, r"missing required parameter\(s\) \['k'\]"),
+    ({"k": 0}, r"'k' must be an integer in \[1, 10\]"),
+    ({"k": 11}, r"'k' must be an integer in \[1, 10\]"),
+    ({"k": 2, "iterations": 0}, r"'iterations' must be an integer >= 1"),
+    ({"k": 2, "period": 0}, r"'period' must be an integer >= 1"),
+    ({"k": 2, "seed": -1}, r"'seed' must be an integer in"),
+    ({"k": 2, "space": "features"}, r"'space' must be one of \['backbone', 'projector'\]"),
+    ({"k": 2, "device": "tpu"}, r"'device' must be one of \['auto', 'cpu', 'gpu'\]"),
+    ({"k": 2, "niter": 5}, r"unknown parameter\(s\) \['niter'\]"),
+])
+def test_bad_params_are_rejected(params, match):
+    with pytest.raises(ValueError, match=match):
+        build_provider("kmeans", SampleInfo(num_samples=10), **params)
+
+
+@pytest.mark.skipif(faiss_gpu_available(), reason="a GPU is present: device='gpu' is valid")
+def test_gpu_device_without_gpu_is_an_error():
+    with pytest.raises(ValueError, match="device='gpu' but faiss has no GPU"):
+        build_provider("kmeans", SampleInfo(num_samples=10), k=2, device="gpu")
+
+
+def test_bad_embeddings_are_rejected():
+    provider = build_provider("kmeans", SampleInfo(num_samples=6), k=2)
+    with pytest.raises(ValueError, match=r"expected \(6, d\) embeddings, got shape \(5, 3\)"):
+        provider.refresh(np.ones((5, 3)))
+    bad = np.ones((6, 3))
+    bad[2, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        provider.refresh(bad)
+    with pytest.raises(ValueError, match="1 <= k <= N"):
+        spherical_kmeans(np.ones((3, 2)), 4)
+
+
+def test_rank_check_is_a_no_op_in_one_process():
+    check_same_on_all_ranks(np.array([0, 1, 1]))  # no process group: nothing to compare

@@ -1,0 +1,143 @@
+"""A tiny end-to-end WCL run through the real runner: synthetic CUB (CUB layout on disk) ->
+pretrain wcl with KNN multi-crop switched on after a 1-epoch warm-up -> resume from the
+checkpoint (the neighbour table comes back) -> linear evaluation; and the two WCL bench
+scripts in --quick mode (output structure only, no speed assertion)."""
+import csv
+import importlib.util
+import json
+import os
+import shutil
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from clinfonce_plugin.data.knn_multicrop import NeighbourTable
+from clinfonce_plugin.data.synthetic_cub import generate_synthetic_cub
+from clinfonce_plugin.linear import linear_eval
+from clinfonce_plugin.train import pretrain
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def tiny_cub(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data") / "synthetic_cub"
+    generate_synthetic_cub(root, seed=0, num_classes=6, images_per_class=12)
+    return str(root)
+
+
+def _cfg(root, out_dir, max_epochs, resume=None):
+    cfg = OmegaConf.load(os.path.join(REPO, "scripts/pretrain/wcl_synthetic_cub.yaml"))
+    aug = OmegaConf.load(os.path.join(REPO, "scripts/pretrain/augmentations/wcl_multicrop_32.yaml"))
+    cfg.pop("defaults")
+    cfg.pop("hydra")
+    cfg.augmentations = aug
+    cfg.data.train_path = root
+    cfg.data.num_workers = 0  # the neighbour choices are then observable in this process
+    cfg.optimizer.batch_size = 12
+    cfg.max_epochs = max_epochs
+    cfg.checkpoint.dir = out_dir
+    cfg.enable_progress_bar = False
+    cfg.method_kwargs.proj_hidden_dim = 32
+    cfg.method_kwargs.knn_warmup_epochs = 1
+    cfg.method_kwargs.knn_k = 3
+    cfg.resume_from_checkpoint = resume
+    return cfg
+
+
+@pytest.mark.slow
+def test_wcl_knn_multicrop_after_warmup_resume_then_linear(tiny_cub, tmp_path, monkeypatch):
+    calls = []  # (epoch, active, index, small-crop sources, the table row at that time)
+    sources = NeighbourTable.sources
+
+    def spy(self, index, num, seed=0):
+        out = sources(self, index, num, seed)
+        calls.append((self.epoch, self.active, index, out, self.neighbours[index].tolist()))
+        return out
+
+    monkeypatch.setattr(NeighbourTable, "sources", spy)
+    ckpt = pretrain(_cfg(tiny_cub, str(tmp_path / "runs"), max_epochs=2))
+    run_dir = os.path.dirname(ckpt)
+
+    by_epoch = {e: [c for c in calls if c[0] == e] for e in (0, 1)}
+    assert len(by_epoch[0]) == len(by_epoch[1]) == 36  # 36 training images, 3 steps of 12
+    # warm-up epoch: standard multi-crop, the small crops are the image itself
+    assert all(not active and src == [i, i] for _, active, i, src, _ in by_epoch[0])
+    # after it: both small crops from the image's 3 nearest neighbours, never itself
+    for _, active, i, src, row in by_epoch[1]:
+        assert active and set(src) <= set(row) and i not in row and len(set(row)) == 3
+
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    assert bool(state["knn_valid"]) and int(state["knn_epoch"]) == 2
+    table = state["knn_neighbours"]
+    assert table.shape == (36, 3)
+    assert not (table == torch.arange(36)[:, None]).any()
+    with open(os.path.join(run_dir, "logs", "metrics.csv")) as f:
+        header = next(csv.reader(f))
+    for key in ("train_nce_loss_epoch", "train_swap_loss_epoch", "train_cnce_loss_epoch",
+                "train_cswap_loss_epoch", "weak_num_components_epoch",
+                "weak_mean_component_size_epoch", "weak_purity_epoch", "knn_neighbour_purity"):
+        assert key in header, key
+
+    # resume: the table of the checkpoint drives the next epoch's small crops
+    resume = str(tmp_path / "resume.ckpt")
+    shutil.copy(os.path.join(run_dir, "last.ckpt"), resume)
+    resumed_table = torch.load(resume, map_location="cpu", weights_only=False)["state_dict"][
+        "knn_neighbours"]
+    calls.clear()
+    ckpt = pretrain(_cfg(tiny_cub, str(tmp_path / "runs"), max_epochs=3, resume=resume))
+    assert {c[0] for c in calls} == {2} and len(calls) == 36
+    for _, active, i, src, row in calls:
+        assert active and row == resumed_table[i].tolist() and set(src) <= set(row)
+
+    lin = OmegaConf.load(os.path.join(REPO, "scripts/linear/wcl_synthetic_cub.yaml"))
+    lin.pop("defaults")
+    lin.pop("hydra")
+    lin.pretrained = ckpt
+    lin.data.train_path = tiny_cub
+    lin.data.num_workers = 0
+    lin.max_epochs = 3
+    lin.enable_progress_bar = False
+    res = linear_eval(lin)
+    assert 0.0 <= res["top1"] <= res["top5"] <= 100.0
+    assert res["method"] == "wcl" and res["num_train"] == 36 and res["num_test"] == 36
+
+
+def _load_bench(name):
+    """A bench script as a module (bench/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}",
+                                                  os.path.join(REPO, "bench", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def json_load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def test_weak_labels_bench_quick_output(tmp_path, capsys):
+    out = tmp_path / "wl.json"
+    res = _load_bench("weak_labels").main(["--quick", "--rounds", "2", "--json", str(out)])
+    assert json_load(out) == res
+    assert [row["batch"] for row in res["rows"]] == [256]
+    row = res["rows"][0]
+    assert set(row["seconds"]) == {"similarity_top1", "scipy", "torch"}
+    assert all(t > 0 for t in row["seconds"].values())
+    assert row["scipy_over_torch"] == pytest.approx(row["seconds"]["scipy"]
+                                                    / row["seconds"]["torch"])
+    assert "scipy/torch" in capsys.readouterr().out
+
+
+def test_wcl_step_bench_quick_output(tmp_path, capsys):
+    out = tmp_path / "ws.json"
+    res = _load_bench("wcl_step").main(["--quick", "--batch", "8", "--hidden", "64",
+                                        "--small-crops", "1", "--json", str(out)])
+    assert json_load(out) == res
+    assert set(res["median_seconds"]) == {"simclr", "wcl", "wcl+multicrop"}
+    assert set(res["median_ratio_to_simclr"]) == {"wcl", "wcl+multicrop"}
+    assert res["rounds"] == 2 and res["batch"] == 8
+    assert all(r > 0 for r in res["median_ratio_to_simclr"].values())
+    assert "x simclr" in capsys.readouterr().out

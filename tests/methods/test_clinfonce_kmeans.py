@@ -1,0 +1,244 @@
+"""clinfonce with the kmeans provider: the refresh (embedding pass + k-means), its schedule,
+its metrics, checkpoint/resume of the clusters, and the benchmark's smoke mode."""
+import csv
+import importlib.util
+import math
+import os
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from clinfonce_plugin import host
+from clinfonce_plugin.clusters.kmeans import compact_clusters, spherical_kmeans
+from clinfonce_plugin.clusters.sample_info import SampleInfo
+from clinfonce_plugin.methods.embedding_pass import label_metrics, refresh_due
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+N = 20
+
+
+def _images(n=N, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.utils.data.TensorDataset(torch.rand(n, 3, 32, 32, generator=g),
+                                          torch.arange(n) % 4)
+
+
+def _model(cfg_factory, labels=None, **clusters):
+    cfg = cfg_factory("clinfonce", clusters={"provider": "kmeans", "k": 3, **clusters})
+    labels = np.arange(N) % 4 if labels is None else labels
+    torch.manual_seed(0)
+    model = host.METHODS["clinfonce"](cfg, sample_info=SampleInfo(num_samples=N, labels=labels))
+    model.embedding_dataset = _images()
+    return model
+
+
+# ----------------------------------------------------------------- reference helpers
+def _slow_mi_and_cond_entropy(z, t):
+    """Plug-in I(Z;T) and H(Z|T) in bits from nested loops over the joint counts."""
+    n = len(z)
+    joint, pz, pt = Counter(zip(z, t)), Counter(z), Counter(t)
+    mi = sum(c / n * math.log2((c / n) / ((pz[a] / n) * (pt[b] / n))) for (a, b), c in joint.items())
+    h = -sum(c / n * math.log2(c / pt[b]) for (a, b), c in joint.items())
+    return mi, h
+
+
+def _reference_ids(model, space):
+    """One image at a time, eval mode, then the same seeded k-means: what the pass must give."""
+    model.eval()
+    with torch.no_grad():
+        rows = []
+        for image, _ in model.embedding_dataset:
+            out = model(image[None])
+            rows.append(out["feats"] if space == "backbone" else out["z"])
+    model.train()
+    p = model.provider
+    labels, centroids, _ = spherical_kmeans(torch.cat(rows).numpy(), p.k, p.iterations, p.seed)
+    return compact_clusters(labels, centroids)
+
+
+# ------------------------------------------------------------------------ unit tests
+def test_refresh_schedule():
+    # (epoch, period, last refresh epoch) -> due
+    table = [
+        (0, 1, -1, True), (0, 3, -1, True),      # before the first epoch
+        (1, 1, 0, True), (1, 2, 0, False), (2, 2, 0, True), (3, 2, 2, False),
+        (4, 2, 4, False),                        # resumed inside an epoch already refreshed
+        (5, 2, -1, True),                        # never clustered: the placeholder is no clustering
+    ]
+    for epoch, period, last, due in table:
+        assert refresh_due(epoch, period, last) is due, (epoch, period, last)
+
+
+def test_label_metrics_ignore_unknown_labels_and_match_a_loop_reference():
+    ids = np.array([0, 0, 1, 1, 2, 2, 2, 0, 1])
+    labels = np.array([0, 0, 1, 1, 1, -1, 2, -1, 0])
+    out = label_metrics(ids, labels)
+    keep = labels != -1
+    mi, h = _slow_mi_and_cond_entropy(ids[keep].tolist(), labels[keep].tolist())
+    assert out["kmeans_mi"] == pytest.approx(mi, abs=1e-12)
+    assert out["kmeans_cond_entropy"] == pytest.approx(h, abs=1e-12)
+    assert out["kmeans_num_clusters"] == 3
+    assert set(label_metrics(ids, None)) == {"kmeans_num_clusters"}
+    assert set(label_metrics(ids, np.full(9, -1))) == {"kmeans_num_clusters"}
+
+
+@pytest.mark.parametrize("space", ["projector", "backbone"])
+def test_refresh_clusters_the_dataset_order_embeddings_of_the_chosen_space(cfg_factory, space):
+    model = _model(cfg_factory, space=space)
+    expected_ids, expected_centroids = _reference_ids(model, space)
+    dim = model.features_dim if space == "backbone" else 16
+    assert model.centroids.shape == (3, dim)
+    metrics = model.refresh_clusters(0)
+    assert torch.equal(model.cluster_ids, torch.as_tensor(expected_ids))
+    torch.testing.assert_close(model.centroids, torch.as_tensor(expected_centroids), atol=1e-5, rtol=0)
+    assert int(model.cluster_refresh_epoch) == 0
+    assert model.num_clusters == model.provider.num_clusters == int(expected_ids.max()) + 1
+    mi, h = _slow_mi_and_cond_entropy(expected_ids.tolist(), (np.arange(N) % 4).tolist())
+    assert metrics["kmeans_mi"] == pytest.approx(mi, abs=1e-9)
+    assert metrics["kmeans_cond_entropy"] == pytest.approx(h, abs=1e-9)
+    # the training step looks the new ids up in the buffer
+    idx = torch.tensor([3, 0, 7])
+    assert torch.equal(model.cluster_ids[idx], model.provider.assign(idx))
+
+
+def test_refresh_has_no_side_effect_on_modes_or_batchnorm_statistics(cfg_factory):
+    model = _model(cfg_factory)
+    model.train()
+    model.classifier.eval()  # a module deliberately in eval mode stays so
+    modes = {name: m.training for name, m in model.named_modules()}
+    bn_stats = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    assert bn_stats  # the backbone has batch norm: the test can fail
+    model.refresh_clusters(0)
+    assert {name: m.training for name, m in model.named_modules()} == modes
+    for key, value in bn_stats.items():
+        assert torch.equal(model.state_dict()[key], value), key
+
+
+def test_schedule_refreshes_before_epochs_0_period_2period(cfg_factory):
+    model = _model(cfg_factory, period=2)
+    done = [model.maybe_refresh_clusters(epoch) for epoch in range(5)]
+    assert done == [True, False, True, False, True]
+    assert int(model.cluster_refresh_epoch) == 4
+    assert model.maybe_refresh_clusters(4) is False  # already done for this epoch
+
+
+def test_state_dict_restores_clusters_into_a_fresh_model(cfg_factory):
+    model = _model(cfg_factory)
+    model.refresh_clusters(0)
+    state = model.state_dict()
+    assert {"cluster_ids", "centroids", "cluster_refresh_epoch"} <= set(state)
+    other = _model(cfg_factory)
+    assert not other.provider.refreshed
+    other.load_state_dict(state)
+    assert other.provider.refreshed
+    assert np.array_equal(other.provider.ids, model.provider.ids)
+    assert np.array_equal(other.provider.centroids, model.provider.centroids)
+    assert other.num_clusters == model.num_clusters
+    assert other.maybe_refresh_clusters(0) is False  # restored: no recluster for epoch 0
+
+
+def test_embedding_dataset_of_the_wrong_size_is_an_error(cfg_factory):
+    model = _model(cfg_factory)
+    model.embedding_dataset = _images(n=N - 1)
+    with pytest.raises(ValueError, match=f"embedding dataset has {N - 1} images, the clusters cover {N}"):
+        model.refresh_clusters(0)
+
+
+# ------------------------------------------------------------- tiny end-to-end runs
+@pytest.fixture(scope="module")
+def tiny_cub(tmp_path_factory):
+    from clinfonce_plugin.data.synthetic_cub import generate_synthetic_cub
+
+    root = tmp_path_factory.mktemp("data") / "synthetic_cub"
+    generate_synthetic_cub(root, seed=0, num_classes=6, images_per_class=12)
+    return str(root)
+
+
+def _cfg(root, out_dir, name, max_epochs, period, resume=None):
+    cfg = OmegaConf.load(os.path.join(REPO, "scripts/pretrain/clinfonce_kmeans_synthetic_cub.yaml"))
+    cfg.pop("defaults")
+    cfg.pop("hydra")
+    cfg.augmentations = OmegaConf.load(os.path.join(REPO, "scripts/pretrain/augmentations/symmetric_32.yaml"))
+    cfg.name = name
+    cfg.data.train_path = root
+    cfg.data.num_workers = 0
+    cfg.optimizer.batch_size = 12
+    cfg.max_epochs = max_epochs
+    cfg.checkpoint.dir = out_dir
+    cfg.enable_progress_bar = False
+    cfg.method_kwargs.proj_hidden_dim = 32
+    cfg.method_kwargs.clusters.k = 5
+    cfg.method_kwargs.clusters.period = period
+    cfg.resume_from_checkpoint = resume
+    return cfg
+
+
+def _state(ckpt):
+    return torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+
+
+def _kmeans_rows(ckpt):
+    """Rows of the run's metrics.csv that carry the k-means metrics, by epoch."""
+    with open(os.path.join(os.path.dirname(ckpt), "logs", "metrics.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert rows and "train_clinfonce_loss_epoch" in rows[0]
+    return {int(r["epoch"]): r for r in rows if r.get("kmeans_mi")}
+
+
+@pytest.mark.slow
+def test_pretrain_logs_metrics_and_resume_keeps_clusters_until_the_schedule(tiny_cub, tmp_path):
+    from clinfonce_plugin.data.registry import build_dataset
+    from clinfonce_plugin.train import pretrain
+
+    # 1 epoch, period 2: clustered before epoch 0 only
+    first = pretrain(_cfg(tiny_cub, str(tmp_path), "first", 1, 2))
+    saved = _state(first)
+    assert int(saved["cluster_refresh_epoch"]) == 0
+    ids = saved["cluster_ids"].numpy()
+    assert 1 < np.unique(ids).size <= 5 and saved["centroids"].shape == (5, 128)
+    logged = _kmeans_rows(first)
+    assert list(logged) == [0]
+    assert {"kmeans_mi", "kmeans_cond_entropy", "kmeans_num_clusters"} <= set(logged[0])
+    _, info, _ = build_dataset("synthetic_cub", tiny_cub, split="train")
+    mi, h = _slow_mi_and_cond_entropy(ids.tolist(), info.labels.tolist())
+    assert float(logged[0]["kmeans_mi"]) == pytest.approx(mi, abs=1e-5)
+    assert float(logged[0]["kmeans_cond_entropy"]) == pytest.approx(h, abs=1e-5)
+    assert float(logged[0]["kmeans_num_clusters"]) == np.unique(ids).size
+
+    # resumed to 2 epochs: epoch 1 is not on the schedule -> the restored clusters are used
+    second = pretrain(_cfg(tiny_cub, str(tmp_path), "second", 2, 2, resume=first))
+    state = _state(second)
+    assert int(state["cluster_refresh_epoch"]) == 0
+    assert torch.equal(state["cluster_ids"], saved["cluster_ids"])
+    assert torch.equal(state["centroids"], saved["centroids"])
+    assert _kmeans_rows(second) == {}
+
+    # resumed to 3 epochs: reclustered before epoch 2 only
+    third = pretrain(_cfg(tiny_cub, str(tmp_path), "third", 3, 2, resume=first))
+    assert int(_state(third)["cluster_refresh_epoch"]) == 2
+    assert list(_kmeans_rows(third)) == [2]
+
+
+@pytest.mark.slow
+def test_benchmark_quick_mode_prints_its_tables(capsys):
+    # in this process (the imports are paid already); structure only, never timings
+    spec = importlib.util.spec_from_file_location(
+        "kmeans_refresh_bench", os.path.join(REPO, "bench", "kmeans_refresh.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.main(["--quick"])
+    out = capsys.readouterr().out
+    assert ("| N | d | k | k-means [s] | pass + k-means [s] | pass [s] | k-means in refresh [s] |"
+            in out)
+    refresh_rows = [line for line in out.splitlines() if line.startswith("| ") and "|" in line[2:]
+                    and line.split("|")[1].strip().isdigit()]
+    assert len(refresh_rows) == 2
+    for row in refresh_rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert len(cells) == 7 and all(float(c) >= 0 for c in cells[3:])
+    assert "| run | epochs | epoch [s] (median) | refresh [s] (median) |" in out
+    assert "| with refresh (period 1) |" in out and "| without refresh |" in out
+    assert "epoch time ratio with / without refresh:" in out

@@ -32,6 +32,11 @@ class ClusterCE(BaseMethod):
     def __init__(self, cfg: omegaconf.DictConfig, sample_info: Optional[SampleInfo] = None):
         super().__init__(cfg)
         self.provider = provider_from_cfg(cfg, sample_info)
+        if getattr(self.provider, "dynamic", False):
+            # the class head is sized by the provider at construction and no refresh hook
+            # runs here: a dynamic provider would train on its placeholder ids
+            raise ValueError(f"cluster_ce supports static cluster providers only, got "
+                             f"{self.provider.name!r}; use clinfonce for k-means clusters")
         self.register_buffer("cluster_ids",
                              torch.tensor(np.asarray(self.provider.ids), dtype=torch.long))
         self.num_clusters = int(self.provider.num_clusters)

@@ -55,3 +55,8 @@ def test_unknown_provider_and_key_are_rejected(cfg_factory):
     cfg = cfg_factory("cluster_ce", clusters={"provider": "labels"})
     with pytest.raises(ConfigError, match="unknown key"):
         host.METHODS["cluster_ce"].add_and_assert_specific_cfg(cfg)
+
+
+def test_dynamic_provider_is_refused(cfg_factory):
+    with pytest.raises(ValueError, match="static cluster providers only, got 'kmeans'"):
+        _model(cfg_factory, {"provider": "kmeans", "k": 2})

@@ -133,7 +133,7 @@ def _epoch_run(root: str, period: int, epochs: int, batch_size: int, workers: in
             f"method_kwargs.clusters.period={period}", f"method_kwargs.clusters.k={k}",
             "checkpoint.enabled=false"])
     cfg = prepare_cfg(cfg)
-    pl.seed_everything(cfg.get("seed") or 0, verbose=False)
+    pl.seed_everything(cfg.get("seed") or 0)
     base, info, _ = build_dataset(cfg.data.dataset, cfg.data.train_path, split="train")
     model = build_method(cfg, sample_info=info)
     loader = DataLoader(IndexedDataset(base, pretrain_transform(cfg)), batch_size=batch_size,

@@ -17,6 +17,7 @@ import os
 import statistics
 import sys
 import time
+from types import SimpleNamespace
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -117,6 +118,9 @@ def build(method: str, backbone: str, batch: int, n: int):
         else cls(cfg)
     model.log = lambda *a, **k: None
     model.log_dict = lambda *a, **k: None
+    # solo-learn's SwAV builds its Sinkhorn-Knopp in on_train_start from trainer.world_size
+    model.trainer = SimpleNamespace(world_size=1, current_epoch=0, global_step=0) if host.HOST_NAME == "solo-learn" else None
+    model.on_train_start()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     return model, opt
 

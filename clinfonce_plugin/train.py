@@ -147,7 +147,8 @@ def pretrain(cfg: omegaconf.DictConfig, source: Optional[str] = None,
     accelerator = _accelerator(cfg)
     callbacks = list(callbacks or [])
     if cfg.checkpoint.enabled:
-        callbacks.append(ModelCheckpoint(dirpath=tmp_dir, filename="last", save_last=False,
+        # only <run>/last.ckpt, rewritten every `frequency` epochs (the resume point)
+        callbacks.append(ModelCheckpoint(dirpath=tmp_dir, save_last=True, save_top_k=0,
                                          every_n_epochs=cfg.checkpoint.frequency))
     trainer = pl.Trainer(
         max_epochs=cfg.max_epochs,

@@ -37,6 +37,9 @@ def _cfg(root, out_dir, max_epochs, resume=None):
     cfg.data.num_workers = 0  # the neighbour choices are then observable in this process
     cfg.optimizer.batch_size = 12
     cfg.max_epochs = max_epochs
+    # lr warmup shorter than the first run: solo-learn's warmup-cosine divides by
+    # (max_epochs - warmup_epochs) and fails on a resume when they are equal
+    cfg.scheduler.warmup_epochs = 1
     cfg.checkpoint.dir = out_dir
     cfg.enable_progress_bar = False
     cfg.method_kwargs.proj_hidden_dim = 32

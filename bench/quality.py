@@ -33,12 +33,12 @@ SPECS = {
     "simclr": ("simclr_synthetic_cub", []),
     "supcon": ("supcon_synthetic_cub", []),
     "swav": ("swav_synthetic_cub", []),
-    "clinfonce (attributes)": ("clinfonce_synthetic_cub", ["method_kwargs.clusters.k={k}"]),
+    "clinfonce (attributes)": ("clinfonce_synthetic_cub", ["++method_kwargs.clusters.k={k}"]),
     "clinfonce (kmeans)": ("clinfonce_kmeans_synthetic_cub", []),
     "clinfonce (dual head)": ("clinfonce_synthetic_cub",
-                              ["method_kwargs.clusters.k={k}", "method_kwargs.instance_head=true"]),
+                              ["++method_kwargs.clusters.k={k}", "++method_kwargs.instance_head=true"]),
     "wcl": ("wcl_synthetic_cub", []),
-    "cluster_ce (attributes)": ("cluster_ce_synthetic_cub", ["method_kwargs.clusters.k={k}"]),
+    "cluster_ce (attributes)": ("cluster_ce_synthetic_cub", ["++method_kwargs.clusters.k={k}"]),
 }
 
 

@@ -147,7 +147,8 @@ def cl_infonce(
         log_partition = torch.logsumexp(sim, dim=1)
         # sum_{p in P(a)} z_a . z_p = z_a . (C_{id_a} - z_a), C_k = sum of cluster k's rows
         centroids = all_z.new_zeros(k, all_z.shape[1]).index_add_(0, inv, all_z)
-        pos_sum = (zn * (centroids[local_inv] - zn)).sum(dim=1) / temperature
+        # index_select: its backward is an index_add, cheaper on CPU than advanced indexing's
+        pos_sum = (zn * (centroids.index_select(0, local_inv) - zn)).sum(dim=1) / temperature
         per_anchor = log_partition - pos_sum / num_pos.clamp_min(1)
     else:
         row_max = sim.max(dim=1, keepdim=True).values.detach()

@@ -5,16 +5,21 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import omegaconf
 import torch
-from omegaconf import OmegaConf, open_dict
+from omegaconf import open_dict
 
 from clinfonce_plugin.cfgcheck import ConfigError, fill_defaults
-from clinfonce_plugin.clusters.registry import CLUSTER_PROVIDERS, build_provider
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.host import BaseMethod
 from clinfonce_plugin.losses import cl_infonce
 from clinfonce_plugin.utils.distributed import all_gather_no_grad, get_rank, get_world_size
 
-from ._common import loss_num_clusters, mean_positives, mlp, training_sample_info
+from ._common import (
+    check_provider_name,
+    loss_num_clusters,
+    mean_positives,
+    mlp,
+    provider_from_cfg,
+)
 from .embedding_pass import TransformedImages, embed_dataset, label_metrics, refresh_due
 
 METHOD_KWARGS = {
@@ -77,10 +82,7 @@ class ClInfoNCE(BaseMethod):
             self.instance_projector = mlp(self.features_dim, kw.proj_hidden_dim,
                                           kw.proj_output_dim, kw.proj_num_layers)
 
-        clusters = OmegaConf.to_container(kw.clusters, resolve=True)
-        provider_name = clusters.pop("provider")
-        info = training_sample_info(cfg, sample_info)
-        self.provider = build_provider(provider_name, info, **clusters)
+        self.provider = provider_from_cfg(cfg, sample_info)
         self.register_buffer("cluster_ids", torch.tensor(np.asarray(self.provider.ids), dtype=torch.long))
         self.num_clusters: int = int(self.provider.num_clusters)
         self.dynamic_clusters: bool = bool(getattr(self.provider, "dynamic", False))
@@ -104,11 +106,7 @@ class ClInfoNCE(BaseMethod):
             if kw.loss_form not in ("out", "in"):
                 raise ConfigError(f"method_kwargs.loss_form must be 'out' or 'in', "
                                   f"got {kw.loss_form!r}")
-            provider = kw.clusters.get("provider")
-            if provider not in CLUSTER_PROVIDERS:
-                raise ConfigError(f"unknown cluster provider {provider!r} in "
-                                  f"method_kwargs.clusters.provider. "
-                                  f"Choose from {sorted(CLUSTER_PROVIDERS)}")
+            check_provider_name(cfg)
         return cfg
 
     @property

@@ -14,6 +14,8 @@ from clinfonce_plugin.utils.distributed import (
 )
 
 FORMS = ("out", "in")
+# Largest 2/tau for which exp(-2/tau) stays a normal number (with a margin).
+_CONST_SHIFT_LIMIT = {torch.float32: 80.0, torch.float64: 700.0}
 
 
 def _check_inputs(
@@ -140,26 +142,37 @@ def cl_infonce(
     # Every rank holds all ids, so the global count of valid anchors needs no all_reduce.
     num_valid = (counts[inv] > 1).sum()
 
-    sim = (zn / temperature) @ all_z.T  # (M, N); scaling the (M, D) side is cheaper
-    sim.diagonal(offset).fill_(float("-inf"))  # self-similarity leaves numerator and denominator
+    # e_aj = exp(s_aj - shift_a), self entry 0, in one (M, N) buffer: the shift is folded
+    # into the GEMM and exp runs in place, so the only (M, N) passes are GEMM, exp, row sum
+    # and, in backward, exp's product and the GEMMs (logsumexp would exponentiate twice).
+    inv_t = 1.0 / temperature
+    if 2.0 * inv_t <= _CONST_SHIFT_LIMIT[work_dtype]:
+        # |s_aj| <= 1/tau for unit rows, so shifting by 1/tau keeps every term in
+        # [exp(-2/tau), 1]: no overflow, no underflow of a row sum.
+        shift = torch.full((m, 1), inv_t, dtype=work_dtype, device=z.device)
+        sim = torch.addmm(shift, zn, all_z.T, beta=-1.0, alpha=inv_t)
+        sim.diagonal(offset).fill_(float("-inf"))
+    else:  # tau so small that exp(-2/tau) underflows: shift by each row's max instead
+        sim = torch.mm(zn, all_z.T).mul_(inv_t)
+        sim.diagonal(offset).fill_(float("-inf"))
+        shift = sim.detach().amax(dim=1, keepdim=True)
+        sim = sim - shift
+    e = sim.exp_()
+    log_partition = e.sum(dim=1).log() + shift.squeeze(1)
 
     if form == "out":
-        log_partition = torch.logsumexp(sim, dim=1)
         # sum_{p in P(a)} z_a . z_p = z_a . (C_{id_a} - z_a), C_k = sum of cluster k's rows
         centroids = all_z.new_zeros(k, all_z.shape[1]).index_add_(0, inv, all_z)
         # index_select: its backward is an index_add, cheaper on CPU than advanced indexing's
-        pos_sum = (zn * (centroids.index_select(0, local_inv) - zn)).sum(dim=1) / temperature
+        pos_sum = (zn * (centroids.index_select(0, local_inv) - zn)).sum(dim=1) * inv_t
         per_anchor = log_partition - pos_sum / num_pos.clamp_min(1)
     else:
-        row_max = sim.max(dim=1, keepdim=True).values.detach()
-        e = torch.exp(sim - row_max)  # the self entry is exp(-inf) = 0
-        log_partition = e.sum(dim=1).log()
         per_cluster = e.new_zeros(m, k).index_add_(1, inv, e)  # (M, K) sums over columns
         pos = per_cluster.gather(1, local_inv[:, None]).squeeze(1)
         # Invalid anchors have pos = 0; a valid one underflows only when every positive is
         # ~100 logits below the hardest negative (tau < 0.02): keep the loss finite there.
         pos = torch.where(valid, pos.clamp_min(torch.finfo(pos.dtype).tiny), torch.ones_like(pos))
-        per_anchor = log_partition - pos.log()
+        per_anchor = log_partition - (pos.log() + shift.squeeze(1))
 
     total = torch.where(valid, per_anchor, torch.zeros_like(per_anchor)).sum()
     return total * world / num_valid.clamp_min(1)

@@ -175,6 +175,20 @@ def test_gradient_matches_reference_autograd(form):
 
 
 @pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("tau", [0.01, 0.02, 0.1])  # 0.01 and 0.02 take the row-max shift in float32
+def test_float32_gradient_matches_float64_reference_on_both_shift_paths(form, tau):
+    g = torch.Generator().manual_seed(13)
+    z = torch.randn(20, 6, generator=g, dtype=torch.float64)
+    ids = torch.randint(0, 4, (10,), generator=g).repeat(2)
+    z64 = z.clone().requires_grad_(True)
+    (grad_ref,) = torch.autograd.grad(reference_loss(z64, ids, tau, form), z64)
+    z32 = z.float().requires_grad_(True)
+    (grad,) = torch.autograd.grad(cl_infonce(z32, ids, tau, form), z32)
+    assert torch.isfinite(grad).all()
+    torch.testing.assert_close(grad.double(), grad_ref, atol=1e-3 * grad_ref.abs().max().item(), rtol=0)
+
+
+@pytest.mark.parametrize("form", FORMS)
 def test_num_clusters_path_equals_unique_path(form):
     g = torch.Generator().manual_seed(8)
     z = torch.randn(20, 6, generator=g, dtype=torch.float64)

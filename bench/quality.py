@@ -24,7 +24,6 @@ sys.path.insert(0, REPO)
 
 import lightning.pytorch as pl  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
 from clinfonce_plugin import host  # noqa: E402
 

@@ -13,14 +13,14 @@ generation per step (vs the similarity it needs), k-means refresh per epoch.
 """
 import argparse
 import json
+import math
 import os
-import statistics
 import sys
-import time
 from types import SimpleNamespace
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "bench"))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -30,6 +30,7 @@ from omegaconf import OmegaConf  # noqa: E402
 from clinfonce_plugin import host  # noqa: E402
 from clinfonce_plugin.clusters.sample_info import SampleInfo  # noqa: E402
 from clinfonce_plugin.losses import cl_infonce  # noqa: E402
+from _timing import alternate, timed  # noqa: E402
 
 TARGETS = {"clinfonce step": 1.02, "wcl step": 1.05, "cl_infonce loss": 1.05,
            "weak labels / similarity": 0.05}
@@ -44,29 +45,6 @@ def host_nt_xent():
     from clinfonce_plugin.host.runtime.losses import nt_xent_masked
 
     return nt_xent_masked
-
-
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def alternate(fns: dict, rounds: int, baseline: str) -> dict:
-    """Median over rounds of time(name) / time(baseline), the order rotated every round."""
-    names = list(fns)
-    ratios = {n: [] for n in names if n != baseline}
-    seconds = {n: [] for n in names}
-    for r in range(rounds):
-        order = names[r % len(names):] + names[: r % len(names)]
-        t = {n: timed(fns[n]) for n in order}
-        for n in names:
-            seconds[n].append(t[n])
-        for n in ratios:
-            ratios[n].append(t[n] / t[baseline])
-    return {n: {"median_ratio": statistics.median(v), "median_s": statistics.median(seconds[n])}
-            for n, v in ratios.items()} | {
-        baseline: {"median_ratio": 1.0, "median_s": statistics.median(seconds[baseline])}}
 
 
 def synthetic_info(n: int) -> SampleInfo:
@@ -134,7 +112,7 @@ def step_fn(model, opt, batch):
     return run
 
 
-def bench_steps(args) -> dict:
+def bench_steps(args, backbone: str) -> dict:
     n = 1000
     g = torch.Generator().manual_seed(0)
     batch = (torch.randint(0, n, (args.batch,), generator=g),
@@ -145,11 +123,11 @@ def bench_steps(args) -> dict:
         if method not in host.METHODS:
             print(f"[speed] {method} is not registered in the {host.HOST_NAME} host; skipped")
             continue
-        model, opt = build(method, args.backbone, args.batch, n)
+        model, opt = build(method, backbone, args.batch, n)
         fn = step_fn(model, opt, batch)
         fn()  # warm-up
         fns[method] = fn
-    return alternate(fns, args.rounds, "simclr")
+    return alternate(fns, args.step_rounds, "simclr")
 
 
 def bench_losses(args) -> dict:
@@ -178,7 +156,7 @@ def bench_losses(args) -> dict:
     return out
 
 
-def bench_providers(args) -> dict:
+def bench_providers(args, step_s=None) -> dict:
     from clinfonce_plugin.clusters.registry import build_provider
 
     n = 50_000 if not args.quick else 2_000
@@ -193,27 +171,44 @@ def bench_providers(args) -> dict:
         reps = 200
         res[f"{name} lookup per step (ms)"] = 1e3 * timed(
             lambda: [prov.assign(idx) for _ in range(reps)]) / reps
-    try:
-        from clinfonce_plugin.clusters.components import nearest_neighbour, weak_labels
-    except ImportError:
-        return res
+    # k-means refresh (one per epoch at period 1): embedding pass + k-means + I/H, as a
+    # fraction of a simclr epoch over the same N images at the step time measured above
+    import kmeans_refresh
+
+    sizes = kmeans_refresh.QUICK_SIZES[:1] if args.quick else [(50_000, 128, 1_000)]
+    for row in kmeans_refresh.refresh_times(sizes, repeats=1, workers=0):
+        tag = f"k-means refresh N={row['N']} d={row['d']} k={row['k']}"
+        res[f"{tag}: k-means alone (s)"] = row["kmeans"]
+        res[f"{tag}: whole refresh (s)"] = row["total"]
+        if step_s is not None:
+            epoch_s = math.ceil(row["N"] / args.batch) * step_s
+            res[f"{tag}: whole refresh / simclr epoch ({args.backbones[0]})"] = \
+                row["total"] / epoch_s
+
+    from clinfonce_plugin.clusters.components import components_torch, nearest_neighbour
+
     for b in args.wl_batches:
         v = F.normalize(torch.randn(b, 256), dim=1)
-        sim_t, wl_t = [], []
-        for _ in range(args.rounds):
-            sim_t.append(timed(lambda: nearest_neighbour(v, v)))
-            wl_t.append(timed(lambda: weak_labels(v, v, gather=False)))
-        sim, wl = statistics.median(sim_t), statistics.median(wl_t)
-        res[f"weak labels B={b}: similarity+top1 (ms)"] = 1e3 * sim
-        res[f"weak labels B={b}: labelling adds (fraction of similarity)"] = (wl - sim) / sim
+        nn_idx = nearest_neighbour(v, v)
+        # the 1-NN search is the similarity weak labels need; the labelling is what they add
+        r = alternate({"similarity": lambda: nearest_neighbour(v, v),
+                       "labelling": lambda: components_torch(nn_idx, validate=False)},
+                      args.rounds, "similarity")
+        res[f"weak labels B={b}: similarity+top1 (ms)"] = 1e3 * r["similarity"]["median_s"]
+        res[f"weak labels B={b}: labelling adds (fraction of similarity)"] = \
+            r["labelling"]["median_ratio"]
     return res
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--backbone", default="test_resnet")
+    p.add_argument("--backbones", nargs="+", default=["test_resnet", "resnet18d"],
+                   help="training-step section: one table per backbone (test_resnet is the "
+                        "quality benchmark's, resnet18d has the paper's ResNet-18 widths)")
     p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--rounds", type=int, default=9)
+    p.add_argument("--step-rounds", type=int, default=25)
+    p.add_argument("--rounds", type=int, default=15, help="rounds of the loss and provider "
+                                                          "sections (a third of it at B=4096)")
     p.add_argument("--loss-batches", type=int, nargs="+", default=[256, 1024, 4096])
     p.add_argument("--wl-batches", type=int, nargs="+", default=[512, 2048, 8192])
     p.add_argument("--out", default=os.path.join(REPO, "bench/results/speed.json"))
@@ -221,19 +216,24 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.quick:
         args.batch, args.rounds, args.loss_batches, args.wl_batches = 16, 2, [64], [128]
+        args.step_rounds, args.backbones = 2, args.backbones[:1]
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
-    print(f"[speed] host={host.HOST_NAME} backbone={args.backbone} batch={args.batch} "
-          f"rounds={args.rounds} threads={torch.get_num_threads()}", flush=True)
-    steps = bench_steps(args)
+    print(f"[speed] host={host.HOST_NAME} backbones={args.backbones} batch={args.batch} "
+          f"step rounds={args.step_rounds} rounds={args.rounds} "
+          f"threads={torch.get_num_threads()}", flush=True)
+    steps = {bb: bench_steps(args, bb) for bb in args.backbones}
     losses = bench_losses(args)
-    providers = bench_providers(args)
+    providers = bench_providers(
+        args, steps[args.backbones[0]].get("simclr", {}).get("median_s"))
 
-    lines = ["| training step (batch %d, %s) | median s | ratio to simclr |" % (args.batch,
-                                                                             args.backbone),
-             "| --- | --- | --- |"]
-    for name, r in steps.items():
-        lines.append(f"| {name} | {r['median_s']:.3f} | {r['median_ratio']:.3f} |")
+    lines = [f"| training step, batch {args.batch}, {args.step_rounds} rounds | "
+             + " | ".join(f"{bb} s | {bb} ratio" for bb in steps) + " |",
+             "| --- |" + " --- | --- |" * len(steps)]
+    for name in next(iter(steps.values())):
+        cells = [f"{r[name]['median_s']:.3f} | {r[name]['median_ratio']:.3f}"
+                 for r in steps.values()]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "| loss fwd+bwd, z = (2B, 256) | " + " | ".join(
         f"B={b}" for b in losses) + " |", "| --- |" + " --- |" * len(losses)]
     for name in next(iter(losses.values())):

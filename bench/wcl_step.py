@@ -17,18 +17,18 @@ multi-crop inputs, the KNN choice of images costs nothing in the step itself).
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "bench"))
 
 import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from clinfonce_plugin import host  # noqa: E402
 from clinfonce_plugin.clusters.sample_info import SampleInfo  # noqa: E402
+from _timing import alternate  # noqa: E402
 
 
 def _aug(crop_size: int, num_crops: int) -> dict:
@@ -89,24 +89,14 @@ def run(backbone: str, batch: int, small: int, hidden: int, rounds: int, warmup:
     for step in steps.values():
         for _ in range(warmup):
             step()
-    names = list(steps)
-    seconds = {n: [] for n in names}
-    ratios = {n: [] for n in names if n != "simclr"}
-    for r in range(rounds):
-        this = {}
-        for name in names[r % len(names):] + names[: r % len(names)]:
-            start = time.perf_counter()
-            steps[name]()
-            this[name] = time.perf_counter() - start
-            seconds[name].append(this[name])
-        for name in ratios:
-            ratios[name].append(this[name] / this["simclr"])
+    timing = alternate(steps, rounds, "simclr")
     return {
         "benchmark": "wcl_step", "host": host.HOST_NAME, "backbone": backbone,
         "batch": batch, "small_crops": small, "proj_hidden_dim": hidden, "rounds": rounds,
         "torch_threads": torch.get_num_threads(), "device": "cpu",
-        "median_seconds": {n: statistics.median(t) for n, t in seconds.items()},
-        "median_ratio_to_simclr": {n: statistics.median(r) for n, r in ratios.items()},
+        "median_seconds": {n: t["median_s"] for n, t in timing.items()},
+        "median_ratio_to_simclr": {n: t["median_ratio"] for n, t in timing.items()
+                                   if n != "simclr"},
     }
 
 

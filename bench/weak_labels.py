@@ -17,10 +17,10 @@ import json
 import os
 import statistics
 import sys
-import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "bench"))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -30,12 +30,7 @@ from clinfonce_plugin.clusters.components import (  # noqa: E402
     components_torch,
     nearest_neighbour,
 )
-
-
-def _timed(fn):
-    start = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - start, out
+from _timing import alternate  # noqa: E402
 
 
 def bench(batch: int, dim: int, rounds: int, seed: int = 0) -> dict:
@@ -49,18 +44,16 @@ def bench(batch: int, dim: int, rounds: int, seed: int = 0) -> dict:
     }
     # warm-up (allocations, scipy import paths) and a check that both label the same
     assert torch.equal(components_scipy(nn_idx), components_torch(nn_idx))
-    seconds = {name: [] for name in stages}
-    names = list(stages)
-    for r in range(rounds):
-        for name in names[r % 3:] + names[: r % 3]:
-            seconds[name].append(_timed(stages[name])[0])
-    med = {name: statistics.median(t) for name, t in seconds.items()}
+    timing = alternate(stages, rounds, "similarity_top1")
+    med = {name: t["median_s"] for name, t in timing.items()}
     return {
         "batch": batch, "dim": dim, "rounds": rounds,
         "seconds": med,
-        "scipy_over_torch": med["scipy"] / med["torch"],
-        "torch_over_similarity": med["torch"] / med["similarity_top1"],
-        "scipy_over_similarity": med["scipy"] / med["similarity_top1"],
+        # medians of per-round ratios: robust to drifts in machine load
+        "scipy_over_torch": statistics.median(
+            s / t for s, t in zip(timing["scipy"]["per_round_s"], timing["torch"]["per_round_s"])),
+        "torch_over_similarity": timing["torch"]["median_ratio"],
+        "scipy_over_similarity": timing["scipy"]["median_ratio"],
     }
 
 

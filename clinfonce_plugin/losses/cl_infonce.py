@@ -141,6 +141,11 @@ def cl_infonce(
     valid = num_pos > 0
     # Every rank holds all ids, so the global count of valid anchors needs no all_reduce.
     num_valid = (counts[inv] > 1).sum()
+    # Per-anchor weight of the mean (0 for anchors without a positive): constants, so the
+    # reduction is one product and one sum.
+    weight = valid.to(work_dtype) * (world / num_valid.clamp_min(1).to(work_dtype))
+    if form == "in" and bool(counts.max() <= 2):
+        form = "out"  # one positive per anchor: both forms are -s_ap + log-partition
 
     # e_aj = exp(s_aj - shift_a), self entry 0, in one (M, N) buffer: the shift is folded
     # into the GEMM and exp runs in place, so the only (M, N) passes are GEMM, exp, row sum
@@ -149,30 +154,31 @@ def cl_infonce(
     if 2.0 * inv_t <= _CONST_SHIFT_LIMIT[work_dtype]:
         # |s_aj| <= 1/tau for unit rows, so shifting by 1/tau keeps every term in
         # [exp(-2/tau), 1]: no overflow, no underflow of a row sum.
-        shift = torch.full((m, 1), inv_t, dtype=work_dtype, device=z.device)
-        sim = torch.addmm(shift, zn, all_z.T, beta=-1.0, alpha=inv_t)
+        shift = inv_t
+        sim = torch.addmm(all_z.new_full((1,), -inv_t), zn, all_z.T, alpha=inv_t)
         sim.diagonal(offset).fill_(float("-inf"))
     else:  # tau so small that exp(-2/tau) underflows: shift by each row's max instead
         sim = torch.mm(zn, all_z.T).mul_(inv_t)
         sim.diagonal(offset).fill_(float("-inf"))
-        shift = sim.detach().amax(dim=1, keepdim=True)
-        sim = sim - shift
+        row_max = sim.detach().amax(dim=1, keepdim=True)
+        sim = sim - row_max
+        shift = row_max.squeeze(1)
     e = sim.exp_()
-    log_partition = e.sum(dim=1).log() + shift.squeeze(1)
+    log_partition = e.sum(dim=1).log() + shift
 
     if form == "out":
         # sum_{p in P(a)} z_a . z_p = z_a . (C_{id_a} - z_a), C_k = sum of cluster k's rows
         centroids = all_z.new_zeros(k, all_z.shape[1]).index_add_(0, inv, all_z)
         # index_select: its backward is an index_add, cheaper on CPU than advanced indexing's
-        pos_sum = (zn * (centroids.index_select(0, local_inv) - zn)).sum(dim=1) * inv_t
-        per_anchor = log_partition - pos_sum / num_pos.clamp_min(1)
+        pos_dot = (zn * (centroids.index_select(0, local_inv) - zn)).sum(dim=1)
+        per_anchor = log_partition - pos_dot * (inv_t / num_pos.clamp_min(1).to(work_dtype))
     else:
         per_cluster = e.new_zeros(m, k).index_add_(1, inv, e)  # (M, K) sums over columns
         pos = per_cluster.gather(1, local_inv[:, None]).squeeze(1)
         # Invalid anchors have pos = 0; a valid one underflows only when every positive is
         # ~100 logits below the hardest negative (tau < 0.02): keep the loss finite there.
         pos = torch.where(valid, pos.clamp_min(torch.finfo(pos.dtype).tiny), torch.ones_like(pos))
-        per_anchor = log_partition - (pos.log() + shift.squeeze(1))
+        per_anchor = log_partition - (pos.log() + shift)
 
-    total = torch.where(valid, per_anchor, torch.zeros_like(per_anchor)).sum()
-    return total * world / num_valid.clamp_min(1)
+    # every per_anchor is finite (no positive: pos_dot = 0 / pos = 1), so weight 0 drops it
+    return (per_anchor * weight).sum()

@@ -38,11 +38,16 @@ def test_speed_quick_reports_ratios_to_simclr(tmp_path):
     speed = _load("speed")
     out = tmp_path / "speed.json"
     res = speed.main(["--quick", "--out", str(out)])
-    assert res["steps"]["simclr"]["median_ratio"] == 1.0
-    assert {"clinfonce", "swav", "cluster_ce"} <= set(res["steps"])
-    assert all(r["median_ratio"] > 0 for r in res["steps"].values())
+    (backbone, steps), = res["steps"].items()
+    assert backbone == "test_resnet"
+    assert steps["simclr"]["median_ratio"] == 1.0
+    assert {"clinfonce", "wcl", "swav", "cluster_ce"} <= set(steps)
+    assert all(r["median_ratio"] > 0 for r in steps.values())
     (b, losses), = res["losses"].items()
     assert {"nt_xent", "cl_infonce (instance ids)", "cl_infonce (clusters, out)"} <= set(losses)
-    assert any(k.startswith("attributes lookup") for k in res["providers"])
+    providers = res["providers"]
+    assert any(k.startswith("attributes lookup") for k in providers)
+    assert any(k.startswith("k-means refresh") and "simclr epoch" in k for k in providers)
+    assert any("labelling adds" in k for k in providers)
     saved = json.loads(out.read_text())
     assert set(saved) >= {"host", "steps", "losses", "providers", "targets", "table"}

@@ -49,6 +49,7 @@ def bench(batch: int, dim: int, rounds: int, seed: int = 0) -> dict:
     return {
         "batch": batch, "dim": dim, "rounds": rounds,
         "seconds": med,
+        "per_round_seconds": {name: t["per_round_s"] for name, t in timing.items()},
         # medians of per-round ratios: robust to drifts in machine load
         "scipy_over_torch": statistics.median(
             s / t for s, t in zip(timing["scipy"]["per_round_s"], timing["torch"]["per_round_s"])),

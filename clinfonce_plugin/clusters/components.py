@@ -78,20 +78,17 @@ def nearest_neighbour(v_rows: torch.Tensor, v_all: torch.Tensor, row_offset: int
     if total == 1:
         return self_idx
     v_all = v_all.to(device=device, dtype=v_rows.dtype)
-    positions = torch.arange(total, device=device, dtype=torch.int32)
     chunk = max(1, _CHUNK_ELEMENTS // total)
     out = []
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         sim = v_rows[start:stop] @ v_all.T
-        rows = torch.arange(stop - start, device=device)
-        sim[rows, self_idx[start:stop]] = float("-inf")
-        best = sim.amax(dim=1, keepdim=True)
-        # argmax's tie order is not something to rely on across devices: take the
-        # smallest position among the exact maxima explicitly
-        candidates = torch.where(sim == best, positions, total)
-        out.append(candidates.amin(dim=1).long())
-    return torch.cat(out)
+        # row i's own column is row_offset + start + i: a diagonal of the block
+        sim.diagonal(row_offset + start).fill_(float("-inf"))
+        # torch.argmax returns the first maximal index (documented, on every device):
+        # exact ties go to the smallest index
+        out.append(sim.argmax(dim=1))
+    return out[0] if len(out) == 1 else torch.cat(out)
 
 
 def _check_nn(nn_idx: torch.Tensor, validate: bool) -> None:

@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import OmegaConf, open_dict
 from torch.utils.data import DataLoader, TensorDataset
 
-from .cfgcheck import REQUIRED, ConfigError, check_known_keys, fill_defaults
+from .cfgcheck import ConfigError, check_known_keys, fill_defaults
 from .config import _with_location
 from .data.registry import DATASETS, build_dataset
 from .host.backbone import make_backbone

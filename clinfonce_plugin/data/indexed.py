@@ -36,10 +36,7 @@ class IndexedDataset(Dataset):
         return len(self.base)
 
     def __getitem__(self, i: int) -> Tuple[int, List[torch.Tensor], int]:
-        n = len(self.base)
-        if not -n <= i < n:
-            raise IndexError(f"index {i} out of range for dataset of size {n}")
-        i = int(i) % n  # the index is a lookup key: report it non-negative
+        i = resolve_index(i, len(self.base))
         image, target = self.base[i]
         crops = self.transform(image)
         if isinstance(crops, torch.Tensor):
@@ -50,7 +47,16 @@ class IndexedDataset(Dataset):
             raise ValueError(
                 f"transform must return a tensor or a list of tensors, got {type(crops).__name__}"
             )
-        if target is None:
-            target = -1
-        target = int(target)
-        return i, crops, target if target >= 0 else -1
+        return i, crops, host_target(target)
+
+
+def resolve_index(i: int, n: int) -> int:
+    """A dataset index as the non-negative lookup key reported in the batch."""
+    if not -n <= i < n:
+        raise IndexError(f"index {i} out of range for dataset of size {n}")
+    return int(i) % n
+
+
+def host_target(target: Any) -> int:
+    """The host's target convention: an int >= 0, or -1 for unknown (None or negative)."""
+    return -1 if target is None or int(target) < 0 else int(target)

@@ -25,6 +25,7 @@ import torch.distributed as dist
 from torch.utils.data import Dataset
 
 from clinfonce_plugin.clusters.neighbours import knn_table
+from clinfonce_plugin.data.indexed import host_target, resolve_index
 from clinfonce_plugin.utils.distributed import all_gather_no_grad, get_world_size, is_dist
 
 __all__ = [
@@ -134,10 +135,7 @@ class KnnMultiCropDataset(Dataset):
         return len(self.base)
 
     def __getitem__(self, i: int) -> Tuple[int, List[torch.Tensor], int]:
-        n = len(self.base)
-        if not -n <= i < n:
-            raise IndexError(f"index {i} out of range for dataset of size {n}")
-        i = int(i) % n
+        i = resolve_index(i, len(self.base))
         image, target = self.base[i]
         crops = [t(image) for t in self.large_transforms]
         images = {i: image}  # each neighbour image is read once per item
@@ -146,8 +144,7 @@ class KnnMultiCropDataset(Dataset):
             if src not in images:
                 images[src] = self.base[src][0]
             crops.append(transform(images[src]))
-        target = -1 if target is None or int(target) < 0 else int(target)
-        return i, crops, target
+        return i, crops, host_target(target)
 
 
 def gather_indexed(feats: torch.Tensor, indexes: torch.Tensor

@@ -1,7 +1,12 @@
-"""WCL's swapped supervised contrastive loss on weak labels."""
+"""WCL's losses on weak labels: the swapped supervised contrastive loss of the two large
+views, and the two multi-crop terms of the small crops (plain torch, no host import)."""
+from typing import Sequence
+
 import torch
+import torch.nn.functional as F
 
 from clinfonce_plugin.losses.cl_infonce import cl_infonce
+from clinfonce_plugin.utils.distributed import gather_with_grad, get_rank
 
 
 def wcl_swap(
@@ -49,3 +54,79 @@ def wcl_swap(
     loss_1 = cl_infonce(v1, y2, temperature=temperature, form=form, gather=gather)
     loss_2 = cl_infonce(v2, y1, temperature=temperature, form=form, gather=gather)
     return loss_1 + loss_2
+
+
+def _owners(num_small: int, batch: int, device: torch.device) -> torch.Tensor:
+    """Gathered-batch row of the image each local small crop belongs to (crop-major)."""
+    return (torch.arange(batch, device=device) + get_rank() * batch).repeat(num_small)
+
+
+def multicrop_nce(small: torch.Tensor, large: Sequence[torch.Tensor],
+                  temperature: float) -> torch.Tensor:
+    """L_cNCE: each small crop must pick its own image among the large views of the batch.
+
+    With ``q_a`` a small crop of image ``i(a)`` (normalised), ``k^v_j`` large view v of
+    image j (normalised, gathered over ranks, N rows)::
+
+        L_cNCE = 1/2 sum_{v=1,2} mean_a -log softmax_j(q_a . k^v_j / tau)[i(a)]
+
+    The denominator runs over all N large views of view v (the image's own view included).
+    Under KNN multi-crop the crop is cut from a neighbour of i(a) yet still assigned to i(a):
+    that is what adds neighbours as positives.
+
+    Args:
+        small: (S * B, D) local small-crop embeddings, crop-major (crop s of image b at row
+            s * B + b, the order of ``torch.cat`` over the host's per-crop outputs).
+        large: two (B, D) local large-view embeddings.
+        temperature: tau > 0.
+
+    Returns:
+        Scalar; the mean over local anchors (DDP averaging gives the global mean).
+    """
+    batch = large[0].shape[0]
+    if small.shape[0] % batch != 0:
+        raise ValueError(f"small crops ({small.shape[0]} rows) are not a multiple of the "
+                         f"batch ({batch})")
+    q = F.normalize(small, dim=1)
+    owners = _owners(small.shape[0] // batch, batch, small.device)
+    total = small.new_zeros(())
+    for view in large:
+        keys = gather_with_grad(F.normalize(view, dim=1))
+        total = total + F.cross_entropy(q @ keys.T / temperature, owners)
+    return total / len(large)
+
+
+def multicrop_swap(small: torch.Tensor, large: Sequence[torch.Tensor],
+                   labels: Sequence[torch.Tensor], temperature: float) -> torch.Tensor:
+    """L_cswap: each small crop is supervised by the weak class of its image, swapped.
+
+    With ``q_a`` a small crop of image ``i(a)``, ``k^v_j`` large view v of image j (phi,
+    normalised, gathered, N rows) and ``y^v`` the weak labels computed from view v::
+
+        P_v(a) = {j : y^{3-v}_j = y^{3-v}_{i(a)}}         (contains i(a) itself)
+        l_v(a) = -1/|P_v(a)| sum_{p in P_v(a)} log softmax_j(q_a . k^v_j / tau)[p]
+        L_cswap = sum_{v=1,2} mean_a l_v(a)
+
+    i.e. the small crop plays the role of an extra view-v anchor in ``L_sup(V_v, y_{3-v})``
+    of ``wcl_swap`` (keys of view v, positives from the other view's labels, SupCon L_out);
+    it is not among the keys, so nothing is excluded. Summed over the two views like
+    ``wcl_swap``.
+
+    Args:
+        small: (S * B, D) local small-crop embeddings, crop-major.
+        large: (v1, v2), each (B, D) local large-view embeddings.
+        labels: (y1, y2), each (N,) gathered weak labels of view 1 / view 2.
+        temperature: tau > 0.
+    """
+    batch = large[0].shape[0]
+    q = F.normalize(small, dim=1)
+    owners = _owners(small.shape[0] // batch, batch, small.device)
+    total = small.new_zeros(())
+    for v, view in enumerate(large):
+        keys = gather_with_grad(F.normalize(view, dim=1))
+        y = labels[1 - v].to(small.device)
+        positive = (y[owners][:, None] == y[None, :]).to(q.dtype)  # (S*B, N)
+        log_prob = F.log_softmax(q @ keys.T / temperature, dim=1)
+        per_anchor = -(positive * log_prob).sum(1) / positive.sum(1)
+        total = total + per_anchor.mean()
+    return total

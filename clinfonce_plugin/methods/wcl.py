@@ -23,13 +23,8 @@ from clinfonce_plugin.data.knn_multicrop import (
     write_bank,
 )
 from clinfonce_plugin.host import BaseMethod
-from clinfonce_plugin.losses import cl_infonce, wcl_swap
-from clinfonce_plugin.utils.distributed import (
-    all_gather_no_grad,
-    gather_with_grad,
-    get_rank,
-    get_world_size,
-)
+from clinfonce_plugin.losses import cl_infonce, multicrop_nce, multicrop_swap, wcl_swap
+from clinfonce_plugin.utils.distributed import all_gather_no_grad, get_rank, get_world_size
 
 from ._common import mlp, training_sample_info
 
@@ -59,82 +54,6 @@ METHOD_KWARGS = {
     "knn_backend": "faiss",
     "knn_seed": 0,
 }
-
-
-def _owners(num_small: int, batch: int, device: torch.device) -> torch.Tensor:
-    """Gathered-batch row of the image each local small crop belongs to (crop-major)."""
-    return (torch.arange(batch, device=device) + get_rank() * batch).repeat(num_small)
-
-
-def multicrop_nce(small: torch.Tensor, large: Sequence[torch.Tensor],
-                  temperature: float) -> torch.Tensor:
-    """L_cNCE: each small crop must pick its own image among the large views of the batch.
-
-    With ``q_a`` a small crop of image ``i(a)`` (normalised), ``k^v_j`` large view v of
-    image j (normalised, gathered over ranks, N rows)::
-
-        L_cNCE = 1/2 sum_{v=1,2} mean_a -log softmax_j(q_a . k^v_j / tau)[i(a)]
-
-    The denominator runs over all N large views of view v (the image's own view included).
-    Under KNN multi-crop the crop is cut from a neighbour of i(a) yet still assigned to i(a):
-    that is what adds neighbours as positives.
-
-    Args:
-        small: (S * B, D) local small-crop embeddings, crop-major (crop s of image b at row
-            s * B + b, the order of ``torch.cat`` over the host's per-crop outputs).
-        large: two (B, D) local large-view embeddings.
-        temperature: tau > 0.
-
-    Returns:
-        Scalar; the mean over local anchors (DDP averaging gives the global mean).
-    """
-    batch = large[0].shape[0]
-    if small.shape[0] % batch != 0:
-        raise ValueError(f"small crops ({small.shape[0]} rows) are not a multiple of the "
-                         f"batch ({batch})")
-    q = F.normalize(small, dim=1)
-    owners = _owners(small.shape[0] // batch, batch, small.device)
-    total = small.new_zeros(())
-    for view in large:
-        keys = gather_with_grad(F.normalize(view, dim=1))
-        total = total + F.cross_entropy(q @ keys.T / temperature, owners)
-    return total / len(large)
-
-
-def multicrop_swap(small: torch.Tensor, large: Sequence[torch.Tensor],
-                   labels: Sequence[torch.Tensor], temperature: float) -> torch.Tensor:
-    """L_cswap: each small crop is supervised by the weak class of its image, swapped.
-
-    With ``q_a`` a small crop of image ``i(a)``, ``k^v_j`` large view v of image j (phi,
-    normalised, gathered, N rows) and ``y^v`` the weak labels computed from view v::
-
-        P_v(a) = {j : y^{3-v}_j = y^{3-v}_{i(a)}}         (contains i(a) itself)
-        l_v(a) = -1/|P_v(a)| sum_{p in P_v(a)} log softmax_j(q_a . k^v_j / tau)[p]
-        L_cswap = sum_{v=1,2} mean_a l_v(a)
-
-    i.e. the small crop plays the role of an extra view-v anchor in ``L_sup(V_v, y_{3-v})``
-    of ``wcl_swap`` (keys of view v, positives from the other view's labels, SupCon L_out);
-    it is not among the keys, so nothing is excluded. Summed over the two views like
-    ``wcl_swap``.
-
-    Args:
-        small: (S * B, D) local small-crop embeddings, crop-major.
-        large: (v1, v2), each (B, D) local large-view embeddings.
-        labels: (y1, y2), each (N,) gathered weak labels of view 1 / view 2.
-        temperature: tau > 0.
-    """
-    batch = large[0].shape[0]
-    q = F.normalize(small, dim=1)
-    owners = _owners(small.shape[0] // batch, batch, small.device)
-    total = small.new_zeros(())
-    for v, view in enumerate(large):
-        keys = gather_with_grad(F.normalize(view, dim=1))
-        y = labels[1 - v].to(small.device)
-        positive = (y[owners][:, None] == y[None, :]).to(q.dtype)  # (S*B, N)
-        log_prob = F.log_softmax(q @ keys.T / temperature, dim=1)
-        per_anchor = -(positive * log_prob).sum(1) / positive.sum(1)
-        total = total + per_anchor.mean()
-    return total
 
 
 def _sync_after_load(module: "WCL", incompatible_keys: Any) -> None:

@@ -1,24 +1,15 @@
 """Smoke runs of the benchmark scripts on a tiny budget: they run from the repository and
 produce the documented output structure (no speed assertions)."""
-import importlib.util
 import json
-import os
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "bench", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.helpers import load_bench
 
 
 @pytest.mark.slow
 def test_quality_quick_writes_the_table_and_json(tmp_path, capsys):
-    quality = _load("quality")
+    quality = load_bench("quality")
     out = tmp_path / "quality.json"
     rows = quality.main(["--quick", "--out", str(out), "--methods", "simclr",
                          "clinfonce (attributes)", "cluster_ce (attributes)"])
@@ -35,7 +26,7 @@ def test_quality_quick_writes_the_table_and_json(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_speed_quick_reports_ratios_to_simclr(tmp_path):
-    speed = _load("speed")
+    speed = load_bench("speed")
     out = tmp_path / "speed.json"
     res = speed.main(["--quick", "--out", str(out)])
     (backbone, steps), = res["steps"].items()

@@ -1,18 +1,7 @@
 """bench/_timing.alternate on a fake clock: ratios, medians and the rotated order are exact."""
-import importlib.util
-import os
-
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location(
-        "_timing", os.path.join(REPO, "bench", "_timing.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.helpers import load_bench
 
 
 class FakeClock:
@@ -31,7 +20,7 @@ class FakeClock:
 
 
 def test_alternate_medians_of_per_round_ratios_and_rotation(monkeypatch):
-    timing = _load()
+    timing = load_bench("_timing")
     clock = FakeClock()
     monkeypatch.setattr(timing.time, "perf_counter", clock.perf_counter)
     # round r (0-based) costs: base 1, 2, 4 (drifting load), cand always twice the base of
@@ -52,7 +41,7 @@ def test_alternate_medians_of_per_round_ratios_and_rotation(monkeypatch):
 
 
 def test_alternate_rejects_bad_arguments():
-    timing = _load()
+    timing = load_bench("_timing")
     with pytest.raises(ValueError, match="baseline 'x'"):
         timing.alternate({"a": lambda: None}, 1, "x")
     with pytest.raises(ValueError, match="rounds"):

@@ -1,5 +1,4 @@
 """hierarchy provider: ancestor at level l of a label tree (Cl-InfoNCE App. B)."""
-import itertools
 import random
 
 import numpy as np

@@ -10,33 +10,15 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from clinfonce_plugin.data.synthetic_cub import generate_synthetic_cub
 from clinfonce_plugin.linear import linear_eval
 from clinfonce_plugin.train import pretrain
+from tests.helpers import yaml_pretrain_cfg
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-@pytest.fixture(scope="module")
-def tiny_cub(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data") / "synthetic_cub"
-    generate_synthetic_cub(root, seed=0, num_classes=6, images_per_class=12)
-    return str(root)
-
-
 def _pretrain_cfg(root, out_dir, method="clinfonce", **method_kwargs):
-    cfg = OmegaConf.load(os.path.join(REPO, "scripts/pretrain", f"{method}_synthetic_cub.yaml"))
-    aug = OmegaConf.load(os.path.join(REPO, "scripts/pretrain/augmentations/symmetric_32.yaml"))
-    cfg.pop("defaults")
-    cfg.pop("hydra")
-    cfg.augmentations = aug
-    cfg.data.train_path = root
-    cfg.data.num_workers = 0
-    cfg.optimizer.batch_size = 12
-    cfg.max_epochs = 2
-    cfg.checkpoint.dir = out_dir
-    cfg.enable_progress_bar = False
-    cfg.method_kwargs.proj_hidden_dim = 32
+    cfg = yaml_pretrain_cfg(f"{method}_synthetic_cub", "symmetric_32", root, out_dir)
     for key, value in method_kwargs.items():
         cfg.method_kwargs[key] = value
     return cfg

@@ -3,7 +3,6 @@ pretrain wcl with KNN multi-crop switched on after a 1-epoch warm-up -> resume f
 checkpoint (the neighbour table comes back) -> linear evaluation; and the two WCL bench
 scripts in --quick mode (output structure only, no speed assertion)."""
 import csv
-import importlib.util
 import json
 import os
 import shutil
@@ -14,36 +13,19 @@ import torch
 from omegaconf import OmegaConf
 
 from clinfonce_plugin.data.knn_multicrop import NeighbourTable
-from clinfonce_plugin.data.synthetic_cub import generate_synthetic_cub
 from clinfonce_plugin.linear import linear_eval
 from clinfonce_plugin.train import pretrain
+from tests.helpers import load_bench, yaml_pretrain_cfg
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-@pytest.fixture(scope="module")
-def tiny_cub(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data") / "synthetic_cub"
-    generate_synthetic_cub(root, seed=0, num_classes=6, images_per_class=12)
-    return str(root)
-
-
 def _cfg(root, out_dir, max_epochs, resume=None):
-    cfg = OmegaConf.load(os.path.join(REPO, "scripts/pretrain/wcl_synthetic_cub.yaml"))
-    aug = OmegaConf.load(os.path.join(REPO, "scripts/pretrain/augmentations/wcl_multicrop_32.yaml"))
-    cfg.pop("defaults")
-    cfg.pop("hydra")
-    cfg.augmentations = aug
-    cfg.data.train_path = root
-    cfg.data.num_workers = 0  # the neighbour choices are then observable in this process
-    cfg.optimizer.batch_size = 12
-    cfg.max_epochs = max_epochs
+    cfg = yaml_pretrain_cfg("wcl_synthetic_cub", "wcl_multicrop_32", root, out_dir, max_epochs)
+    # num_workers = 0: the neighbour choices are then observable in this process.
     # lr warmup shorter than the first run: solo-learn's warmup-cosine divides by
     # (max_epochs - warmup_epochs) and fails on a resume when they are equal
     cfg.scheduler.warmup_epochs = 1
-    cfg.checkpoint.dir = out_dir
-    cfg.enable_progress_bar = False
-    cfg.method_kwargs.proj_hidden_dim = 32
     cfg.method_kwargs.knn_warmup_epochs = 1
     cfg.method_kwargs.knn_k = 3
     cfg.resume_from_checkpoint = resume
@@ -108,15 +90,6 @@ def test_wcl_knn_multicrop_after_warmup_resume_then_linear(tiny_cub, tmp_path, m
     assert res["method"] == "wcl" and res["num_train"] == 36 and res["num_test"] == 36
 
 
-def _load_bench(name):
-    """A bench script as a module (bench/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(f"bench_{name}",
-                                                  os.path.join(REPO, "bench", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def json_load(path):
     with open(path) as f:
         return json.load(f)
@@ -124,7 +97,7 @@ def json_load(path):
 
 def test_weak_labels_bench_quick_output(tmp_path, capsys):
     out = tmp_path / "wl.json"
-    res = _load_bench("weak_labels").main(["--quick", "--rounds", "2", "--json", str(out)])
+    res = load_bench("weak_labels").main(["--quick", "--rounds", "2", "--json", str(out)])
     assert json_load(out) == res
     assert [row["batch"] for row in res["rows"]] == [256]
     row = res["rows"][0]
@@ -143,7 +116,7 @@ def test_weak_labels_bench_quick_output(tmp_path, capsys):
 
 def test_wcl_step_bench_quick_output(tmp_path, capsys):
     out = tmp_path / "ws.json"
-    res = _load_bench("wcl_step").main(["--quick", "--batch", "8", "--hidden", "64",
+    res = load_bench("wcl_step").main(["--quick", "--batch", "8", "--hidden", "64",
                                         "--small-crops", "1", "--json", str(out)])
     assert json_load(out) == res
     assert set(res["median_seconds"]) == {"simclr", "wcl", "wcl+multicrop"}

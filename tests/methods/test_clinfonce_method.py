@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from clinfonce_plugin import host
 from clinfonce_plugin.cfgcheck import ConfigError

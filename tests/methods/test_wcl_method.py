@@ -20,7 +20,7 @@ from clinfonce_plugin.data.knn_multicrop import (
     table_from_bank,
     write_bank,
 )
-from clinfonce_plugin.methods.wcl import multicrop_nce, multicrop_swap
+from clinfonce_plugin.losses import multicrop_nce, multicrop_swap
 
 TAU = 0.2  # the conftest configs' temperature
 

@@ -1,0 +1,36 @@
+"""Helpers shared by several test files (imported as ``tests.helpers``)."""
+import importlib.util
+import os
+
+from omegaconf import OmegaConf
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_bench(name: str):
+    """A bench script as a module (bench/ is not a package)."""
+    bench = os.path.join(REPO, "bench")
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", os.path.join(bench, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def yaml_pretrain_cfg(config: str, augmentations: str, root: str, out_dir: str,
+                      max_epochs: int = 2):
+    """``scripts/pretrain/<config>.yaml`` with its augmentation file inlined (no hydra), on
+    the data at ``root``, writing to ``out_dir``, sized for a test: batch 12, no workers,
+    32-wide projector hidden layer, no progress bar."""
+    cfg = OmegaConf.load(os.path.join(REPO, "scripts/pretrain", f"{config}.yaml"))
+    cfg.pop("defaults")
+    cfg.pop("hydra")
+    cfg.augmentations = OmegaConf.load(
+        os.path.join(REPO, "scripts/pretrain/augmentations", f"{augmentations}.yaml"))
+    cfg.data.train_path = root
+    cfg.data.num_workers = 0
+    cfg.optimizer.batch_size = 12
+    cfg.max_epochs = max_epochs
+    cfg.checkpoint.dir = out_dir
+    cfg.enable_progress_bar = False
+    cfg.method_kwargs.proj_hidden_dim = 32
+    return cfg

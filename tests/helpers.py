@@ -1,6 +1,8 @@
 """Helpers shared by several test files (imported as ``tests.helpers``)."""
 import importlib.util
+import math
 import os
+from collections import Counter
 
 from omegaconf import OmegaConf
 
@@ -34,3 +36,26 @@ def yaml_pretrain_cfg(config: str, augmentations: str, root: str, out_dir: str,
     cfg.enable_progress_bar = False
     cfg.method_kwargs.proj_hidden_dim = 32
     return cfg
+
+
+def yaml_linear_cfg(config: str, ckpt: str, root: str, max_epochs: int = 3):
+    """``scripts/linear/<config>.yaml`` (no hydra) evaluating ``ckpt`` on the data at ``root``,
+    sized for a test: no workers, ``max_epochs`` epochs, no progress bar."""
+    lin = OmegaConf.load(os.path.join(REPO, "scripts/linear", f"{config}.yaml"))
+    lin.pop("defaults")
+    lin.pop("hydra")
+    lin.pretrained = ckpt
+    lin.data.train_path = root
+    lin.data.num_workers = 0
+    lin.max_epochs = max_epochs
+    lin.enable_progress_bar = False
+    return lin
+
+
+def slow_mi_and_cond_entropy(z, t):
+    """Plug-in I(Z;T) and H(Z|T) in bits from nested loops over the joint counts."""
+    n = len(z)
+    joint, pz, pt = Counter(zip(z, t)), Counter(z), Counter(t)
+    mi = sum(c / n * math.log2((c / n) / ((pz[a] / n) * (pt[b] / n))) for (a, b), c in joint.items())
+    h = -sum(c / n * math.log2(c / pt[b]) for (a, b), c in joint.items())
+    return mi, h

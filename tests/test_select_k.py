@@ -6,7 +6,6 @@ import os
 import re
 import subprocess
 import sys
-from collections import Counter
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ from PIL import Image
 
 from clinfonce_plugin.cfgcheck import ConfigError
 from clinfonce_plugin.select_k import CONFIG_DIR, run_select_k
+from tests.helpers import slow_mi_and_cond_entropy
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -51,14 +51,6 @@ def _check_png(path):
         assert image.size[0] >= 300 and image.size[1] >= 200
         colours = image.convert("RGB").getcolors(maxcolors=1 << 16)
     assert colours is None or len(colours) > 10  # curves, text and axes, not a blank canvas
-
-
-def _slow_mi_and_cond_entropy(z, t):
-    n = len(z)
-    joint, pz, pt = Counter(zip(z, t)), Counter(z), Counter(t)
-    mi = sum(c / n * math.log2((c / n) / ((pz[a] / n) * (pt[b] / n))) for (a, b), c in joint.items())
-    h = -sum(c / n * math.log2(c / pt[b]) for (a, b), c in joint.items())
-    return mi, h
 
 
 def test_tiny_cub_fixture_gives_the_hand_computed_sweep(tmp_path, capsys):
@@ -127,6 +119,6 @@ def test_command_line_on_synthetic_cub_prints_table_and_writes_png(tmp_path):
     info = read_cub(root).sample_info("train")
     for k in (1, 3, 8, 20):
         z = attribute_cluster_ids(info.attributes, k, info.attribute_names)[0]
-        mi, h = _slow_mi_and_cond_entropy(z.tolist(), info.labels.tolist())
+        mi, h = slow_mi_and_cond_entropy(z.tolist(), info.labels.tolist())
         assert float(rows[k][0][2]) == pytest.approx(mi, abs=1e-4)
         assert float(rows[k][0][3]) == pytest.approx(h, abs=1e-4)

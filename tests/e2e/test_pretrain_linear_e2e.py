@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from clinfonce_plugin.linear import linear_eval
 from clinfonce_plugin.train import pretrain
-from tests.helpers import yaml_pretrain_cfg
+from tests.helpers import yaml_linear_cfg, yaml_pretrain_cfg
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -39,15 +39,7 @@ def test_attribute_clinfonce_pretrain_then_linear(tiny_cub, tmp_path):
     log = open(os.path.join(run_dir, "logs", "metrics.csv")).read().splitlines()[0]
     assert "train_clinfonce_loss_epoch" in log and "num_clusters" in log
 
-    lin = OmegaConf.load(os.path.join(REPO, "scripts/linear/clinfonce_synthetic_cub.yaml"))
-    lin.pop("defaults")
-    lin.pop("hydra")
-    lin.pretrained = ckpt
-    lin.data.train_path = tiny_cub
-    lin.data.num_workers = 0
-    lin.max_epochs = 3
-    lin.enable_progress_bar = False
-    res = linear_eval(lin)
+    res = linear_eval(yaml_linear_cfg("clinfonce_synthetic_cub", ckpt, tiny_cub))
     assert 0.0 <= res["top1"] <= res["top5"] <= 100.0
     assert res["num_train"] == 36 and res["num_test"] == 36
     saved = json.load(open(os.path.join(run_dir, "linear-clinfonce-synthetic_cub.json")))

@@ -10,12 +10,11 @@ import statistics
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from clinfonce_plugin.data.knn_multicrop import NeighbourTable
 from clinfonce_plugin.linear import linear_eval
 from clinfonce_plugin.train import pretrain
-from tests.helpers import load_bench, yaml_pretrain_cfg
+from tests.helpers import load_bench, yaml_linear_cfg, yaml_pretrain_cfg
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -77,15 +76,7 @@ def test_wcl_knn_multicrop_after_warmup_resume_then_linear(tiny_cub, tmp_path, m
     for _, active, i, src, row in calls:
         assert active and row == resumed_table[i].tolist() and set(src) <= set(row)
 
-    lin = OmegaConf.load(os.path.join(REPO, "scripts/linear/wcl_synthetic_cub.yaml"))
-    lin.pop("defaults")
-    lin.pop("hydra")
-    lin.pretrained = ckpt
-    lin.data.train_path = tiny_cub
-    lin.data.num_workers = 0
-    lin.max_epochs = 3
-    lin.enable_progress_bar = False
-    res = linear_eval(lin)
+    res = linear_eval(yaml_linear_cfg("wcl_synthetic_cub", ckpt, tiny_cub))
     assert 0.0 <= res["top1"] <= res["top5"] <= 100.0
     assert res["method"] == "wcl" and res["num_train"] == 36 and res["num_test"] == 36
 

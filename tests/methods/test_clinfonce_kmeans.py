@@ -1,22 +1,18 @@
 """clinfonce with the kmeans provider: the refresh (embedding pass + k-means), its schedule,
 its metrics, checkpoint/resume of the clusters, and the benchmark's smoke mode."""
 import csv
-import importlib.util
-import math
 import os
-from collections import Counter
 
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from clinfonce_plugin import host
 from clinfonce_plugin.clusters.kmeans import compact_clusters, spherical_kmeans
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.methods.embedding_pass import label_metrics, refresh_due
+from tests.helpers import load_bench, slow_mi_and_cond_entropy, yaml_pretrain_cfg
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 N = 20
 
 
@@ -36,15 +32,6 @@ def _model(cfg_factory, labels=None, **clusters):
 
 
 # ----------------------------------------------------------------- reference helpers
-def _slow_mi_and_cond_entropy(z, t):
-    """Plug-in I(Z;T) and H(Z|T) in bits from nested loops over the joint counts."""
-    n = len(z)
-    joint, pz, pt = Counter(zip(z, t)), Counter(z), Counter(t)
-    mi = sum(c / n * math.log2((c / n) / ((pz[a] / n) * (pt[b] / n))) for (a, b), c in joint.items())
-    h = -sum(c / n * math.log2(c / pt[b]) for (a, b), c in joint.items())
-    return mi, h
-
-
 def _reference_ids(model, space):
     """One image at a time, eval mode, then the same seeded k-means: what the pass must give."""
     model.eval()
@@ -77,7 +64,7 @@ def test_label_metrics_ignore_unknown_labels_and_match_a_loop_reference():
     labels = np.array([0, 0, 1, 1, 1, -1, 2, -1, 0])
     out = label_metrics(ids, labels)
     keep = labels != -1
-    mi, h = _slow_mi_and_cond_entropy(ids[keep].tolist(), labels[keep].tolist())
+    mi, h = slow_mi_and_cond_entropy(ids[keep].tolist(), labels[keep].tolist())
     assert out["kmeans_mi"] == pytest.approx(mi, abs=1e-12)
     assert out["kmeans_cond_entropy"] == pytest.approx(h, abs=1e-12)
     assert out["kmeans_num_clusters"] == 3
@@ -96,7 +83,7 @@ def test_refresh_clusters_the_dataset_order_embeddings_of_the_chosen_space(cfg_f
     torch.testing.assert_close(model.centroids, torch.as_tensor(expected_centroids), atol=1e-5, rtol=0)
     assert int(model.cluster_refresh_epoch) == 0
     assert model.num_clusters == model.provider.num_clusters == int(expected_ids.max()) + 1
-    mi, h = _slow_mi_and_cond_entropy(expected_ids.tolist(), (np.arange(N) % 4).tolist())
+    mi, h = slow_mi_and_cond_entropy(expected_ids.tolist(), (np.arange(N) % 4).tolist())
     assert metrics["kmeans_mi"] == pytest.approx(mi, abs=1e-9)
     assert metrics["kmeans_cond_entropy"] == pytest.approx(h, abs=1e-9)
     # the training step looks the new ids up in the buffer
@@ -148,28 +135,10 @@ def test_embedding_dataset_of_the_wrong_size_is_an_error(cfg_factory):
 
 
 # ------------------------------------------------------------- tiny end-to-end runs
-@pytest.fixture(scope="module")
-def tiny_cub(tmp_path_factory):
-    from clinfonce_plugin.data.synthetic_cub import generate_synthetic_cub
-
-    root = tmp_path_factory.mktemp("data") / "synthetic_cub"
-    generate_synthetic_cub(root, seed=0, num_classes=6, images_per_class=12)
-    return str(root)
-
-
 def _cfg(root, out_dir, name, max_epochs, period, resume=None):
-    cfg = OmegaConf.load(os.path.join(REPO, "scripts/pretrain/clinfonce_kmeans_synthetic_cub.yaml"))
-    cfg.pop("defaults")
-    cfg.pop("hydra")
-    cfg.augmentations = OmegaConf.load(os.path.join(REPO, "scripts/pretrain/augmentations/symmetric_32.yaml"))
+    cfg = yaml_pretrain_cfg("clinfonce_kmeans_synthetic_cub", "symmetric_32", root, out_dir,
+                            max_epochs)
     cfg.name = name
-    cfg.data.train_path = root
-    cfg.data.num_workers = 0
-    cfg.optimizer.batch_size = 12
-    cfg.max_epochs = max_epochs
-    cfg.checkpoint.dir = out_dir
-    cfg.enable_progress_bar = False
-    cfg.method_kwargs.proj_hidden_dim = 32
     cfg.method_kwargs.clusters.k = 5
     cfg.method_kwargs.clusters.period = period
     cfg.resume_from_checkpoint = resume
@@ -203,7 +172,7 @@ def test_pretrain_logs_metrics_and_resume_keeps_clusters_until_the_schedule(tiny
     assert list(logged) == [0]
     assert {"kmeans_mi", "kmeans_cond_entropy", "kmeans_num_clusters"} <= set(logged[0])
     _, info, _ = build_dataset("synthetic_cub", tiny_cub, split="train")
-    mi, h = _slow_mi_and_cond_entropy(ids.tolist(), info.labels.tolist())
+    mi, h = slow_mi_and_cond_entropy(ids.tolist(), info.labels.tolist())
     assert float(logged[0]["kmeans_mi"]) == pytest.approx(mi, abs=1e-5)
     assert float(logged[0]["kmeans_cond_entropy"]) == pytest.approx(h, abs=1e-5)
     assert float(logged[0]["kmeans_num_clusters"]) == np.unique(ids).size
@@ -225,11 +194,7 @@ def test_pretrain_logs_metrics_and_resume_keeps_clusters_until_the_schedule(tiny
 @pytest.mark.slow
 def test_benchmark_quick_mode_prints_its_tables(capsys):
     # in this process (the imports are paid already); structure only, never timings
-    spec = importlib.util.spec_from_file_location(
-        "kmeans_refresh_bench", os.path.join(REPO, "bench", "kmeans_refresh.py"))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    bench.main(["--quick"])
+    load_bench("kmeans_refresh").main(["--quick"])
     out = capsys.readouterr().out
     assert ("| N | d | k | k-means [s] | pass + k-means [s] | pass [s] | k-means in refresh [s] |"
             in out)

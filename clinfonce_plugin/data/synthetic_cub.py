@@ -61,6 +61,13 @@ so the clusters are informative but far from the labels, with an optimum at a mo
 4x4x4 colour histograms ~25% (chance 3.3%); ridge on the true attributes ~53%, on true
 attributes plus the cue ~84%. The annotation flip rate is 8.1% (22% at certainty 1, 3% at 4).
 
+The defaults do not support WCL-style weak labels: after SSL pretraining the nearest
+neighbours of an image rarely share its class (a SimCLR encoder's leave-one-out 1-NN accuracy
+equals raw pixels', ~0.2), so connected components of the 1-NN graph are mostly wrong
+positives. ``bench/quality.py`` therefore uses ``prototype_prob=0.95, images_per_class=120``
+(1,800 train images), where images of a class look alike more often and neighbours carry
+the class (``bench/neighbour_quality.py``; figures in the README's "Results").
+
 Files written (the CUB layout, plus extras the CUB reader ignores)::
 
     images.txt  image_class_labels.txt  train_test_split.txt  classes.txt

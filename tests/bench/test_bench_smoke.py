@@ -11,16 +11,20 @@ from tests.helpers import load_bench
 def test_quality_quick_writes_the_table_and_json(tmp_path, capsys):
     quality = load_bench("quality")
     out = tmp_path / "quality.json"
-    rows = quality.main(["--quick", "--out", str(out), "--methods", "simclr",
-                         "clinfonce (attributes)", "cluster_ce (attributes)"])
-    assert set(rows) == {"simclr", "clinfonce (attributes)", "cluster_ce (attributes)"}
+    work = tmp_path / "work"
+    rows = quality.main(["--quick", "--out", str(out), "--work-dir", str(work)])
+    assert list(rows) == list(quality.SPECS)  # every row of the table
+    # each row keeps its own checkpoint (the dual head shares clinfonce's config and name)
+    row_ckpts = {p.relative_to(work).parts[0] for p in work.rglob("*-s0.ckpt")}
+    assert len(row_ckpts) == len(quality.SPECS)
     for runs in rows.values():
         assert len(runs) == 1 and 0.0 <= runs[0]["top1"] <= runs[0]["top5"] <= 100.0
         assert runs[0]["sec_per_epoch"] > 0
     assert rows["clinfonce (attributes)"][0]["clusters"]["provider"] == "attributes"
     saved = json.loads(out.read_text())
     assert saved["table"].splitlines()[0].startswith("| method | clusters | linear top-1")
-    assert len(saved["table"].splitlines()) == 2 + 3
+    assert len(saved["table"].splitlines()) == 2 + len(quality.SPECS)
+    assert saved["data"]["num_classes"] == 6  # the generated tiny dataset's parameters
     assert "| simclr |" in capsys.readouterr().out
 
 

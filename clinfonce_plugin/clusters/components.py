@@ -16,7 +16,7 @@ labels, so results compare with ``==``.
 
 Plain torch + scipy: no host import.
 """
-from typing import Dict, Optional, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ __all__ = [
     "components_scipy",
     "components_torch",
     "weak_labels",
+    "weak_labels_of_views",
     "component_stats",
     "purity",
 ]
@@ -257,6 +258,64 @@ def weak_labels(v_rows: torch.Tensor, v_all: Optional[torch.Tensor] = None,
         if backend == "torch":
             return components_torch(nn_all, validate=False)
         return components_scipy(nn_all)
+
+
+def weak_labels_of_views(views: Sequence[torch.Tensor],
+                         gathered: Optional[Sequence[torch.Tensor]] = None,
+                         backend: str = "torch", gather: bool = True) -> List[torch.Tensor]:
+    """:func:`weak_labels` of several views at once (WCL's y1, y2), identical on every rank.
+
+    Each view keeps its own 1-NN graph (a (n, N) similarity per view), but the views'
+    graphs are labelled as ONE disjoint union in a single call, and under DDP their
+    neighbour lists are gathered in one collective: the fixed per-call cost of labelling
+    (about 0.1 ms on the CPU) is paid once per step instead of once per view. The labels
+    are those of separate calls: view i's nodes follow the earlier views' in the union, so
+    its first node is the smallest of its component and gets label C_<i (the number of
+    components of the earlier views); subtracting it restores the canonical 0..C_i - 1.
+
+    Args:
+        views: V tensors (n, D), L2-normalised embeddings of this rank's samples.
+        gathered: the V gathered batches (N, D) if the caller has them; None gathers.
+        backend, gather: as in :func:`weak_labels`.
+
+    Returns:
+        V tensors (N,) int64 of canonical labels on the views' device.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}. Choose from {sorted(BACKENDS)}")
+    if len(views) == 0:
+        raise ValueError("views is empty: need at least one view")
+    if gathered is not None and len(gathered) != len(views):
+        raise ValueError(f"got {len(views)} views but {len(gathered)} gathered batches")
+    shapes = {tuple(v.shape) for v in views}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2:
+        raise ValueError(f"views must be 2-D (n, D) tensors of one shape, got {sorted(shapes)}")
+    distributed = gather and is_dist()
+    n = views[0].shape[0]
+    offset = get_rank() * n if distributed else 0
+    with torch.no_grad():
+        local = []
+        for i, v in enumerate(views):
+            v = v.detach()
+            v_all = gathered[i].detach() if gathered is not None else (
+                all_gather_no_grad(v) if distributed else v)
+            local.append(nearest_neighbour(v, v_all, offset))
+        total = v_all.shape[0]
+        # (V, n) per rank -> (world, V, n) -> (V, world * n): view-major, rank order inside
+        nn = torch.stack(local)
+        if distributed:
+            nn = all_gather_no_grad(nn.unsqueeze(0)).transpose(0, 1).reshape(len(views), -1)
+        if nn.shape[1] != total:
+            raise ValueError(
+                f"the neighbour lists cover {nn.shape[1]} samples but the gathered batch "
+                f"has {total} rows: every sample must be a row on exactly one rank "
+                "(single process: each view must be the whole batch)")
+        union = nn + torch.arange(len(views), device=nn.device).unsqueeze(1) * total
+        flat = union.reshape(-1)
+        labels = components_torch(flat, validate=False) if backend == "torch" \
+            else components_scipy(flat)
+        labels = labels.view(len(views), total)
+        return list(labels - labels[:, :1])
 
 
 def component_stats(labels: torch.Tensor) -> Dict[str, float]:

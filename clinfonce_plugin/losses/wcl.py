@@ -1,6 +1,6 @@
 """WCL's losses on weak labels: the swapped supervised contrastive loss of the two large
 views, and the two multi-crop terms of the small crops (plain torch, no host import)."""
-from typing import Sequence
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +17,7 @@ def wcl_swap(
     temperature: float = 0.1,
     form: str = "out",
     gather: bool = True,
+    num_clusters: Optional[Tuple[int, int]] = None,
 ) -> torch.Tensor:
     """Implements WCL's swapped weak-label loss (https://arxiv.org/abs/2110.04770).
 
@@ -35,6 +36,8 @@ def wcl_swap(
         temperature: tau > 0.
         form: ``"out"`` or ``"in"`` (see ``cl_infonce``).
         gather: contrast against all ranks' rows when torch.distributed is initialised.
+        num_clusters: (C1, C2) when y1 and y2 are contiguous ids in [0, C1) and [0, C2)
+            over the gathered batch (canonical weak labels are): saves ``torch.unique``.
 
     Returns:
         Scalar loss.
@@ -51,8 +54,11 @@ def wcl_swap(
             f"y1 and y2 must be 1-D with B={v1.shape[0]} entries, got {tuple(y1.shape)} "
             f"and {tuple(y2.shape)}"
         )
-    loss_1 = cl_infonce(v1, y2, temperature=temperature, form=form, gather=gather)
-    loss_2 = cl_infonce(v2, y1, temperature=temperature, form=form, gather=gather)
+    c1, c2 = num_clusters if num_clusters is not None else (None, None)
+    loss_1 = cl_infonce(v1, y2, temperature=temperature, form=form, gather=gather,
+                        num_clusters=c2)
+    loss_2 = cl_infonce(v2, y1, temperature=temperature, form=form, gather=gather,
+                        num_clusters=c1)
     return loss_1 + loss_2
 
 

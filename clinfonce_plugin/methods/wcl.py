@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 
 from clinfonce_plugin.cfgcheck import ConfigError, fill_defaults
 from clinfonce_plugin.clusters.components import BACKENDS as WEAK_LABEL_BACKENDS
-from clinfonce_plugin.clusters.components import component_stats, purity, weak_labels
+from clinfonce_plugin.clusters.components import component_stats, purity, weak_labels_of_views
 from clinfonce_plugin.clusters.neighbours import BACKENDS as KNN_BACKENDS
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.data.indexed import IndexedDataset
@@ -230,11 +230,11 @@ class WCL(BaseMethod):
     # ------------------------------------------------------------------ losses
 
     @torch.no_grad()
-    def _weak_labels(self, v: torch.Tensor) -> torch.Tensor:
-        """(N,) weak labels of the gathered batch from one view's (B, D) local embeddings."""
-        rows = F.normalize(v.detach().float(), dim=1)
-        gathered = all_gather_no_grad(rows)  # passed on, so weak_labels gathers nothing more
-        return weak_labels(rows, v_all=gathered, backend=self.weak_label_backend)
+    def _weak_labels(self, *views: torch.Tensor) -> List[torch.Tensor]:
+        """(N,) weak labels of the gathered batch for each view's (B, D) local embeddings
+        (each view its own 1-NN graph; labelled together in one call)."""
+        rows = [F.normalize(v.detach().float(), dim=1) for v in views]
+        return weak_labels_of_views(rows, backend=self.weak_label_backend)
 
     def training_step(self, batch: Sequence[Any], batch_idx: int) -> torch.Tensor:
         indexes, _, targets = batch
@@ -259,13 +259,16 @@ class WCL(BaseMethod):
 
         if self.has_weak:
             v1, v2 = out[self.weak_key][0], out[self.weak_key][1]
-            y1, y2 = self._weak_labels(v1), self._weak_labels(v2)
+            y1, y2 = self._weak_labels(v1, v2)
             local = slice(rank * b, rank * b + b)  # this rank's rows of the gathered batch
+            # canonical labels of the gathered batch: ids 0..C-1, C = max + 1
+            c1, c2 = int(y1.max()) + 1, int(y2.max()) + 1
             if self.swap:
-                weak = wcl_swap(v1, v2, y1[local], y2[local], self.temperature)
+                weak = wcl_swap(v1, v2, y1[local], y2[local], self.temperature,
+                                num_clusters=(c1, c2))
             else:
-                weak = (cl_infonce(v1, y1[local], self.temperature)
-                        + cl_infonce(v2, y2[local], self.temperature))
+                weak = (cl_infonce(v1, y1[local], self.temperature, num_clusters=c1)
+                        + cl_infonce(v2, y2[local], self.temperature, num_clusters=c2))
             logs["train_swap_loss"] = weak
             total = total + self.swap_weight * weak
             if small:

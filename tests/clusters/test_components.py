@@ -4,9 +4,11 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import clinfonce_plugin.clusters.components as components
 from clinfonce_plugin.clusters.components import (
+    weak_labels_of_views,
     component_stats,
     components_scipy,
     components_torch,
@@ -327,3 +329,31 @@ def test_purity_against_loop():
     assert purity(torch.as_tensor(labels), torch.as_tensor(targets)) == pytest.approx(
         correct / known
     )
+
+
+@pytest.mark.parametrize("backend", ["torch", "scipy"])
+@pytest.mark.parametrize("num_views", [1, 2, 3])
+def test_weak_labels_of_views_equal_separate_calls(backend, num_views):
+    g = torch.Generator().manual_seed(7 + num_views)
+    views = [F.normalize(torch.randn(40, 5, generator=g), dim=1) for _ in range(num_views)]
+    got = weak_labels_of_views(views, backend=backend)
+    assert len(got) == num_views
+    for v, labels in zip(views, got):
+        expected = weak_labels(v, backend=backend)
+        assert torch.equal(labels, expected)
+        # each view's labels are canonical on their own: 0..C-1, first node labelled 0
+        assert int(labels[0]) == 0 and int(labels.max()) + 1 == labels.unique().numel()
+    # the views' graphs differ, so an offset mix-up between views could not pass
+    assert num_views == 1 or not all(torch.equal(got[0], y) for y in got[1:])
+
+
+def test_weak_labels_of_views_bad_input():
+    v = F.normalize(torch.randn(8, 4), dim=1)
+    with pytest.raises(ValueError, match="one shape"):
+        weak_labels_of_views([v, v[:6]])
+    with pytest.raises(ValueError, match="empty"):
+        weak_labels_of_views([])
+    with pytest.raises(ValueError, match="gathered"):
+        weak_labels_of_views([v, v], gathered=[v])
+    with pytest.raises(ValueError, match="unknown backend"):
+        weak_labels_of_views([v], backend="cuda-magic")

@@ -7,7 +7,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from clinfonce_plugin.clusters.components import weak_labels
+from clinfonce_plugin.clusters.components import weak_labels, weak_labels_of_views
 
 WORLD_SIZE = 2
 
@@ -23,6 +23,11 @@ def _batches():
     g = torch.Generator().manual_seed(1)
     gauss = torch.nn.functional.normalize(torch.randn(64, 16, generator=g), dim=1)
     return {"ties": ties, "gauss": gauss}
+
+
+def _second_view(batches):
+    """A second 48-row view in D=6 for the multi-view call (other neighbours than ties')."""
+    return torch.nn.functional.normalize(batches["gauss"][:48, :6], dim=1)
 
 
 def _free_port() -> int:
@@ -48,6 +53,13 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
                 results[(name, backend, "given")] = weak_labels(
                     rows, v_all=batch, row_offset=rank * n, backend=backend
                 )
+        # two views labelled in one call: one gather of both views' neighbour lists
+        batches = _batches()
+        views = [batches["ties"], _second_view(batches)]
+        n = views[0].shape[0] // WORLD_SIZE
+        for backend in ("torch", "scipy"):
+            results[("views", backend)] = weak_labels_of_views(
+                [v[rank * n : (rank + 1) * n] for v in views], backend=backend)
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -57,6 +69,11 @@ def test_ddp_labels_equal_single_process(tmp_path):
     mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
     per_rank = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD_SIZE)]
     batches = _batches()
+    views = [weak_labels(batches["ties"]), weak_labels(_second_view(batches))]
+    for backend in ("torch", "scipy"):
+        for r in range(WORLD_SIZE):
+            got = per_rank[r].pop(("views", backend))
+            assert len(got) == 2 and all(torch.equal(g, e) for g, e in zip(got, views))
     for key, labels in per_rank[0].items():
         name = key[0]
         expected = weak_labels(batches[name])

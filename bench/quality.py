@@ -182,12 +182,12 @@ def _run(args, work: str):
     rows = {}
     for name in args.methods:
         config, overrides = SPECS[name]
+        if args.quick and "kmeans" in config:  # 36 training images
+            overrides = overrides + ["++method_kwargs.clusters.k=6"]
+        # one directory per row: two rows may share a config (and so a run name)
+        row_dir = os.path.join(work, re.sub(r"[^a-z0-9]+", "_", name).strip("_"))
         runs = []
         for seed in args.seeds:
-            if args.quick and "kmeans" in config:  # 36 training images
-                overrides = overrides + ["++method_kwargs.clusters.k=6"]
-            # one directory per row: two rows may share a config (and so a run name)
-            row_dir = os.path.join(work, re.sub(r"[^a-z0-9]+", "_", name).strip("_"))
             runs.append(run_one(config, [o.format(k=k) for o in overrides], row_dir, seed,
                                 args.epochs, args.data_root, args.backbone, args.batch_size,
                                 args.linear_epochs, args.lr))

@@ -234,35 +234,16 @@ def weak_labels(v_rows: torch.Tensor, v_all: Optional[torch.Tensor] = None,
     Returns:
         (N,) int64 canonical component labels on ``v_rows.device``.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}. Choose from {sorted(BACKENDS)}")
     if v_rows.ndim != 2:
         raise ValueError(f"v_rows must be 2-D (n, D), got shape {tuple(v_rows.shape)}")
-    distributed = gather and is_dist()
-    n = v_rows.shape[0]
-    with torch.no_grad():
-        v_rows = v_rows.detach()
-        if v_all is None:
-            v_all = all_gather_no_grad(v_rows) if distributed else v_rows
-        v_all = v_all.detach()
-        if row_offset is None:
-            row_offset = get_rank() * n if distributed else 0
-        nn_local = nearest_neighbour(v_rows, v_all, row_offset)
-        nn_all = all_gather_no_grad(nn_local) if distributed else nn_local
-        if nn_all.numel() != v_all.shape[0]:
-            raise ValueError(
-                f"the neighbour lists cover {nn_all.numel()} samples but v_all has "
-                f"{v_all.shape[0]} rows: every sample of v_all must be a row on exactly "
-                "one rank (single process: v_rows must be the whole batch)"
-            )
-        if backend == "torch":
-            return components_torch(nn_all, validate=False)
-        return components_scipy(nn_all)
+    return weak_labels_of_views([v_rows], None if v_all is None else [v_all], row_offset,
+                                backend, gather)[0]
 
 
 def weak_labels_of_views(views: Sequence[torch.Tensor],
                          gathered: Optional[Sequence[torch.Tensor]] = None,
-                         backend: str = "torch", gather: bool = True) -> List[torch.Tensor]:
+                         row_offset: Optional[int] = None, backend: str = "torch",
+                         gather: bool = True) -> List[torch.Tensor]:
     """:func:`weak_labels` of several views at once (WCL's y1, y2), identical on every rank.
 
     Each view keeps its own 1-NN graph (a (n, N) similarity per view), but the views'
@@ -276,7 +257,7 @@ def weak_labels_of_views(views: Sequence[torch.Tensor],
     Args:
         views: V tensors (n, D), L2-normalised embeddings of this rank's samples.
         gathered: the V gathered batches (N, D) if the caller has them; None gathers.
-        backend, gather: as in :func:`weak_labels`.
+        row_offset, backend, gather: as in :func:`weak_labels`.
 
     Returns:
         V tensors (N,) int64 of canonical labels on the views' device.
@@ -292,14 +273,15 @@ def weak_labels_of_views(views: Sequence[torch.Tensor],
         raise ValueError(f"views must be 2-D (n, D) tensors of one shape, got {sorted(shapes)}")
     distributed = gather and is_dist()
     n = views[0].shape[0]
-    offset = get_rank() * n if distributed else 0
+    if row_offset is None:
+        row_offset = get_rank() * n if distributed else 0
     with torch.no_grad():
         local = []
         for i, v in enumerate(views):
             v = v.detach()
             v_all = gathered[i].detach() if gathered is not None else (
                 all_gather_no_grad(v) if distributed else v)
-            local.append(nearest_neighbour(v, v_all, offset))
+            local.append(nearest_neighbour(v, v_all, row_offset))
         total = v_all.shape[0]
         # (V, n) per rank -> (world, V, n) -> (V, world * n): view-major, rank order inside
         nn = torch.stack(local)

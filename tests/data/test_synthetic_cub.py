@@ -214,6 +214,33 @@ def test_reuses_a_complete_dataset_with_the_same_parameters(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]  # no temporary leftovers
 
 
+def test_a_manifest_written_before_cue_scale_is_reused_as_cue_scale_1(tmp_path):
+    root = generate_synthetic_cub(tmp_path / "s", **SMALL)
+    path = root / "synthetic_cub.json"
+    manifest = json.loads(path.read_text())
+    del manifest["params"]["cue_scale"]
+    path.write_text(json.dumps(manifest))
+    assert generate_synthetic_cub(root, **SMALL) == root  # reused, not rejected
+    with pytest.raises(ValueError, match=r"parameters .* != "):
+        generate_synthetic_cub(root, cue_scale=1.6, **SMALL)
+
+
+@pytest.mark.parametrize("cue", [1, 2])
+def test_cue_scale_grows_the_cue_by_its_square(cue):
+    """The cue's pixels (its render minus the plain bird's, same image randomness) scale with
+    the area factor cue_scale^2; a cue_scale that changed nothing would give ratio 1."""
+    def cue_pixels(scale):
+        cfg = synthetic_cub.SyntheticCubConfig(cue_scale=scale)
+        values = np.array([0, 0, 0, 0, 2, 0, 0])  # round, large, solid: nothing clipped
+        with_cue, _ = synthetic_cub._render(cfg, values, cue, 7)
+        plain, _ = synthetic_cub._render(cfg, values, 0, 7)
+        return int((np.abs(with_cue.astype(int) - plain).max(axis=2) > 60).sum())
+
+    base, bigger = cue_pixels(1.0), cue_pixels(1.5)
+    assert base >= 4
+    assert 1.5 ** 2 * 0.7 <= bigger / base <= 1.5 ** 2 * 1.4, (base, bigger)
+
+
 def test_incomplete_dataset_is_not_reused(tmp_path):
     root = generate_synthetic_cub(tmp_path / "s", **SMALL)
     next((root / "images").rglob("*.jpg")).unlink()
@@ -256,6 +283,7 @@ def test_cli(tmp_path, capsys):
     (dict(train_fraction=1.0), "train_fraction must be in"),
     (dict(image_size=8), "image_size must be >= 16"),
     (dict(seed=-1), "seed must be a non-negative int"),
+    (dict(cue_scale=0.2), r"cue_scale must be in \[0.5, 3.0\]"),
 ])
 def test_invalid_parameters(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -7,7 +7,7 @@ synthetic CUB (``BENCH_DATA``: 1,800 training images whose neighbours carry the 
 generated on first use. Methods come from the resolved host registry,
 so with solo-learn installed simclr/supcon/swav are solo-learn's own.
 
-    python bench/quality.py                       # full table: 25 epochs, 3 seeds, ~45 min on 2 CPU cores
+    python bench/quality.py                       # full table: 25 epochs, 3 seeds, ~57 min on 2 CPU cores
     python bench/quality.py --work-dir runs/q     # same, keeping the checkpoints
     python bench/quality.py --quick               # smoke run: tiny data, 1 epoch, 1 seed
 
@@ -131,7 +131,8 @@ def main(argv=None):
     parser.add_argument("--backbone", default="test_resnet")
     parser.add_argument("--batch-size", type=int, default=128)
     # one lr for every row, SimCLR's (the baseline's) better one: over seeds 0-2 at 25
-    # epochs simclr gave 48.2 +- 2.3 at 0.2 and 46.4 +- 2.8 at the configs' 0.4
+    # epochs simclr gave 48.2 +- 2.3 at 0.2 and 46.4 +- 2.8 at the configs' 0.4 (on the
+    # cue_scale 1.0 variant, before any table on the current BENCH_DATA ran)
     parser.add_argument("--lr", type=float, default=0.2,
                         help="pretraining lr of every row (0 keeps each config's lr)")
     parser.add_argument("--linear-epochs", type=int, default=100)

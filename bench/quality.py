@@ -73,6 +73,20 @@ class EpochTimer(pl.Callback):
         self.times.append(time.perf_counter() - self._start)
 
 
+def ensure_bench_data(root: str, params: dict) -> None:
+    """The synthetic CUB with ``params`` at ``root``: generated if missing, regenerated if
+    ``root`` holds a synthetic CUB made with other parameters (an older ``BENCH_DATA``: this
+    script's cache, never to be read as the benchmark's data). Anything else at ``root`` is
+    left alone and reported."""
+    from clinfonce_plugin.data.synthetic_cub import MANIFEST, generate_synthetic_cub
+
+    ours = not os.path.exists(root) or os.path.isfile(os.path.join(root, MANIFEST))
+    if not ours:
+        raise SystemExit(f"{root} exists but holds no synthetic CUB ({MANIFEST} missing); "
+                         "move it away or pass --data-root")
+    generate_synthetic_cub(root, overwrite=True, **params)
+
+
 def chosen_k(data_root: str) -> int:
     """k of the attribute clusters chosen by the Cl-InfoNCE Fig. 4 rule on the train split."""
     from clinfonce_plugin.clusters.attributes import attribute_cluster_ids
@@ -176,12 +190,7 @@ def _run(args, work: str):
 
     if not args.quick and (args.data_root == DEFAULT_DATA_ROOT
                            or not os.path.isdir(args.data_root)):
-        from clinfonce_plugin.data.synthetic_cub import generate_synthetic_cub
-
-        # the default root is this script's cache: a copy generated with older BENCH_DATA
-        # is replaced, never read as the benchmark's data
-        generate_synthetic_cub(args.data_root, overwrite=args.data_root == DEFAULT_DATA_ROOT,
-                               **BENCH_DATA)
+        ensure_bench_data(args.data_root, BENCH_DATA)
     build_dataset("synthetic_cub", args.data_root, split="train")
     k = chosen_k(args.data_root)
     print(f"[quality] host={host.HOST_NAME} data={args.data_root} attribute k (select_k)={k} "

@@ -8,13 +8,14 @@ Every node has exactly one out-edge, so the graph is a *functional graph*: each 
 connected component is one cycle with in-trees hanging off it. ``components_torch``
 uses that structure to label components exactly in at most ceil(log2 N) pointer-doubling
 rounds plus one scatter, on the tensor's device and, off the CPU, without any host
-synchronisation.
+synchronisation. On the CPU a small C kernel (``_components.c``, built by setup.py when a
+compiler is available) does the same in one O(N) union-find pass.
 
 Labels are canonical: a component is named by its smallest node index and the names are
 then renumbered 0..C-1 in increasing order of that index. Both backends return the same
 labels, so results compare with ``==``.
 
-Plain torch + scipy: no host import.
+Plain torch + scipy (+ the optional C kernel): no host import.
 """
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -24,6 +25,11 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from clinfonce_plugin.utils.distributed import all_gather_no_grad, get_rank, is_dist
+
+try:  # the O(N) C kernel (setup.py builds it when a compiler is there; optional)
+    from clinfonce_plugin.clusters import _components as _kernel
+except ImportError:  # pragma: no cover - depends on the build
+    _kernel = None
 
 __all__ = [
     "nearest_neighbour",
@@ -122,11 +128,14 @@ def components_torch(nn_idx: torch.Tensor, validate: bool = True) -> torch.Tenso
     3. Roots (``label == arange``) are renumbered 0..C-1 by a cumulative sum.
 
     On an accelerator all T rounds run, so nothing is read back to the host. On the CPU
-    the same rounds run on a zero-copy numpy view (an op costs ~1 us there instead of
-    torch's ~5 us, which is most of the cost at a batch of 512) and stop early once
-    ``p[p] == p``: then every ``p[i]`` is a fixed point of f^(2^t), i.e. on a cycle whose
-    length divides 2^t, so ``m`` there already spans the whole cycle. A batch 1-NN graph
-    (tails of a few nodes, 2-cycles) needs about 3 rounds.
+    the labels come from the compiled kernel ``_components`` when it is built (one O(N)
+    union-find pass whose roots are the smallest nodes: same labels, one call instead of
+    ~20 numpy operations, which cost 5-10 us each right after the similarity GEMM).
+    Without it the same rounds run on a zero-copy numpy view (an op costs ~1 us there
+    instead of torch's ~5 us) and stop early once ``p[p] == p``: then every ``p[i]`` is a
+    fixed point of f^(2^t), i.e. on a cycle whose length divides 2^t, so ``m`` there
+    already spans the whole cycle. A batch 1-NN graph (tails of a few nodes, 2-cycles)
+    needs about 3 rounds.
 
     Args:
         nn_idx: (N,) integer tensor, nn_idx[i] = the node i links to.
@@ -139,8 +148,20 @@ def components_torch(nn_idx: torch.Tensor, validate: bool = True) -> torch.Tenso
     nn_idx = torch.as_tensor(nn_idx)
     _check_nn(nn_idx, validate)
     if nn_idx.device.type == "cpu":
-        return torch.from_numpy(_pointer_doubling_numpy(nn_idx.detach().numpy()))
+        idx = nn_idx.detach().numpy()
+        if _kernel is not None:
+            return torch.from_numpy(_label_kernel(idx))
+        return torch.from_numpy(_pointer_doubling_numpy(idx))
     return _pointer_doubling_torch(nn_idx)
+
+
+def _label_kernel(nn_idx: np.ndarray) -> np.ndarray:
+    """Steps 1-3 of :func:`components_torch` by the C kernel (raises on an index outside
+    [0, N), whatever ``validate`` said)."""
+    idx = np.ascontiguousarray(nn_idx, dtype=np.int64)
+    out = np.empty_like(idx)
+    _kernel.label(idx, out)
+    return out
 
 
 @torch.no_grad()

@@ -75,11 +75,38 @@ def unit_gaussian(n, dim, seed):
 
 
 def labels_both_kernels(nn):
-    """components_torch (the numpy kernel with early exit, on CPU) after checking that the
-    accelerator kernel (all rounds, pure torch), run here on CPU, gives the same labels."""
+    """components_torch (the C kernel on CPU) after checking that the numpy fallback
+    (pointer doubling with early exit) and the accelerator kernel (all rounds, pure torch),
+    run here on CPU, give the same labels."""
     labels = components_torch(nn)
-    assert torch.equal(components._pointer_doubling_torch(torch.as_tensor(nn)), labels)
+    idx = torch.as_tensor(nn)
+    assert torch.equal(components._pointer_doubling_torch(idx), labels)
+    assert np.array_equal(components._pointer_doubling_numpy(idx.numpy()), labels.numpy())
     return labels
+
+
+def test_the_c_kernel_is_built_and_used():
+    # setup.py builds it wherever a C compiler is (CI here); without it the numpy fallback
+    # runs, so this test is what says the fast path is the one tested
+    assert components._kernel is not None
+
+
+def test_c_kernel_matches_scipy_on_random_functional_graphs():
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 7, 100, 1000):
+        for _ in range(5):
+            # arbitrary functional graphs: long cycles, self-loops, deep trees
+            nn = rng.integers(0, n, size=n)
+            expected = components_scipy(nn)
+            assert np.array_equal(components._label_kernel(nn), expected)
+            assert np.array_equal(components._pointer_doubling_numpy(nn), expected)
+
+
+def test_c_kernel_rejects_an_index_outside_the_graph():
+    with pytest.raises(ValueError, match=r"nn\[1\] = 5 is outside \[0, 3\)"):
+        components._label_kernel(np.array([1, 5, 0]))
+    with pytest.raises(ValueError, match=r"nn\[0\] = -1 is outside"):
+        components._label_kernel(np.array([-1, 0]))
 
 
 def test_hand_built_graphs():

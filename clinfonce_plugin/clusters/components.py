@@ -156,8 +156,8 @@ def components_torch(nn_idx: torch.Tensor, validate: bool = True) -> torch.Tenso
 
 
 def _label_kernel(nn_idx: np.ndarray) -> np.ndarray:
-    """Steps 1-3 of :func:`components_torch` by the C kernel (raises on an index outside
-    [0, N), whatever ``validate`` said)."""
+    """The labels of :func:`components_torch` by the C kernel's union-find (raises
+    ValueError on an index outside [0, N), whatever ``validate`` said)."""
     idx = np.ascontiguousarray(nn_idx, dtype=np.int64)
     out = np.empty_like(idx)
     _kernel.label(idx, out)

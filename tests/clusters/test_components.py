@@ -102,6 +102,15 @@ def test_c_kernel_matches_scipy_on_random_functional_graphs():
             assert np.array_equal(components._pointer_doubling_numpy(nn), expected)
 
 
+def test_without_the_c_kernel_components_torch_falls_back_to_the_same_labels(monkeypatch):
+    rng = np.random.default_rng(4)
+    nn = torch.as_tensor(rng.integers(0, 300, size=300))
+    with_kernel = components_torch(nn)
+    monkeypatch.setattr(components, "_kernel", None)
+    assert torch.equal(components_torch(nn), with_kernel)
+    assert torch.equal(with_kernel, components_scipy(nn))
+
+
 def test_c_kernel_rejects_an_index_outside_the_graph():
     with pytest.raises(ValueError, match=r"nn\[1\] = 5 is outside \[0, 3\)"):
         components._label_kernel(np.array([1, 5, 0]))

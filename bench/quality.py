@@ -227,9 +227,11 @@ def _run(args, work: str):
     print(table)
     print(f"[quality] whole table: {total_minutes:.1f} min")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    manifest, data = os.path.join(args.data_root, "synthetic_cub.json"), None
+    if os.path.exists(manifest):
+        with open(manifest) as f:
+            data = json.load(f).get("params")
     with open(args.out + ".tmp", "w") as f:
-        manifest = os.path.join(args.data_root, "synthetic_cub.json")
-        data = json.load(open(manifest)).get("params") if os.path.exists(manifest) else None
         json.dump({"host": host.HOST_NAME, "data": data, "attribute_k": k, "epochs": args.epochs,
                    "seeds": args.seeds, "backbone": args.backbone, "lr": args.lr,
                    "batch_size": args.batch_size, "runs": rows, "table": table,

@@ -104,8 +104,7 @@ def main(argv=None) -> list:
         for split in ("train", "test"):
             data, _, _ = build_dataset("synthetic_cub", args.data_root, split,
                                        transform=eval_transform(cfg))
-            with torch.no_grad():
-                splits.append(extract_features(backbone, data, 256, 0))
+            splits.append(extract_features(backbone, data, 256, 0))  # under no_grad
         rows.append({"name": os.path.basename(ckpt), **evaluate(*splits, class_prototype)})
     print("| encoder | top-1 | prototype acc. | twin separation | chance |")
     print("| --- | --- | --- | --- | --- |")

@@ -1,127 +1,522 @@
-"""The pretrain/linear config schema: every key, its default, and the checks run before any
-training starts. solo-learn's key names and meaning are kept; unknown keys are errors."""
+"""The one config module: every key of the pretrain and linear configs with its default,
+type and range; the checks run before any training starts; errors that name the key and
+where it was set (yaml file and line, or the command line).
+
+Method kwargs and cluster-provider parameters use the same ``Key`` tables (declared next to
+the method or provider) and the same ``fill_section``.
+"""
+import math
 import os
 import re
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from .cfgcheck import REQUIRED, ConfigError, check_known_keys, fill_defaults
+from .errors import ConfigError
 
-TOP_LEVEL = {
-    # solo-learn's pretrain keys
-    "defaults", "hydra", "name", "method", "backbone", "method_kwargs", "data", "optimizer",
-    "scheduler", "checkpoint", "auto_resume", "max_epochs", "devices", "sync_batchnorm",
-    "accelerator", "strategy", "precision", "augmentations", "wandb", "seed", "knn_eval",
-    "performance", "accumulate_grad_batches", "num_nodes", "resume_from_checkpoint",
-    "debug_augmentations", "dali", "auto_umap",
-    # Lightning pass-through knobs used for short runs
-    "limit_train_batches", "limit_val_batches", "log_every_n_steps", "num_sanity_val_steps",
-    "enable_progress_bar",
+__all__ = ["REQUIRED", "Key", "ConfigError", "Sources", "fill_section", "check_known_keys",
+           "check_pretrain_cfg", "check_linear_cfg", "select", "fill_defaults", "as_keys", "validate_run_name",
+           "documented_keys", "PRETRAIN", "LINEAR", "AUGMENTATION"]
+
+
+class _Required:
+    """Default of a key the user must give."""
+
+    def __repr__(self) -> str:
+        return "required"
+
+
+REQUIRED: Any = _Required()
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key: default (``REQUIRED`` if none), accepted kinds, range and meaning.
+
+    ``kind``: any of "int", "float", "bool", "str", "list", "dict", "any"; a "|"-separated
+    string accepts several. ``low``/``high`` bound numbers (``low_open``: strictly above).
+    """
+    default: Any
+    kind: str
+    doc: str = ""
+    low: Optional[float] = None
+    high: Optional[float] = None
+    low_open: bool = False
+    choices: Optional[Tuple[Any, ...]] = None
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """A solo-learn key this runner does not act on: accepted (and dropped) only at its
+    neutral value, where it would change nothing; ``None`` accepts a section whose
+    ``enabled`` is false."""
+    neutral: Any
+    instead: str
+
+    def is_neutral(self, value: Any) -> bool:
+        if self.neutral is None:
+            return value is None or (isinstance(value, Mapping) and value.get("enabled") is False)
+        return value == self.neutral
+
+
+# --------------------------------------------------------------------------- tables
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+PRETRAIN: Dict[str, Any] = {
+    "name": Key(None, "str", "run name (one path component: letters, digits, . _ -); "
+                "default <method>-<dataset>"),
+    "method": Key(REQUIRED, "str", "registered method name"),
+    "seed": Key(5, "int", "global seed", low=0),
+    "max_epochs": Key(100, "int", "training epochs", low=1),
+    "devices": Key(1, "int|list|str", "device count or list of device ids"),
+    "accelerator": Key("auto", "str", "Lightning accelerator",
+                       choices=("auto", "cpu", "gpu", "cuda", "mps", "tpu")),
+    "strategy": Key(None, "str", "Lightning strategy, e.g. ddp"),
+    "precision": Key("32-true", "str|int", "Lightning precision, e.g. 16-mixed, bf16-mixed"),
+    "num_nodes": Key(1, "int", "machines", low=1),
+    "sync_batchnorm": Key(False, "bool", "SyncBatchNorm across ranks (not on the CPU)"),
+    "accumulate_grad_batches": Key(1, "int", "gradient accumulation steps", low=1),
+    "resume": Key(False, "bool", "continue the interrupted run of this name from its last "
+                  "checkpoint (an error if there is none)"),
+    "resume_from_checkpoint": Key(None, "str", "continue from this checkpoint file"),
+    "overwrite": Key(False, "bool", "replace a finished run of this name (the old one is "
+                     "renamed to <name>.replaced-<time>, never deleted)"),
+    "break_lock": Key(False, "bool", "remove the lock of a run whose process is dead "
+                      "(resume=true does it too)"),
+    "limit_train_batches": Key(1.0, "int|float", "Lightning: batches (int) or fraction per "
+                               "epoch", low=0, low_open=True),
+    "limit_val_batches": Key(1.0, "int|float", "Lightning: validation batches or fraction",
+                             low=0),
+    "log_every_n_steps": Key(10, "int", "Lightning logging interval", low=1),
+    "num_sanity_val_steps": Key(0, "int", "Lightning sanity validation steps", low=0),
+    "enable_progress_bar": Key(True, "bool", "Lightning progress bar"),
+    "backbone": {
+        "name": Key(REQUIRED, "str", "backbone (host table or timm name)"),
+        "kwargs": Key({}, "dict", "backbone constructor arguments"),
+        "cifar_stem": Key(False, "bool", "3x3 stride-1 stem without max-pool on a non-CIFAR "
+                          "dataset (CIFAR datasets always get it)"),
+    },
+    "data": {
+        "dataset": Key(REQUIRED, "str", "registered dataset name"),
+        "train_path": Key(REQUIRED, "str", "dataset root (official layout)"),
+        "val_path": Key(None, "str", "root for online validation (test split)"),
+        "num_workers": Key(2, "int", "data-loader workers", low=0),
+        "no_labels": Key(False, "bool", "solo-learn's key; labels are used when the dataset "
+                         "has them"),
+        "verify_images": Key("auto", "bool|str", "check every image file before training "
+                             "(auto: when the split has fewer than 100,000 images)"),
+        "generate": Key(False, "bool", "synthetic_cub only: generate the dataset at a "
+                        "train_path other than the default"),
+        "num_classes": Key(None, "int", "derived from the dataset", low=1),
+        "num_large_crops": Key(None, "int", "derived from augmentations", low=0),
+        "num_small_crops": Key(None, "int", "derived from augmentations", low=0),
+    },
+    "optimizer": {
+        "name": Key(REQUIRED, "str", "sgd | lars | adam | adamw"),
+        "batch_size": Key(REQUIRED, "int", "batch size per device", low=1),
+        "lr": Key(REQUIRED, "float", "base lr, scaled by batch_size * devices / 256", low=0,
+                  low_open=True),
+        "classifier_lr": Key(0.1, "float", "online linear probe lr", low=0),
+        "weight_decay": Key(0.0, "float", "weight decay", low=0),
+        "kwargs": Key({}, "dict", "optimizer arguments (momentum, eta, betas, ...)"),
+        "exclude_bias_n_norm_wd": Key(False, "bool", "no weight decay on biases and norms"),
+    },
+    "scheduler": {
+        "name": Key("warmup_cosine", "str", "warmup_cosine | step | none"),
+        "warmup_epochs": Key(10, "int|float", "linear warm-up epochs", low=0),
+        "warmup_start_lr": Key(3e-5, "float", "lr at the start of warm-up", low=0),
+        "min_lr": Key(0.0, "float", "final lr of the cosine", low=0),
+        "interval": Key("step", "str", "schedule per step or per epoch",
+                        choices=("step", "epoch")),
+        "lr_decay_steps": Key(None, "list", "epochs of the step schedule"),
+    },
+    "checkpoint": {
+        "enabled": Key(True, "bool", "write last.ckpt during training"),
+        "dir": Key("trained_models", "str", "root of run directories"),
+        "frequency": Key(1, "int", "write last.ckpt every this many epochs", low=1),
+    },
+    "auto_resume": {
+        "enabled": Key(False, "bool", "solo-learn's key: resume the interrupted run of this "
+                       "name when there is one, else start"),
+        "max_hours": Key(36, "int|float", "only resume a checkpoint younger than this", low=0),
+    },
+    "wandb": {
+        "enabled": Key(False, "bool", "must stay false: runs log to CSV (no network)"),
+        "entity": Key(None, "str", "unused while wandb is disabled"),
+        "project": Key("solo-learn", "str", "unused while wandb is disabled"),
+        "offline": Key(False, "bool", "unused while wandb is disabled"),
+    },
+    "method_kwargs": Key({}, "dict", "the method's own keys (see docs/configuration.md)"),
+    "augmentations": Key(REQUIRED, "list", "list of crop pipelines"),
 }
-BACKBONE = {"name": REQUIRED, "kwargs": {}, "cifar_stem": False}
-DATA = {"dataset": REQUIRED, "train_path": REQUIRED, "val_path": None, "format": "image_folder",
-        "num_workers": 2, "no_labels": False, "fraction": -1, "num_classes": None,
-        "num_large_crops": None, "num_small_crops": None}
-OPTIMIZER = {"name": REQUIRED, "batch_size": REQUIRED, "lr": REQUIRED, "classifier_lr": 0.1,
-             "weight_decay": 0.0, "kwargs": {}, "exclude_bias_n_norm_wd": False}
-SCHEDULER = {"name": "warmup_cosine", "warmup_epochs": 10, "warmup_start_lr": 3e-5,
-             "min_lr": 0.0, "interval": "step", "lr_decay_steps": None}
-CHECKPOINT = {"enabled": True, "dir": "trained_models", "frequency": 1, "keep_prev": False}
-AUTO_RESUME = {"enabled": False, "max_hours": 36}
-WANDB = {"enabled": False, "entity": None, "project": "solo-learn", "offline": False}
-AUGMENTATION = {
-    "crop_size": REQUIRED, "num_crops": REQUIRED, "mean": None, "std": None,
-    "rrc": {"enabled": True, "crop_min_scale": 0.08, "crop_max_scale": 1.0},
-    "color_jitter": {"prob": 0.0, "brightness": 0.0, "contrast": 0.0, "saturation": 0.0,
-                     "hue": 0.0},
-    "grayscale": {"prob": 0.0}, "gaussian_blur": {"prob": 0.0}, "solarization": {"prob": 0.0},
-    "equalization": {"prob": 0.0}, "horizontal_flip": {"prob": 0.0},
+
+# solo-learn keys the runner does not act on: refused unless at their neutral value
+UNSUPPORTED: Dict[str, Unsupported] = {
+    "dali": Unsupported(None, "remove it: DALI pipelines are not supported (CUDA only)"),
+    "auto_umap": Unsupported(None, "remove it: UMAP plots are not produced"),
+    "knn_eval": Unsupported(None, "remove it and run main_linear.py on the checkpoint"),
+    "performance": Unsupported(None, "remove it: channels_last is not used"),
+    "debug_augmentations": Unsupported(False, "remove it"),
+    "data.format": Unsupported("image_folder", "remove it: data.dataset picks the reader of "
+                               "the dataset's official layout"),
+    "data.fraction": Unsupported(-1, "remove it: the whole training split is used"),
+    "checkpoint.keep_prev": Unsupported(False, "remove it: one last.ckpt is kept, replaced "
+                                        "atomically"),
 }
 
+AUGMENTATION: Dict[str, Any] = {
+    "crop_size": Key(REQUIRED, "int", "output size in pixels", low=1),
+    "num_crops": Key(REQUIRED, "int", "crops of this pipeline", low=1),
+    "mean": Key(None, "list", "normalisation mean (default: the dataset's)"),
+    "std": Key(None, "list", "normalisation std (default: the dataset's)"),
+    "rrc": {
+        "enabled": Key(True, "bool", "random resized crop (else resize)"),
+        "crop_min_scale": Key(0.08, "float", "smallest area fraction", low=0, high=1),
+        "crop_max_scale": Key(1.0, "float", "largest area fraction", low=0, high=1),
+    },
+    "color_jitter": {
+        "prob": Key(0.0, "float", "probability", low=0, high=1),
+        "brightness": Key(0.0, "float", "jitter strength", low=0),
+        "contrast": Key(0.0, "float", "jitter strength", low=0),
+        "saturation": Key(0.0, "float", "jitter strength", low=0),
+        "hue": Key(0.0, "float", "jitter strength", low=0, high=0.5),
+    },
+    "grayscale": {"prob": Key(0.0, "float", "probability", low=0, high=1)},
+    "gaussian_blur": {"prob": Key(0.0, "float", "probability", low=0, high=1)},
+    "solarization": {"prob": Key(0.0, "float", "probability", low=0, high=1)},
+    "equalization": {"prob": Key(0.0, "float", "probability", low=0, high=1)},
+    "horizontal_flip": {"prob": Key(0.0, "float", "probability", low=0, high=1)},
+}
 
-def locate_key(path: Optional[str], key: str) -> str:
-    """'file:line' of the first line defining ``key:`` in a yaml file, or the file alone."""
-    if not path or not os.path.isfile(path):
-        return path or "<config>"
-    pattern = re.compile(rf"^\s*-?\s*{re.escape(key)}\s*:")
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if pattern.match(line):
-                return f"{path}:{lineno}"
-    return path
+LINEAR: Dict[str, Any] = {
+    "name": Key(None, "str", "result name (default linear-<pretrain name>)"),
+    "pretrained": Key(REQUIRED, "str", "checkpoint path, or zoo:<name>"),
+    "seed": Key(5, "int", "global seed", low=0),
+    "max_epochs": Key(100, "int", "epochs of the linear classifier", low=1),
+    "accelerator": Key("cpu", "str", "Lightning accelerator",
+                       choices=("auto", "cpu", "gpu", "cuda", "mps")),
+    "devices": Key(1, "int", "devices", low=1, high=1),
+    "feature_batch_size": Key(256, "int", "batch size of the feature pass", low=1),
+    "enable_progress_bar": Key(True, "bool", "Lightning progress bar"),
+    "output_dir": Key(None, "str", "where results go (default: beside the checkpoint)"),
+    "data": {
+        "dataset": Key(None, "str", "default: the pretrain run's"),
+        "train_path": Key(None, "str", "default: the pretrain run's"),
+        "num_workers": Key(2, "int", "data-loader workers", low=0),
+        "verify_images": Key("auto", "bool|str", "as in pretraining"),
+    },
+    "optimizer": {
+        "name": Key("sgd", "str", "sgd | adamw", choices=("sgd", "adamw")),
+        "lr": Key(0.1, "float", "learning rate", low=0, low_open=True),
+        "batch_size": Key(256, "int", "batch size", low=1),
+        "weight_decay": Key(0.0, "float", "weight decay", low=0),
+        "momentum": Key(0.9, "float", "SGD momentum", low=0, high=1),
+    },
+}
+
+HYDRA_KEYS = ("defaults", "hydra")
 
 
-def _with_location(err: ConfigError, source: Optional[str]) -> ConfigError:
-    match = re.search(r"unknown key\(s\) \['([^']+)'|missing required key ([\w.]+)", str(err))
-    key = None
-    if match:
-        key = (match.group(1) or match.group(2) or "").split(".")[-1]
-    where = locate_key(source, key) if key else (source or "<config>")
-    return ConfigError(f"{where}: {err}")
+def documented_keys(table: Mapping[str, Any], prefix: str = "") -> Dict[str, Key]:
+    """Flat {dotted key: Key} of a table (nested sections expanded)."""
+    out: Dict[str, Key] = {}
+    for name, spec in table.items():
+        if isinstance(spec, Mapping):
+            out.update(documented_keys(spec, f"{prefix}{name}."))
+        else:
+            out[f"{prefix}{name}"] = spec
+    return out
 
 
-def _fill_augmentations(cfg: DictConfig) -> None:
+# --------------------------------------------------------------------------- locations
+@dataclass
+class Sources:
+    """Where a config came from: the primary yaml, the yaml of each defaults group, and the
+    command-line overrides. ``where(path)`` finds the file:line of a dotted key."""
+    primary: Optional[str] = None
+    groups: Dict[str, str] = field(default_factory=dict)  # package -> yaml file
+    overrides: Sequence[str] = ()
+
+    @staticmethod
+    def of(source: Any) -> "Sources":
+        if isinstance(source, Sources):
+            return source
+        return Sources(primary=source)
+
+    def where(self, path: str) -> str:
+        parts = _split_path(path)
+        for override in self.overrides:
+            key = override.split("=", 1)[0].lstrip("+~")
+            if _split_path(key) == parts[: len(_split_path(key))]:
+                return f"command line ({override})"
+        for package, file in self.groups.items():
+            pkg = _split_path(package)
+            if parts[: len(pkg)] == pkg:
+                line = _yaml_line(file, parts[len(pkg):])
+                if line:
+                    return f"{file}:{line}"
+        if self.primary:
+            line = _yaml_line(self.primary, parts)
+            return f"{self.primary}:{line}" if line else self.primary
+        return "<config>"
+
+
+def _split_path(path: str) -> List[Any]:
+    parts: List[Any] = []
+    for piece in re.findall(r"[^.\[\]]+|\[\d+\]", path):
+        parts.append(int(piece[1:-1]) if piece.startswith("[") else piece)
+    return parts
+
+
+def _yaml_line(file: str, parts: List[Any]) -> Optional[int]:
+    """1-based line of the deepest node of ``parts`` found in the yaml ``file``."""
+    try:
+        with open(file, encoding="utf-8-sig") as f:
+            node = yaml.compose(f)
+    except (OSError, yaml.YAMLError):
+        return None
+    line = None
+    for part in parts:
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            match = [(k, v) for k, v in node.value if k.value == part]
+            if not match:
+                return line
+            key_node, node = match[0]
+            line = key_node.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                return line
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _error(sources: Sources, path: str, message: str) -> ConfigError:
+    return ConfigError(f"{sources.where(path)}: {path}: {message}")
+
+
+# --------------------------------------------------------------------------- checks
+_KINDS = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "list": lambda v: isinstance(v, (list, tuple, ListConfig)),
+    "dict": lambda v: isinstance(v, (dict, DictConfig)),
+    "any": lambda v: True,
+}
+_KIND_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false",
+               "str": "a string", "list": "a list", "dict": "a mapping", "any": "a value"}
+
+
+def _check_value(spec: Key, value: Any) -> Optional[str]:
+    """None if ``value`` fits ``spec``, else what was expected."""
+    kinds = spec.kind.split("|")
+    if not any(_KINDS[k](value) for k in kinds):
+        return f"expected {' or '.join(_KIND_WORDS[k] for k in kinds)}, got {value!r}"
+    if spec.choices is not None and value not in spec.choices:
+        return f"expected one of {list(spec.choices)}, got {value!r}"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"expected a finite number, got {value!r}"
+        if spec.low is not None and (value <= spec.low if spec.low_open else value < spec.low):
+            return f"expected a value {'>' if spec.low_open else '>='} {spec.low}, got {value!r}"
+        if spec.high is not None and value > spec.high:
+            return f"expected a value <= {spec.high}, got {value!r}"
+    return None
+
+
+def check_known_keys(node: Any, allowed: Iterable[str], where: str) -> None:
+    """Raises ConfigError if ``node`` (a mapping) has a key outside ``allowed``."""
+    if node is None:
+        return
+    if not isinstance(node, (Mapping, DictConfig)):
+        raise ConfigError(f"{where} must be a mapping, got {type(node).__name__}: {node!r}")
+    unknown = sorted(set(node.keys()) - set(allowed))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {unknown} in {where}. Valid keys: {sorted(allowed)}")
+
+
+def fill_section(cfg: DictConfig, path: str, table: Mapping[str, Any],
+                 sources: Any = None, unsupported: Mapping[str, Unsupported] = None,
+                 ignore: Sequence[str] = ()) -> DictConfig:
+    """Checks the mapping at dotted ``path`` of ``cfg`` against ``table`` (unknown keys,
+    required keys, kinds, ranges, choices, recursively) and fills the defaults.
+
+    ``unsupported`` maps dotted keys (relative to ``path``) to keys accepted only at their
+    neutral value. Returns the node. Raises ConfigError naming the key and its location.
+    """
+    sources = Sources.of(sources)
+    unsupported = unsupported or {}
+    node = OmegaConf.select(cfg, path) if path else cfg
+    if node is None:
+        with open_dict(cfg):
+            OmegaConf.update(cfg, path, {}, force_add=True)
+        node = OmegaConf.select(cfg, path)
+    _fill(node, path, table, sources, unsupported, "", ignore)
+    return node
+
+
+def _fill(node, path, table, sources, unsupported, rel, ignore) -> None:
+    full = (lambda k: f"{path}.{k}" if path else k)
+    if not isinstance(node, DictConfig):
+        raise _error(sources, path, f"expected a mapping, got {node!r}")
+    for key in list(node.keys()):
+        rel_key = f"{rel}{key}"
+        if key in table or key in ignore:
+            continue
+        if rel_key in unsupported:
+            bad = unsupported[rel_key]
+            value = node[key]
+            if isinstance(value, (DictConfig, ListConfig)):
+                value = OmegaConf.to_container(value, resolve=True)
+            if not bad.is_neutral(value):
+                raise _error(sources, full(key), f"not supported by this runner: "
+                             f"{bad.instead}")
+            with open_dict(node):
+                del node[key]
+            continue
+        valid = sorted(set(table) | {k[len(rel):] for k in unsupported
+                                     if k.startswith(rel) and "." not in k[len(rel):]})
+        raise _error(sources, full(key), f"unknown key. Valid keys here: {valid}")
+    with open_dict(node):
+        for key, spec in table.items():
+            if isinstance(spec, Mapping):
+                if key not in node or node[key] is None:
+                    node[key] = {}
+                _fill(node[key], full(key), spec, sources, unsupported, f"{rel}{key}.", ())
+                continue
+            present = key in node and not OmegaConf.is_missing(node, key) and node[key] is not None
+            if not present:
+                if spec.default is REQUIRED:
+                    raise _error(sources, full(key), "required key is missing")
+                node[key] = spec.default
+                continue
+            value = node[key]
+            if isinstance(value, (DictConfig, ListConfig)):
+                value = OmegaConf.to_container(value, resolve=True)
+            problem = _check_value(spec, value)
+            if problem:
+                raise _error(sources, full(key), problem)
+
+
+def _infer_kind(default: Any) -> str:
+    if isinstance(default, bool):
+        return "bool"
+    if isinstance(default, int):
+        return "int"
+    if isinstance(default, float):
+        return "float"
+    if isinstance(default, str):
+        return "str"
+    if isinstance(default, (dict, DictConfig)):
+        return "dict"
+    if isinstance(default, (list, tuple, ListConfig)):
+        return "list"
+    return "any"
+
+
+def as_keys(defaults: Mapping[str, Any]) -> Dict[str, Key]:
+    """A Key table from plain ``{key: default}`` (kind inferred from the default; a default
+    of REQUIRED or None accepts any value). Keys already given as ``Key`` are kept."""
+    table: Dict[str, Key] = {}
+    for key, default in defaults.items():
+        if isinstance(default, Key):
+            table[key] = default
+        elif default is REQUIRED or default == "???":
+            table[key] = Key(REQUIRED, "any")
+        else:
+            table[key] = Key(default, _infer_kind(default))
+    return table
+
+
+def fill_defaults(cfg: DictConfig, path: str, defaults: Mapping[str, Any],
+                  sources: Any = None) -> DictConfig:
+    """``fill_section`` with a plain ``{key: default}`` table (method kwargs)."""
+    return fill_section(cfg, path, as_keys(defaults), sources)
+
+
+def select(cfg: DictConfig, key: str, default: Any = None) -> Any:
+    """Value at dotted ``key``, or ``default`` when absent, None or ``???``."""
+    value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+    if value is None or value == "???":
+        return default
+    return value
+
+
+def validate_run_name(name: Any, where: str = "name") -> str:
+    """A run name is one path component of safe characters (it becomes a directory)."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name) or name in (".", ".."):
+        raise ConfigError(f"{where}: {name!r} is not a valid run name: use 1-128 letters, "
+                          f"digits, '.', '_' or '-', starting with a letter or digit (it names "
+                          f"a directory under checkpoint.dir/<method>/)")
+    return name
+
+
+def _check_augmentations(cfg: DictConfig, sources: Sources) -> None:
     augs = cfg.get("augmentations")
     if not isinstance(augs, ListConfig) or len(augs) == 0:
-        raise ConfigError("augmentations must be a non-empty list of pipelines "
-                          "(see scripts/pretrain/augmentations/)")
-    for i, node in enumerate(augs):
-        where = f"augmentations[{i}]"
-        check_known_keys(node, AUGMENTATION.keys(), where)
-        for key, default in AUGMENTATION.items():
-            if isinstance(default, dict):
-                sub = node.get(key)
-                check_known_keys(sub, default.keys(), f"{where}.{key}")
-                with open_dict(node):
-                    merged = OmegaConf.merge(default, sub or {})
-                    node[key] = merged
-            elif key not in node or node[key] is None:
-                if default is None:
-                    continue  # optional (mean/std): the host picks a per-dataset default
-                if default == REQUIRED:
-                    raise ConfigError(f"missing required key {where}.{key}")
-                with open_dict(node):
-                    node[key] = default
-        if node.crop_size <= 0 or node.num_crops <= 0:
-            raise ConfigError(f"{where}: crop_size and num_crops must be positive, got "
-                              f"{node.crop_size} and {node.num_crops}")
+        raise _error(sources, "augmentations", "expected a non-empty list of crop pipelines "
+                     "(see scripts/pretrain/augmentations/)")
+    for i in range(len(augs)):
+        fill_section(cfg, f"augmentations[{i}]", AUGMENTATION, sources)
+        node = augs[i]
+        if node.rrc.crop_min_scale > node.rrc.crop_max_scale:
+            raise _error(sources, f"augmentations[{i}].rrc.crop_min_scale",
+                         f"must not exceed crop_max_scale ({node.rrc.crop_max_scale}), got "
+                         f"{node.rrc.crop_min_scale}")
 
 
-def check_pretrain_cfg(cfg: DictConfig, datasets, methods, source: Optional[str] = None):
-    """Checks keys and names and fills defaults (before the host's parse_cfg).
+def check_pretrain_cfg(cfg: DictConfig, datasets: Iterable[str], methods: Iterable[str],
+                       source: Any = None) -> DictConfig:
+    """Checks every key (names, kinds, ranges) and fills the defaults of a pretrain config,
+    before the host's parse_cfg. Raises ConfigError naming the key and its location."""
+    sources = Sources.of(source)
+    OmegaConf.set_struct(cfg, False)
+    with open_dict(cfg):
+        for key in HYDRA_KEYS:
+            cfg.pop(key, None)
+        fill_section(cfg, "", PRETRAIN, sources, UNSUPPORTED, ignore=("augmentations",))
+        if cfg.method not in methods:
+            raise _error(sources, "method", f"unknown method {cfg.method!r}. "
+                         f"Choose from {sorted(methods)}")
+        if cfg.data.dataset not in datasets:
+            raise _error(sources, "data.dataset", f"unknown dataset {cfg.data.dataset!r}. "
+                         f"Choose from {sorted(datasets)}")
+        _check_augmentations(cfg, sources)
+        if cfg.wandb.enabled:
+            raise _error(sources, "wandb.enabled", "not supported by this runner: runs log to "
+                         "CSV (logs/metrics.csv in the run directory), wandb needs a network")
+        cfg.name = cfg.name or f"{cfg.method}-{cfg.data.dataset}"
+        try:
+            validate_run_name(cfg.name)
+        except ConfigError as err:
+            raise _error(sources, "name", str(err).split(": ", 1)[1]) from None
+        verify = cfg.data.verify_images
+        if isinstance(verify, str) and verify != "auto":
+            raise _error(sources, "data.verify_images",
+                         f"expected true, false or auto, got {verify!r}")
+        if cfg.resume and cfg.resume_from_checkpoint:
+            raise _error(sources, "resume", "give either resume=true or "
+                         "resume_from_checkpoint=<file>, not both")
+    return cfg
 
-    ``datasets``/``methods`` are the valid names. Raises ConfigError naming the file and line.
-    """
-    try:
-        with open_dict(cfg):
-            check_known_keys(cfg, TOP_LEVEL, "config (top level)")
-            if cfg.get("method") is None:
-                raise ConfigError("missing required key method")
-            if cfg.method not in methods:
-                raise ConfigError(f"unknown method {cfg.method!r}. Choose from {sorted(methods)}")
-            fill_defaults(cfg, "backbone", BACKBONE)
-            fill_defaults(cfg, "data", DATA)
-            if cfg.data.dataset not in datasets:
-                raise ConfigError(f"unknown dataset {cfg.data.dataset!r}. "
-                                  f"Choose from {sorted(datasets)}")
-            fill_defaults(cfg, "optimizer", OPTIMIZER)
-            fill_defaults(cfg, "scheduler", SCHEDULER)
-            fill_defaults(cfg, "checkpoint", CHECKPOINT)
-            fill_defaults(cfg, "auto_resume", AUTO_RESUME)
-            fill_defaults(cfg, "wandb", WANDB)
-            _fill_augmentations(cfg)
-            cfg.name = cfg.get("name") or f"{cfg.method}-{cfg.data.dataset}"
-            cfg.max_epochs = cfg.get("max_epochs") or 100
-            cfg.method_kwargs = cfg.get("method_kwargs") or {}
-            if cfg.optimizer.batch_size <= 0 or cfg.optimizer.lr <= 0:
-                raise ConfigError(f"optimizer.batch_size and optimizer.lr must be positive, got "
-                                  f"{cfg.optimizer.batch_size} and {cfg.optimizer.lr}")
-            if cfg.auto_resume.enabled:
-                raise ConfigError("auto_resume.enabled is not supported by this project's "
-                                  "runner; resume with resume_from_checkpoint=<run>/last.ckpt")
-            if cfg.get("wandb") and cfg.wandb.enabled:
-                raise ConfigError("wandb.enabled: this project logs to CSV; wandb needs network")
-    except ConfigError as err:
-        raise _with_location(err, source) from None
+
+def check_linear_cfg(cfg: DictConfig, source: Any = None) -> DictConfig:
+    """Checks and fills a linear-evaluation config."""
+    sources = Sources.of(source)
+    OmegaConf.set_struct(cfg, False)
+    with open_dict(cfg):
+        for key in HYDRA_KEYS:
+            cfg.pop(key, None)
+        fill_section(cfg, "", LINEAR, sources)
+        if cfg.name is not None:
+            try:
+                validate_run_name(cfg.name)
+            except ConfigError as err:
+                raise _error(sources, "name", str(err).split(": ", 1)[1]) from None
     return cfg

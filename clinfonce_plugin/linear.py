@@ -14,60 +14,37 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import OmegaConf, open_dict
 from torch.utils.data import DataLoader, TensorDataset
 
-from .cfgcheck import ConfigError, check_known_keys, fill_defaults
-from .config import _with_location
-from .data.registry import DATASETS, build_dataset
+from .checkpoints import check_finite, safe_load, state_dict_of
+from .config import check_linear_cfg
+from .data.registry import DATASETS, open_split
+from .data.transforms import TransformedImages, eval_transform
+from .errors import CheckpointError, ConfigError
 from .host.backbone import make_backbone
-from .train import _EvalPairs, eval_transform
 from .zoo import resolve_pretrained
-
-TOP_LEVEL = {"defaults", "hydra", "name", "pretrained", "data", "optimizer", "max_epochs",
-             "seed", "accelerator", "devices", "feature_batch_size", "enable_progress_bar",
-             "output_dir"}
-DATA = {"dataset": None, "train_path": None, "num_workers": 2}
-OPTIMIZER = {"name": "sgd", "lr": 0.1, "batch_size": 256, "weight_decay": 0.0,
-             "momentum": 0.9}
-
-
-def check_linear_cfg(cfg: omegaconf.DictConfig, source: Optional[str] = None):
-    OmegaConf.set_struct(cfg, False)
-    try:
-        check_known_keys(cfg, TOP_LEVEL, "config (top level)")
-        if not cfg.get("pretrained"):
-            raise ConfigError("missing required key pretrained: give a checkpoint path or a "
-                              "zoo name, e.g. pretrained=trained_models/.../x.ckpt")
-        with open_dict(cfg):
-            fill_defaults(cfg, "data", DATA)
-            fill_defaults(cfg, "optimizer", OPTIMIZER)
-            if cfg.optimizer.name not in ("sgd", "adamw"):
-                raise ConfigError(f"optimizer.name {cfg.optimizer.name!r}: choose from "
-                                  f"['adamw', 'sgd']")
-            cfg.max_epochs = cfg.get("max_epochs") or 100
-            cfg.seed = cfg.get("seed", 5)
-            cfg.feature_batch_size = cfg.get("feature_batch_size") or 256
-    except ConfigError as err:
-        raise _with_location(err, source) from None
-    return cfg
 
 
 def load_pretrained_backbone(ckpt_path: str):
-    """Backbone rebuilt from ``args.json`` beside the checkpoint, weights from ``backbone.*``."""
+    """Backbone rebuilt from ``args.json`` beside the checkpoint, weights from ``backbone.*``
+    (loaded weights-only: no code in the file runs; non-finite weights are refused)."""
     args_path = os.path.join(os.path.dirname(os.path.abspath(ckpt_path)), "args.json")
     if not os.path.isfile(args_path):
-        raise FileNotFoundError(f"expected the pretrain config args.json beside {ckpt_path} "
-                                f"(looked for {args_path})")
-    with open(args_path) as f:
-        pre_cfg = OmegaConf.create(json.load(f))
-    backbone, dim = make_backbone(pre_cfg)
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    state = state.get("state_dict", state)
+        raise CheckpointError(f"expected the pretrain config args.json beside {ckpt_path} "
+                              f"(looked for {args_path})")
+    try:
+        with open(args_path, encoding="utf-8-sig") as f:
+            pre_cfg = OmegaConf.create(json.load(f))
+    except ValueError as err:
+        raise CheckpointError(f"{args_path} is not valid JSON: {err}") from None
+    state = state_dict_of(safe_load(ckpt_path, "pretrained checkpoint"), ckpt_path)
     weights = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
     if not weights:
-        raise ValueError(f"{ckpt_path} has no 'backbone.*' weights in its state_dict")
+        raise CheckpointError(f"{ckpt_path} has no 'backbone.*' weights in its state_dict")
+    check_finite(weights, ckpt_path)
+    backbone, dim = make_backbone(pre_cfg)
     missing, unexpected = backbone.load_state_dict(weights, strict=False)
     if missing or unexpected:
-        raise ValueError(f"{ckpt_path} does not match backbone {pre_cfg.backbone.name!r}: "
-                         f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise CheckpointError(f"{ckpt_path} does not match backbone {pre_cfg.backbone.name!r}: "
+                              f"missing {missing[:5]}, unexpected {unexpected[:5]}")
     return backbone, dim, pre_cfg
 
 
@@ -129,16 +106,22 @@ def linear_eval(cfg: omegaconf.DictConfig, source: Optional[str] = None) -> dict
     with open_dict(cfg):
         cfg.data.dataset = cfg.data.dataset or pre_cfg.data.dataset
         cfg.data.train_path = cfg.data.train_path or pre_cfg.data.train_path
+        cfg.data.generate = bool(pre_cfg.data.get("generate", False))
     if cfg.data.dataset not in DATASETS:
-        raise ConfigError(f"unknown dataset {cfg.data.dataset!r}. Choose from {sorted(DATASETS)}")
+        raise ConfigError(f"data.dataset: unknown dataset {cfg.data.dataset!r}. "
+                          f"Choose from {sorted(DATASETS)}")
     pl.seed_everything(cfg.seed, workers=True)
     transform = eval_transform(pre_cfg)
-    train_base, _, num_classes = build_dataset(cfg.data.dataset, cfg.data.train_path, "train")
-    test_base, _, _ = build_dataset(cfg.data.dataset, cfg.data.train_path, "test")
+    train = open_split(cfg.data, "train", verify=True)
+    test = open_split(cfg.data, "test", verify=True)
+    if any(split.info.labels is None or (split.info.labels < 0).any() for split in (train, test)):
+        raise ConfigError(f"data.dataset={cfg.data.dataset}: linear evaluation needs a label "
+                          f"for every image, and {cfg.data.train_path} has unlabelled ones")
+    num_classes = train.num_classes
     workers = int(cfg.data.num_workers)
-    x_tr, y_tr = extract_features(backbone, _EvalPairs(train_base, transform),
+    x_tr, y_tr = extract_features(backbone, TransformedImages(train.dataset, transform),
                                   cfg.feature_batch_size, workers)
-    x_te, y_te = extract_features(backbone, _EvalPairs(test_base, transform),
+    x_te, y_te = extract_features(backbone, TransformedImages(test.dataset, transform),
                                   cfg.feature_batch_size, workers)
     mean, std = x_tr.mean(0), x_tr.std(0).clamp_min(1e-6)
     probe = LinearProbe(dim, num_classes, mean, std, cfg.optimizer, cfg.max_epochs)

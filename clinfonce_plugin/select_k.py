@@ -8,26 +8,26 @@ normalised -H(Z|T) is chosen (rules in ``metrics.k_selection.choose_k``)::
 
     python -m clinfonce_plugin.select_k --config-name clinfonce_cub.yaml
     python -m clinfonce_plugin.select_k --config-name clinfonce_synthetic_cub.yaml \\
-        '+select_k.ks=[1,2,4,8,12]' +select_k.output=select_k.png
+        'select_k.ks=[1,2,4,8,12]' select_k.output=select_k.png
 
 Reads only ``data.dataset`` / ``data.train_path`` of the config (the same hydra configs as
 ``main_pretrain.py``, from this repository's ``scripts/pretrain``). Prints the table with
 the chosen row marked and writes a PNG like Fig. 4 (needs matplotlib: the ``plots`` extra).
 
-``select_k`` keys (add them with ``+select_k.<key>=...``):
+``select_k`` keys (set them with ``select_k.<key>=...``):
     ks (list of int): the k to sweep (default 1 .. min(B, 20), B = binary attribute columns
         after one-hot binarisation).
     output (str): PNG path (default ``select_k-<name>.png`` in the working directory).
     plot (bool): write the PNG (default true).
 """
 import os
-import sys
 from typing import Any, Dict, List, Optional
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from .cfgcheck import ConfigError, check_known_keys
+from .config import ConfigError, check_known_keys
+from .errors import DataError
 from .clusters.attributes import attribute_cluster_ids, binarize_attributes
 from .metrics.k_selection import SelectionResult, format_table, plot_selection, select_k
 
@@ -70,23 +70,23 @@ def run_select_k(cfg: DictConfig, source: Optional[str] = None) -> SelectionResu
     """
     from . import host  # the pretrain checks validate method and dataset names
     from .config import check_pretrain_cfg
-    from .data.registry import DATASETS, build_dataset
+    from .data.registry import DATASETS, open_split
 
     OmegaConf.set_struct(cfg, False)
     options = _options(cfg)
     cfg = check_pretrain_cfg(cfg, DATASETS, host.METHODS, source)
-    _, info, _ = build_dataset(cfg.data.dataset, cfg.data.train_path, split="train")
+    info = open_split(cfg.data, "train").info
     if info.attributes is None:
-        raise ValueError(f"select_k: dataset {cfg.data.dataset!r} at {cfg.data.train_path} "
+        raise DataError(f"select_k: dataset {cfg.data.dataset!r} at {cfg.data.train_path} "
                          "provides no attributes; the k selection sweeps attribute clusters")
     if info.labels is None:
-        raise ValueError(f"select_k: dataset {cfg.data.dataset!r} provides no labels")
+        raise DataError(f"select_k: dataset {cfg.data.dataset!r} provides no labels")
     binary, _ = binarize_attributes(info.attributes, info.attribute_names)
     num_columns = binary.shape[1]
     ks: List[int] = options["ks"] or list(range(1, min(num_columns, MAX_DEFAULT_K) + 1))
     bad = [k for k in ks if not 1 <= k <= num_columns]
     if bad:
-        raise ValueError(f"select_k.ks: {bad} out of range; the {cfg.data.dataset} training split "
+        raise ConfigError(f"select_k.ks: {bad} out of range; the {cfg.data.dataset} training split "
                          f"has {num_columns} binary attribute columns, so 1 <= k <= {num_columns}")
     labels = np.asarray(info.labels)
 
@@ -109,20 +109,9 @@ def run_select_k(cfg: DictConfig, source: Optional[str] = None) -> SelectionResu
 
 
 def _main() -> None:
-    import hydra
-    from hydra.core.hydra_config import HydraConfig
+    from .cli import hydra_main
 
-    @hydra.main(version_base="1.2", config_path=CONFIG_DIR, config_name=None)
-    def main(cfg: DictConfig) -> None:
-        name = HydraConfig.get().job.config_name
-        source = os.path.join(CONFIG_DIR, name if name.endswith(".yaml") else f"{name}.yaml")
-        try:
-            run_select_k(cfg, source)
-        except (ConfigError, ValueError, FileNotFoundError, ImportError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(2)
-
-    main()
+    hydra_main(CONFIG_DIR, run_select_k)
 
 
 if __name__ == "__main__":

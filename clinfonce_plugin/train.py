@@ -1,78 +1,47 @@
-"""The pretrain job behind ``main_pretrain.py``: checks the config, builds data and method from
-the resolved host, trains with Lightning and writes ``<run_dir>/<name>.ckpt`` + ``args.json``."""
+"""The pretrain job behind ``main_pretrain.py``: checks the config and the data, builds the
+method from the resolved host, trains with Lightning (``last.ckpt`` every
+``checkpoint.frequency`` epochs, resumable) and moves the finished run into
+``<checkpoint.dir>/<method>/<name>/`` (``<name>.ckpt``, ``args.json``, ``logs/``)."""
+import csv
 import json
 import os
-import shutil
-from typing import Optional
+from typing import Any, Optional
 
 import lightning.pytorch as pl
 import omegaconf
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 from . import host
+from .callbacks import FiniteLoss, PeriodicCheckpoint, RNGState
+from .checkpoints import safe_load
 from .config import check_pretrain_cfg
 from .data.indexed import IndexedDataset
-from .data.registry import DATASETS, build_dataset
+from .data.registry import DATASETS, open_split
+from .data.transforms import TransformedImages, eval_transform, pretrain_transform
+from .errors import ConfigError, UserError
 from .host.backbone import apply_plugin_stem
+from .rundir import RunDir
 
 
-def prepare_cfg(cfg: omegaconf.DictConfig, source: Optional[str] = None) -> omegaconf.DictConfig:
-    """Plugin checks (keys, names), dataset class count, then the host's own parse_cfg."""
-    OmegaConf.set_struct(cfg, False)
+class Interrupted(UserError):
+    """Ctrl-C: the run stopped; the message says where its last checkpoint is."""
+
+
+def prepare_cfg(cfg: omegaconf.DictConfig, source: Any = None) -> omegaconf.DictConfig:
+    """Plugin checks (every key, kind and range), the dataset's class count, the host's own
+    parse_cfg, then the method's check of its method_kwargs."""
     cfg = check_pretrain_cfg(cfg, DATASETS, host.METHODS, source)
-    # (the embedded synthetic CUB is generated here on first use; nothing is downloaded)
-    _, _, num_classes = build_dataset(cfg.data.dataset, cfg.data.train_path, split="train")
-    cfg.data.num_classes = num_classes
-    dataset = cfg.data.dataset
-    if host.HOST_NAME == "solo-learn":
-        # solo-learn counts devices with len(cfg.devices)
-        if isinstance(cfg.get("devices", 1), int):
-            cfg.devices = list(range(cfg.get("devices", 1)))
-        # solo-learn only knows its own dataset names; "custom" keeps its checks meaningful
-        cfg.data.dataset = "custom"
-        cfg = host.parse_cfg(cfg)
-        cfg.data.dataset = dataset
-    else:
-        cfg = host.parse_cfg(cfg)
-    cfg.data.num_classes = num_classes
-    # the method validates its own method_kwargs (unknown keys fail here, before training)
+    if cfg.resume_from_checkpoint is not None:
+        # loaded weights-only first: a file from outside the run must not run code
+        safe_load(cfg.resume_from_checkpoint, "resume_from_checkpoint")
+    train = open_split(cfg.data, "train")
+    cfg.data.num_classes = train.num_classes
+    cfg = host.prepare_host_cfg(cfg)
     host.METHODS[cfg.method].add_and_assert_specific_cfg(cfg)
     return cfg
-
-
-def pretrain_transform(cfg: omegaconf.DictConfig):
-    pipelines = [
-        host.NCropAugmentation(host.build_transform_pipeline(cfg.data.dataset, aug), aug.num_crops)
-        for aug in cfg.augmentations
-    ]
-    return host.FullTransformPipeline(pipelines)
-
-
-def eval_transform(cfg: omegaconf.DictConfig):
-    """Deterministic resize + centre crop at the large crop size (for validation/features)."""
-    node = OmegaConf.create(OmegaConf.to_container(cfg.augmentations[0], resolve=True))
-    node.rrc.enabled = False
-    for key in ("color_jitter", "grayscale", "gaussian_blur", "solarization", "equalization",
-                "horizontal_flip"):
-        if key in node:
-            node[key].prob = 0.0
-    return host.build_transform_pipeline(cfg.data.dataset, node)
-
-
-class _EvalPairs(torch.utils.data.Dataset):
-    def __init__(self, base, transform):
-        self.base, self.transform = base, transform
-
-    def __len__(self):
-        return len(self.base)
-
-    def __getitem__(self, i):
-        image, target = self.base[i]
-        return self.transform(image), target
 
 
 def build_method(cfg: omegaconf.DictConfig, sample_info=None) -> pl.LightningModule:
@@ -86,7 +55,7 @@ def build_method(cfg: omegaconf.DictConfig, sample_info=None) -> pl.LightningMod
 
 
 def _accelerator(cfg) -> str:
-    acc = cfg.get("accelerator") or "auto"
+    acc = cfg.accelerator
     if acc in ("gpu", "cuda") and not torch.cuda.is_available():
         print("[clinfonce] no GPU on this machine: training on the CPU")
         return "cpu"
@@ -94,90 +63,162 @@ def _accelerator(cfg) -> str:
 
 
 def _devices(cfg, accelerator: str):
-    devices = cfg.get("devices") or 1
+    devices = cfg.devices
     if accelerator == "cpu":
         return len(devices) if isinstance(devices, (list, omegaconf.ListConfig)) else devices
     return OmegaConf.to_container(devices) if isinstance(devices, omegaconf.ListConfig) else devices
 
 
 def run_dir_for(cfg: omegaconf.DictConfig) -> str:
-    return os.path.join(cfg.checkpoint.dir, cfg.method, cfg.name)
+    return RunDir(cfg.checkpoint.dir, cfg.method, cfg.name).final
 
 
-def pretrain(cfg: omegaconf.DictConfig, source: Optional[str] = None,
+def _is_global_zero() -> bool:
+    """Before the trainer exists: is this process global rank 0 (the one that owns the run
+    directory)? Lightning's launcher, torchrun and SLURM set these variables on every rank."""
+    ranks = [os.environ.get(v, "0") for v in ("RANK", "LOCAL_RANK", "NODE_RANK")]
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        ranks.append(os.environ.get("SLURM_PROCID", "0"))
+    return all(r == "0" for r in ranks)
+
+
+def _resume_point(cfg, run: RunDir, owner: bool) -> Optional[str]:
+    explicit = cfg.resume_from_checkpoint
+    if owner:
+        return run.start(resume=cfg.resume, auto_resume=cfg.auto_resume.enabled,
+                         max_hours=cfg.auto_resume.max_hours, resume_from=explicit,
+                         overwrite=cfg.overwrite)
+    if explicit is not None:
+        return explicit
+    if (cfg.resume or cfg.auto_resume.enabled) and os.path.isfile(run.last_checkpoint):
+        return run.last_checkpoint
+    return None
+
+
+def _fit_kwargs(ckpt: Optional[str]) -> dict:
+    kwargs = {"ckpt_path": ckpt}
+    if ckpt is not None and "weights_only" in pl.Trainer.fit.__code__.co_varnames:
+        kwargs["weights_only"] = True
+    return kwargs
+
+
+def pretrain(cfg: omegaconf.DictConfig, source: Any = None,
              callbacks: Optional[list] = None) -> str:
     """Runs the pretrain job; returns the path of the final checkpoint. ``callbacks`` are
     extra Lightning callbacks (benchmarks use them to time epochs)."""
     cfg = prepare_cfg(cfg, source)
+    train = open_split(cfg.data, "train", verify=True)
+    val = open_split(cfg.data, "test", verify=True, root=cfg.data.val_path) \
+        if cfg.data.val_path else None
     pl.seed_everything(cfg.seed, workers=True)
 
-    train_base, info, _ = build_dataset(cfg.data.dataset, cfg.data.train_path, split="train")
-    model = build_method(cfg, sample_info=info)
+    model = build_method(cfg, sample_info=train.info)
     # a method may wrap the training set itself (e.g. WCL's KNN multi-crop); default: index
     # wrapping with the augmentation pipelines of cfg.augmentations
     make_train_dataset = getattr(model, "make_train_dataset", None)
     if make_train_dataset is not None:
-        train_set = make_train_dataset(train_base, pretrain_transform(cfg))
+        train_set = make_train_dataset(train.dataset, pretrain_transform(cfg))
     else:
-        train_set = IndexedDataset(train_base, pretrain_transform(cfg))
+        train_set = IndexedDataset(train.dataset, pretrain_transform(cfg))
     workers = int(cfg.data.num_workers)
+    if len(train_set) < cfg.optimizer.batch_size:
+        raise ConfigError(f"optimizer.batch_size={cfg.optimizer.batch_size} is larger than the "
+                          f"{len(train_set)} training images of {cfg.data.train_path}: lower it")
     train_loader = DataLoader(train_set, batch_size=cfg.optimizer.batch_size, shuffle=True,
                               num_workers=workers, drop_last=True, pin_memory=False,
                               persistent_workers=workers > 0)
-    if len(train_loader) == 0:
-        raise ValueError(f"batch_size {cfg.optimizer.batch_size} is larger than the "
-                         f"{len(train_set)} training images of {cfg.data.train_path}")
     val_loader = None
-    if cfg.data.val_path:
-        val_base, _, _ = build_dataset(cfg.data.dataset, cfg.data.val_path, split="test")
-        val_loader = DataLoader(_EvalPairs(val_base, eval_transform(cfg)),
+    if val is not None:
+        val_loader = DataLoader(TransformedImages(val.dataset, eval_transform(cfg)),
                                 batch_size=cfg.optimizer.batch_size, num_workers=workers)
 
-    print(f"[clinfonce] host={host.HOST_NAME} method={cfg.method} backbone={cfg.backbone.name}")
-    if hasattr(model, "provider"):
-        print(f"[clinfonce] clusters: {model.provider.describe()}")
+    run = RunDir(cfg.checkpoint.dir, cfg.method, cfg.name)
+    owner = _is_global_zero()
+    if owner:
+        # resuming an interrupted run is consent to clear the lock its dead process left
+        run.acquire(break_lock=cfg.break_lock or cfg.resume or cfg.auto_resume.enabled)
+    try:
+        ckpt = _resume_point(cfg, run, owner)
+        print(f"[clinfonce] host={host.HOST_NAME} method={cfg.method} "
+              f"backbone={cfg.backbone.name} run={run.partial}")
+        if hasattr(model, "provider"):
+            print(f"[clinfonce] clusters: {model.provider.describe()}")
+        if owner:
+            args_path = os.path.join(run.partial, "args.json")
+            with open(args_path + ".tmp", "w") as f:
+                json.dump(OmegaConf.to_container(cfg, resolve=True), f, indent=2, default=str)
+            os.replace(args_path + ".tmp", args_path)
+        return _fit(cfg, model, train_loader, val_loader, run, ckpt, callbacks)
+    finally:
+        if owner:
+            run.release()
 
-    run_dir = run_dir_for(cfg)
-    tmp_dir = run_dir + ".partial"
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    os.makedirs(tmp_dir)
-    with open(os.path.join(tmp_dir, "args.json"), "w") as f:
-        json.dump(OmegaConf.to_container(cfg, resolve=True), f, indent=2, default=str)
 
+def _fit(cfg, model, train_loader, val_loader, run: RunDir, ckpt: Optional[str],
+         callbacks: Optional[list]) -> str:
     accelerator = _accelerator(cfg)
-    callbacks = list(callbacks or [])
+    callbacks = list(callbacks or []) + [FiniteLoss(), RNGState()]
     if cfg.checkpoint.enabled:
-        # only <run>/last.ckpt, rewritten every `frequency` epochs (the resume point)
-        callbacks.append(ModelCheckpoint(dirpath=tmp_dir, save_last=True, save_top_k=0,
-                                         every_n_epochs=cfg.checkpoint.frequency))
+        callbacks.append(PeriodicCheckpoint(run.partial, cfg.checkpoint.frequency))
     trainer = pl.Trainer(
         max_epochs=cfg.max_epochs,
         accelerator=accelerator,
         devices=_devices(cfg, accelerator),
-        num_nodes=cfg.get("num_nodes", 1),
-        strategy=cfg.get("strategy") or "auto",
-        precision=cfg.get("precision") or "32-true",
-        sync_batchnorm=bool(cfg.get("sync_batchnorm", False)) and accelerator != "cpu",
+        num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy or "auto",
+        precision=cfg.precision,
+        sync_batchnorm=bool(cfg.sync_batchnorm) and accelerator != "cpu",
         accumulate_grad_batches=cfg.accumulate_grad_batches,
-        logger=CSVLogger(save_dir=tmp_dir, name="logs", version=""),
+        logger=CSVLogger(save_dir=run.partial, name="logs", version=""),
         callbacks=callbacks,
-        enable_checkpointing=bool(cfg.checkpoint.enabled),
-        limit_train_batches=cfg.get("limit_train_batches") or 1.0,
-        limit_val_batches=cfg.get("limit_val_batches") or 1.0,
-        num_sanity_val_steps=cfg.get("num_sanity_val_steps", 0) or 0,
-        log_every_n_steps=cfg.get("log_every_n_steps") or 10,
-        enable_progress_bar=cfg.get("enable_progress_bar", True),
+        enable_checkpointing=False,  # PeriodicCheckpoint writes last.ckpt
+        limit_train_batches=cfg.limit_train_batches,
+        limit_val_batches=cfg.limit_val_batches,
+        num_sanity_val_steps=cfg.num_sanity_val_steps,
+        log_every_n_steps=cfg.log_every_n_steps,
+        enable_progress_bar=cfg.enable_progress_bar,
         deterministic=False,
     )
-    trainer.fit(model, train_loader, val_loader, ckpt_path=cfg.resume_from_checkpoint)
+    _keep_metrics_on_resume(trainer, ckpt)
+    try:
+        trainer.fit(model, train_loader, val_loader, **_fit_kwargs(ckpt))
+    except SystemExit:
+        if trainer.interrupted:  # Lightning turns Ctrl-C into sys.exit(1) after its shutdown
+            last = run.last_checkpoint
+            where = (f"its last checkpoint is {last}; continue with resume=true"
+                     if os.path.isfile(last) else "no checkpoint was written yet")
+            raise Interrupted(f"interrupted at epoch {trainer.current_epoch}, step "
+                              f"{trainer.global_step}: {where}") from None
+        raise
 
-    final = os.path.join(tmp_dir, f"{cfg.name}.ckpt")
+    final = os.path.join(run.partial, f"{cfg.name}.ckpt")
     trainer.save_checkpoint(final)
     if trainer.is_global_zero:
-        # the finished run replaces any earlier run of the same name in one rename
-        if os.path.isdir(run_dir):
-            shutil.rmtree(run_dir)
-        os.replace(tmp_dir, run_dir)
-    ckpt = os.path.join(run_dir, f"{cfg.name}.ckpt")
-    print(f"[clinfonce] checkpoint: {ckpt}")
-    return ckpt
+        run.finish()
+    trainer.strategy.barrier("clinfonce.finish")
+    path = os.path.join(run.final, f"{cfg.name}.ckpt")
+    print(f"[clinfonce] checkpoint: {path}")
+    return path
+
+
+def _keep_metrics_on_resume(trainer: pl.Trainer, ckpt: Optional[str]) -> None:
+    """Lightning's CSV writer deletes an existing metrics.csv when it starts. On resume the
+    rows of the epochs the checkpoint covers are kept (rows of a lost partial epoch after it
+    are dropped, that epoch is trained again) and the writer appends to them."""
+    logger = trainer.logger
+    if ckpt is None or not isinstance(logger, CSVLogger) or not trainer.is_global_zero:
+        return
+    path = os.path.join(logger.log_dir, "metrics.csv")
+    if not os.path.isfile(path):
+        return
+    last_epoch = int(safe_load(ckpt, "resume checkpoint").get("epoch", -1))
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        header = sorted(reader.fieldnames or [])  # the writer's own (sorted) column order
+        rows = [r for r in reader if not r.get("epoch") or float(r["epoch"]) <= last_epoch]
+    writer = logger.experiment  # creating it removes the file
+    with open(path, "w", newline="") as f:
+        out = csv.DictWriter(f, fieldnames=header)
+        out.writeheader()
+        out.writerows(rows)
+    writer.metrics_keys = header

@@ -39,7 +39,7 @@ def test_pretrain_config_passes_the_checks(path):
     dataset = AHEAD_OF_READER.get(os.path.basename(path))
     if dataset is not None and dataset not in DATASETS:
         assert cfg.data.dataset == dataset
-        with pytest.raises(ConfigError, match=rf"{re.escape(path)}: unknown dataset '{dataset}'\. Choose from"):
+        with pytest.raises(ConfigError, match=rf"{re.escape(path)}:\d+: data.dataset: unknown dataset '{dataset}'\. Choose from"):
             check_pretrain_cfg(cfg, DATASETS, host.METHODS, path)
         return
     cfg = check_pretrain_cfg(cfg, DATASETS, host.METHODS, path)

@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-from PIL import Image
 from torch.utils.data import Dataset
 
 from clinfonce_plugin.clusters.sample_info import SampleInfo
+from clinfonce_plugin.data.images import load_rgb
 
 Split = Union[bool, str]
 
@@ -146,7 +146,7 @@ class CubMetadata:
 
 def _lines(path: Path) -> Iterator[Tuple[int, str]]:
     """(1-based line number, stripped text) of every non-blank line."""
-    with open(path, "r", encoding="utf-8") as f:
+    with open(path, "r", encoding="utf-8-sig") as f:
         for lineno, line in enumerate(f, start=1):
             text = line.strip()
             if text:
@@ -268,7 +268,7 @@ def _read_attribute_labels(path: Path, image_index: np.ndarray, attribute_index:
     fmt = _FORMATS[ATTRIBUTE_LABELS]
     try:
         table = np.loadtxt(path, usecols=(0, 1, 2, 3), dtype=np.int64, ndmin=2, comments=None,
-                           encoding="utf-8")
+                           encoding="utf-8-sig")
     except ValueError as err:
         bad = _first_bad_attribute_line(path)
         if bad is not None:
@@ -427,8 +427,7 @@ class CubImages(Dataset):
         return len(self.indices)
 
     def __getitem__(self, i: int):
-        with Image.open(self.files[i]) as img:
-            image = img.convert("RGB")
+        image = load_rgb(self.files[i])
         if self.transform is not None:
             image = self.transform(image)
         return image, int(self.targets[i])

@@ -1,4 +1,6 @@
 """Dataset registry: name -> builder of (dataset of (image, target), SampleInfo, num_classes)."""
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple, Union
 
@@ -7,6 +9,8 @@ from torch.utils.data import Dataset
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.data.cifar import CifarImages, read_cifar10, read_cifar100
 from clinfonce_plugin.data.cub import CubImages, Split, read_cub
+from clinfonce_plugin.data.images import should_verify, verify_images
+from clinfonce_plugin.errors import DataError
 
 Built = Tuple[Dataset, SampleInfo, int]
 
@@ -17,16 +21,28 @@ def build_cub(root: Union[str, Path], split: Split, transform: Optional[Callable
     return CubImages(meta, split, transform), meta.sample_info(split), meta.num_classes
 
 
+DEFAULT_SYNTHETIC_ROOT = Path("datasets") / "synthetic_cub"
+
+
 def build_synthetic_cub(root: Union[str, Path], split: Split,
-                        transform: Optional[Callable] = None) -> Built:
+                        transform: Optional[Callable] = None, generate: bool = False) -> Built:
     """The synthetic CUB-format dataset: root holds exactly the CUB layout and is read by
-    the CUB reader. When root does not exist yet it is generated with the default
-    parameters (deterministic, seconds, nothing downloaded); an existing root is used as is.
+    the CUB reader. A missing root is generated with the default parameters (deterministic,
+    seconds, nothing downloaded) when it is the documented default ``datasets/synthetic_cub``
+    or ``generate`` is set; any other missing root is an error (a misspelt path must not
+    silently become a new dataset). An existing root is used as is.
     """
     if not Path(root).exists():
+        default = Path(os.path.abspath(root)) == Path(os.path.abspath(DEFAULT_SYNTHETIC_ROOT))
+        if not (default or generate):
+            raise FileNotFoundError(
+                f"synthetic_cub root {str(root)!r} does not exist; the dataset is generated "
+                f"automatically only at the default {DEFAULT_SYNTHETIC_ROOT}/ (relative to the "
+                f"working directory) or with data.generate=true")
         # imported here: the generator is only needed when the data is missing
         from clinfonce_plugin.data.synthetic_cub import generate_synthetic_cub
 
+        print(f"[clinfonce] generating the synthetic CUB dataset at {root}")
         generate_synthetic_cub(root)
     return build_cub(root, split, transform)
 
@@ -53,6 +69,39 @@ DATASETS: Dict[str, Callable[..., Built]] = {
     "cifar10": build_cifar10,
     "cifar100": build_cifar100,
 }
+
+
+@dataclass
+class OpenSplit:
+    """One split of a configured dataset, read once: the (image, target) dataset, the
+    SampleInfo of its rows and the class count."""
+    dataset: Dataset
+    info: SampleInfo
+    num_classes: int
+
+
+def open_split(data_cfg, split: Split, verify: bool = False,
+               root: Optional[Union[str, Path]] = None) -> OpenSplit:
+    """Reads ``split`` of the dataset configured by ``data_cfg`` (``dataset``, ``train_path``,
+    ``generate``, ``verify_images``). Reader errors become DataError; with ``verify`` the
+    image files are checked first (``data.verify_images``), all bad files listed at once."""
+    root = root if root is not None else data_cfg.train_path
+    name = data_cfg.dataset
+    try:
+        if name == "synthetic_cub":
+            built = build_synthetic_cub(root, split, generate=bool(data_cfg.get("generate")))
+        else:
+            built = build_dataset(name, root, split)
+    except (ValueError, FileNotFoundError, OSError) as err:
+        if isinstance(err, DataError):
+            raise
+        raise DataError(f"data.dataset={name}: {err}") from None
+    dataset, info, num_classes = built
+    files = getattr(dataset, "files", None)
+    if verify and files is not None and should_verify(data_cfg.get("verify_images", "auto"),
+                                                      len(files)):
+        verify_images(files, f"{name} {split} split at {root}")
+    return OpenSplit(dataset, info, num_classes)
 
 
 def build_dataset(name: str, root: Union[str, Path], split: Split,

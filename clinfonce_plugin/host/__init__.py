@@ -3,72 +3,19 @@
 Everything the plugin uses of its host comes from here (the host contract of DESIGN.md):
 ``BaseMethod``, ``METHODS``, ``parse_cfg``, ``build_transform_pipeline``,
 ``NCropAugmentation``, ``FullTransformPipeline`` and ``HOST_NAME`` ("solo-learn" or
-"runtime"). Set ``CLINFONCE_HOST=runtime`` to use the bundled runtime even where solo-learn
-is installed (``CLINFONCE_HOST=solo`` makes a missing solo-learn an error).
+"runtime"), plus two adapter functions: ``prepare_host_cfg(cfg)`` (the host's parse_cfg on a
+checked config) and ``make_host_backbone(cfg)`` (a bare backbone as the host's BaseMethod
+builds it). solo-learn specifics live in ``host/solo.py``. Set ``CLINFONCE_HOST=runtime`` to
+use the bundled runtime even where solo-learn is installed (``CLINFONCE_HOST=solo`` makes a
+missing solo-learn an error).
 """
-import importlib
 import importlib.util
 import os
 
-SOLO_INSTALL_HINT = (
-    "install solo-learn from its repository instead: "
-    "`git clone https://github.com/vturrisi/solo-learn && pip install -e ./solo-learn` "
-    "(or uninstall it with `pip uninstall solo-learn` to use the bundled runtime)"
-)
+from .solo import SOLO_INSTALL_HINT, HostError
 
 
-class HostError(ImportError):
-    """The installed host cannot be used; the message says why and what to do."""
-
-
-def _solo_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("solo-learn")
-    except Exception:  # noqa: BLE001 - an uninstalled checkout on sys.path has no metadata
-        return "unknown"
-
-
-def _load_solo():
-    """Imports solo-learn's contract names, refusing the 2021 PyPI release (1.0.2)."""
-    has_modern_api = importlib.util.find_spec("solo.args.pretrain") is not None
-    if not has_modern_api:
-        raise HostError(
-            f"solo-learn {_solo_version()} is installed but it is the old PyPI release without "
-            f"the hydra API (solo.args.pretrain.parse_cfg); clinfonce-plugin needs solo-learn "
-            f">= 1.0.6 from the main branch: {SOLO_INSTALL_HINT}"
-        )
-    pretrain = importlib.import_module("solo.args.pretrain")
-    if not hasattr(pretrain, "parse_cfg"):
-        raise HostError(
-            f"solo-learn {_solo_version()} has no solo.args.pretrain.parse_cfg (pre-1.0.6); "
-            f"{SOLO_INSTALL_HINT}"
-        )
-    from solo.data.pretrain_dataloader import (
-        FullTransformPipeline,
-        NCropAugmentation,
-        build_transform_pipeline,
-    )
-    from solo.methods import METHODS
-    from solo.methods.base import BaseMethod
-
-    from .solo_backbones import CPU_BACKBONES, register_timm_backbones
-
-    register_timm_backbones(BaseMethod._BACKBONES, CPU_BACKBONES)
-
-    return {
-        "HOST_NAME": "solo-learn",
-        "BaseMethod": BaseMethod,
-        "METHODS": METHODS,
-        "parse_cfg": pretrain.parse_cfg,
-        "build_transform_pipeline": build_transform_pipeline,
-        "NCropAugmentation": NCropAugmentation,
-        "FullTransformPipeline": FullTransformPipeline,
-    }
-
-
-def _load_runtime():
+def _load_runtime() -> dict:
     from . import runtime
 
     names = {name: getattr(runtime, name) for name in runtime.__all__}
@@ -87,7 +34,9 @@ def resolve_host() -> dict:
             raise HostError(f"CLINFONCE_HOST=solo but solo-learn is not importable; "
                             f"{SOLO_INSTALL_HINT}")
         return _load_runtime()
-    return _load_solo()
+    from . import solo
+
+    return solo.load()
 
 
 _HOST = resolve_host()
@@ -95,9 +44,12 @@ HOST_NAME: str = _HOST["HOST_NAME"]
 BaseMethod = _HOST["BaseMethod"]
 METHODS = _HOST["METHODS"]
 parse_cfg = _HOST["parse_cfg"]
+prepare_host_cfg = _HOST["prepare_host_cfg"]
+make_host_backbone = _HOST["make_host_backbone"]
 build_transform_pipeline = _HOST["build_transform_pipeline"]
 NCropAugmentation = _HOST["NCropAugmentation"]
 FullTransformPipeline = _HOST["FullTransformPipeline"]
 
-__all__ = ["HOST_NAME", "BaseMethod", "METHODS", "parse_cfg", "build_transform_pipeline",
-           "NCropAugmentation", "FullTransformPipeline", "resolve_host", "HostError"]
+__all__ = ["HOST_NAME", "BaseMethod", "METHODS", "parse_cfg", "prepare_host_cfg",
+           "make_host_backbone", "build_transform_pipeline", "NCropAugmentation",
+           "FullTransformPipeline", "resolve_host", "HostError"]

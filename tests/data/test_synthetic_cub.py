@@ -12,6 +12,7 @@ from PIL import Image
 
 from clinfonce_plugin.data import build_dataset, read_cub
 from clinfonce_plugin.data import synthetic_cub
+from clinfonce_plugin.data.registry import build_synthetic_cub
 from clinfonce_plugin.data.synthetic_cub import generate_synthetic_cub
 
 DEFAULTS = synthetic_cub.SyntheticCubConfig()
@@ -303,8 +304,17 @@ def test_registry_reads_an_existing_root_with_the_cub_reader(default_root, defau
     assert image.size == (32, 32) and label == info.labels[0]
 
 
-def test_registry_generates_a_missing_root(tmp_path, monkeypatch):
+def test_registry_generates_only_the_default_root_or_when_asked(tmp_path, monkeypatch):
     small = functools.partial(synthetic_cub.generate_synthetic_cub, **SMALL)
     monkeypatch.setattr(synthetic_cub, "generate_synthetic_cub", small)
-    dataset, info, num_classes = build_dataset("synthetic_cub", tmp_path / "new", "test")
+    # a misspelt path is an error, and nothing is created there
+    with pytest.raises(FileNotFoundError, match="generated automatically only at the default"):
+        build_dataset("synthetic_cub", tmp_path / "typo", "test")
+    assert not (tmp_path / "typo").exists()
+    # generate=True at any path
+    dataset, info, num_classes = build_synthetic_cub(tmp_path / "new", "test", generate=True)
     assert num_classes == 4 and len(dataset) == info.num_samples == 12
+    # the documented default path, relative to the working directory
+    monkeypatch.chdir(tmp_path)
+    dataset, info, num_classes = build_dataset("synthetic_cub", "./datasets/synthetic_cub", "test")
+    assert (tmp_path / "datasets" / "synthetic_cub").is_dir() and len(dataset) == 12

@@ -28,6 +28,7 @@ def _cfg(root, out_dir, max_epochs, resume=None):
     cfg.method_kwargs.knn_warmup_epochs = 1
     cfg.method_kwargs.knn_k = 3
     cfg.resume_from_checkpoint = resume
+    cfg.overwrite = resume is not None  # the continued run replaces the finished one
     return cfg
 
 

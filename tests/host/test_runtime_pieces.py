@@ -18,7 +18,7 @@ from tests.conftest import augmentation
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet10t"])
-def test_cifar_stem_keeps_32px_resolution_in_the_stem(name):
+def test_cifar_stem_does_not_downsample_in_the_stem(name):
     model, dim = build_backbone(name)
     assert dim == 512
     apply_cifar_stem(model)
@@ -26,13 +26,22 @@ def test_cifar_stem_keeps_32px_resolution_in_the_stem(name):
     first = next(m for m in model.conv1.modules() if isinstance(m, nn.Conv2d)) \
         if not isinstance(model.conv1, nn.Conv2d) else model.conv1
     assert first.stride == (1, 1)
-    if name == "resnet18":
-        assert first.kernel_size == (3, 3) and first.out_channels == 64
-    # 32x32 input: the stem no longer downsamples, so layer1 sees 32x32 maps
     seen = {}
     model.layer1.register_forward_hook(lambda m, i, o: seen.update(shape=o.shape))
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 512)
-    assert seen["shape"][-2:] == (32, 32)
+    if name == "resnet18":
+        # solo-learn's CIFAR stem, built by hand: 3x3, stride 1, padding 2, no bias, no
+        # max-pool, so a 32x32 input reaches layer1 as 34x34 maps
+        reference = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=2, bias=False)
+        assert (first.kernel_size, first.stride, first.padding, first.bias) == \
+            (reference.kernel_size, reference.stride, reference.padding, reference.bias)
+        x = torch.randn(1, 3, 32, 32)
+        first.weight.data.copy_(reference.weight.data)
+        torch.testing.assert_close(first(x), reference(x))
+        assert seen["shape"][-2:] == (34, 34)
+    else:
+        # a deep stem keeps its convs (padding 1) and only loses the first stride
+        assert seen["shape"][-2:] == (32, 32)
 
 
 def test_unknown_backbone_is_a_clear_error():
@@ -74,6 +83,10 @@ def test_warmup_cosine_factor_hand_values():
 
 
 def _pretrain_cfg(**over):
+    """A pretrain config through the plugin's config check (what parse_cfg receives)."""
+    from clinfonce_plugin import host
+    from clinfonce_plugin.config import check_pretrain_cfg
+
     cfg = OmegaConf.create({
         "method": "simclr", "backbone": {"name": "test_resnet"},
         "data": {"dataset": "cifar10", "train_path": "x"},
@@ -81,7 +94,7 @@ def _pretrain_cfg(**over):
         "augmentations": [augmentation(32, 2), augmentation(16, 4)],
         "devices": [0, 1],
     })
-    return OmegaConf.merge(cfg, over)
+    return check_pretrain_cfg(OmegaConf.merge(cfg, over), {"cifar10"}, host.METHODS)
 
 
 def test_parse_cfg_counts_crops_and_scales_lr_like_solo():
@@ -95,8 +108,8 @@ def test_parse_cfg_counts_crops_and_scales_lr_like_solo():
     assert cfg.optimizer.classifier_lr == pytest.approx(0.1 * 128 / 256)
 
 
-def test_parse_cfg_rejects_missing_required_keys():
-    cfg = _pretrain_cfg()
-    del cfg["optimizer"]["lr"]
-    with pytest.raises(ValueError, match="optimizer.lr"):
-        parse_cfg(cfg)
+def test_the_config_check_rejects_missing_required_keys_before_parse_cfg():
+    from clinfonce_plugin.config import ConfigError
+
+    with pytest.raises(ConfigError, match="optimizer.lr: required key is missing"):
+        _pretrain_cfg(optimizer={"lr": None})

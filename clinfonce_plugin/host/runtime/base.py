@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .backbones import apply_cifar_stem, build_backbone
+from .backbones import make_host_backbone
 from .cfg_utils import select
 from .optim import (
     SCHEDULERS,
@@ -20,8 +20,6 @@ from .optim import (
     build_warmup_cosine,
     exclude_bias_and_norm_from_wd,
 )
-
-CIFAR_DATASETS = ("cifar10", "cifar100")
 
 
 def accuracy_at_k(logits: torch.Tensor, targets: torch.Tensor, top_k: Sequence[int]):
@@ -58,9 +56,7 @@ class BaseMethod(pl.LightningModule):
 
         self.backbone_name: str = cfg.backbone.name
         self.backbone_args: Dict[str, Any] = dict(cfg.backbone.kwargs)
-        self.backbone, self.features_dim = build_backbone(self.backbone_name, self.backbone_args)
-        if cfg.data.dataset in CIFAR_DATASETS and self.backbone_name.startswith("resnet"):
-            apply_cifar_stem(self.backbone)  # solo-learn's rule for 32x32 datasets
+        self.backbone, self.features_dim = make_host_backbone(cfg)
 
         self.num_classes: int = cfg.data.num_classes
         self.classifier = nn.Linear(self.features_dim, self.num_classes)

@@ -1,0 +1,91 @@
+"""Lightning callbacks of the pretrain runner: the periodic atomic checkpoint, the random
+number generators' state in it (so a resumed run draws what the uninterrupted one would),
+and the stop on a non-finite loss."""
+import math
+import os
+import random
+from typing import Any, Dict, Optional
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+
+from .errors import TrainingDiverged
+
+LAST = "last.ckpt"
+
+
+class PeriodicCheckpoint(pl.Callback):
+    """Writes ``<dirpath>/last.ckpt`` after every ``every_n_epochs`` epochs: to a temporary
+    file first, flushed to disk, then renamed over the previous one, so a kill or a full
+    disk mid-write leaves the previous checkpoint intact."""
+
+    def __init__(self, dirpath: str, every_n_epochs: int = 1):
+        if every_n_epochs < 1:
+            raise ValueError(f"every_n_epochs must be >= 1, got {every_n_epochs}")
+        self.dirpath, self.every_n_epochs = dirpath, every_n_epochs
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.dirpath, LAST)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if (trainer.current_epoch + 1) % self.every_n_epochs != 0:
+            return
+        tmp = self.path + ".tmp"
+        trainer.save_checkpoint(tmp)  # collective: every rank builds it, rank 0 writes
+        if trainer.is_global_zero:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        trainer.strategy.barrier("clinfonce.last_ckpt")
+
+
+class RNGState(pl.Callback):
+    """Stores the torch, numpy and python generators in the checkpoint and restores them on
+    resume: the next epoch's shuffle and (in-process) augmentations then match an
+    uninterrupted run. Saved as plain tensors (loads with weights_only=True)."""
+
+    def state_dict(self) -> Dict[str, Any]:
+        _, keys, pos, has_gauss, gauss = np.random.get_state()
+        version, py_state, _ = random.getstate()
+        state = {"torch": torch.get_rng_state(),
+                 "numpy_keys": torch.from_numpy(keys.astype(np.int64)),
+                 "numpy_pos": int(pos), "numpy_has_gauss": int(has_gauss),
+                 "numpy_gauss": float(gauss),
+                 "python": torch.tensor(py_state, dtype=torch.int64), "python_version": version}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        torch.set_rng_state(state["torch"])
+        np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32),
+                             state["numpy_pos"], state["numpy_has_gauss"],
+                             state["numpy_gauss"]))
+        random.setstate((state["python_version"],
+                         tuple(int(v) for v in state["python"].tolist()), None))
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class FiniteLoss(pl.Callback):
+    """Stops training on the first non-finite loss, before its backward pass changes the
+    weights, naming the step and the last finite value (one scalar check per step)."""
+
+    def __init__(self) -> None:
+        self.last_finite: Optional[float] = None
+        self.last_step: Optional[int] = None
+
+    def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           loss: torch.Tensor) -> None:
+        value = float(loss.detach())
+        if math.isfinite(value):
+            self.last_finite, self.last_step = value, trainer.global_step
+            return
+        last = ("no finite loss before it" if self.last_finite is None else
+                f"last finite loss {self.last_finite:.6g} at step {self.last_step}")
+        raise TrainingDiverged(
+            f"the loss is {value} at epoch {trainer.current_epoch}, step {trainer.global_step} "
+            f"({last}); training stopped before the weights changed. Lower optimizer.lr "
+            f"(now {getattr(pl_module, 'lr', '?')}) or check the data")

@@ -1,0 +1,66 @@
+"""Loading checkpoints that come from outside the current run: ``torch.load`` with
+``weights_only=True`` only (no code runs while unpickling), with errors that say what is
+wrong with the file."""
+import os
+import pickle
+import re
+import zipfile
+from typing import Any, Dict
+
+import torch
+
+from .errors import CheckpointError
+
+
+def safe_load(path: str, what: str = "checkpoint") -> Dict[str, Any]:
+    """The object stored in ``path``, loaded with ``weights_only=True`` on the CPU.
+
+    Raises CheckpointError for a missing, empty or non-torch file, and for a file that needs
+    arbitrary unpickling (it names the object it refers to); nothing in the file is run.
+    """
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{what} {path} does not exist")
+    size = os.path.getsize(path)
+    if size == 0:
+        raise CheckpointError(f"{what} {path} is empty (0 bytes): an interrupted copy or write?")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        text = str(err)
+        match = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        if match:
+            culprit = f" (it refers to {match.group(1)})"
+            raise CheckpointError(
+                f"{what} {path} was refused: it needs arbitrary unpickling{culprit}, which could "
+                f"run code. Only checkpoints of plain tensors and containers are loaded "
+                f"(torch.load weights_only=True); the checkpoints this project writes load "
+                f"that way. Re-save the file's state_dict if you trust it") from None
+        detail = re.search(r"WeightsUnpickler error: \s*(.+)", text)
+        detail = detail.group(1).strip() if detail else text.splitlines()[0]
+        raise CheckpointError(f"{what} {path} is not a readable torch checkpoint "
+                              f"({size} bytes; not a torch file?): {detail}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+        first = str(err).splitlines()[0].split(". ")[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"{what} {path} is not a readable torch checkpoint ({size} "
+                              f"bytes; truncated or not a torch file): {first}") from None
+
+
+def state_dict_of(obj: Any, path: str) -> Dict[str, torch.Tensor]:
+    """The ``state_dict`` of a Lightning checkpoint, or the mapping itself."""
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, expected a checkpoint "
+                              f"dict with a state_dict")
+    state = obj.get("state_dict", obj)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: state_dict is a {type(state).__name__}, expected a dict")
+    return state
+
+
+def check_finite(weights: Dict[str, torch.Tensor], path: str) -> None:
+    """Refuses weights holding NaN or infinity (a diverged run)."""
+    bad = [k for k, v in weights.items()
+           if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{path} has non-finite (NaN or inf) weights in {len(bad)} "
+                              f"tensor(s), e.g. {bad[:3]}: the run that wrote it diverged; "
+                              f"evaluate an earlier checkpoint or retrain with a lower lr")

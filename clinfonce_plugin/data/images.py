@@ -1,0 +1,72 @@
+"""Reading image files: a fast check of every file before training (header, and the end
+marker of JPEG and PNG files, so truncated files are caught), and a loader whose errors
+always name the file."""
+import os
+from pathlib import Path
+from typing import Iterable, List, Tuple, Union
+
+from PIL import Image
+
+from clinfonce_plugin.errors import DataError
+
+AUTO_VERIFY_LIMIT = 100_000  # data.verify_images=auto checks splits smaller than this
+_TAIL = 64  # bytes read from the end of a file for its end marker
+
+
+def _problem(path: Path) -> Union[str, None]:
+    """What is wrong with the image file, or None."""
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        return f"cannot be read ({err.strerror})"
+    if size == 0:
+        return "is empty (0 bytes)"
+    try:
+        with Image.open(path) as img:
+            fmt = img.format
+            img.size  # noqa: B018 - parsed from the header
+    except Exception as err:  # noqa: BLE001 - PIL raises many types for bad headers
+        return f"is not a readable image ({type(err).__name__}: {err})"
+    with open(path, "rb") as f:
+        f.seek(max(0, size - _TAIL))
+        tail = f.read()
+    if fmt == "JPEG" and b"\xff\xd9" not in tail:
+        return "is a truncated JPEG (no end-of-image marker)"
+    if fmt == "PNG" and b"IEND" not in tail:
+        return "is a truncated PNG (no IEND chunk)"
+    return None
+
+
+def verify_images(files: Iterable[Union[str, Path]], where: str) -> int:
+    """Checks every file; raises DataError listing all bad files at once. Returns the count."""
+    bad: List[Tuple[Path, str]] = []
+    count = 0
+    for file in files:
+        count += 1
+        problem = _problem(Path(file))
+        if problem:
+            bad.append((Path(file), problem))
+    if bad:
+        listing = "; ".join(f"{p} {why}" for p, why in bad[:20])
+        more = f" (and {len(bad) - 20} more)" if len(bad) > 20 else ""
+        raise DataError(f"{len(bad)} of {count} image file(s) of {where} are unusable: "
+                        f"{listing}{more}. Replace or remove them (data.verify_images=false "
+                        f"skips this check)")
+    return count
+
+
+def should_verify(setting, num_files: int) -> bool:
+    """data.verify_images: true, false, or 'auto' (on below AUTO_VERIFY_LIMIT files)."""
+    if setting == "auto":
+        return num_files < AUTO_VERIFY_LIMIT
+    return bool(setting)
+
+
+def load_rgb(path: Union[str, Path]) -> Image.Image:
+    """The image as RGB, fully decoded; any failure is a DataError naming the file."""
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except Exception as err:  # noqa: BLE001 - decoding errors come in many types
+        raise DataError(f"image {os.fspath(path)} cannot be decoded: "
+                        f"{type(err).__name__}: {err}") from None

@@ -1,0 +1,180 @@
+"""The life of a run directory ``<checkpoint.dir>/<method>/<name>``.
+
+- A run writes into ``<name>.partial/`` (created by this module, with the marker file
+  ``.clinfonce-run.json``) and, when it finishes, renames it to ``<name>/`` in one step.
+- ``<name>.lock`` (exclusive create, holding pid, host and start time) keeps a second run of
+  the same name out; a lock left by a dead process is reported and removed only when asked.
+- Nothing is ever deleted: a replaced run (``overwrite=true``) is renamed to
+  ``<name>.replaced-<UTC time>``; a directory without the marker is never touched.
+"""
+import datetime as _dt
+import json
+import os
+import socket
+import time
+from typing import Optional
+
+from .errors import RunDirError
+
+MARKER = ".clinfonce-run.json"
+LAST = "last.ckpt"
+
+
+def _stamp() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _aside(path: str) -> str:
+    """A new name beside ``path`` for a run being replaced: ``<path>.replaced-<UTC time>``."""
+    base = f"{path}.replaced-{_stamp()}"
+    candidate, n = base, 1
+    while os.path.lexists(candidate):
+        n += 1
+        candidate = f"{base}-{n}"
+    return candidate
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunDir:
+    """Paths and state transitions of one run (only global rank 0 calls the methods that
+    change the file system)."""
+
+    def __init__(self, root: str, method: str, name: str):
+        self.final = os.path.join(root, method, name)
+        self.partial = self.final + ".partial"
+        self.lock = self.final + ".lock"
+        self.name = name
+        self._locked = False
+
+    # ----------------------------------------------------------------- queries
+    @property
+    def last_checkpoint(self) -> str:
+        return os.path.join(self.partial, LAST)
+
+    @staticmethod
+    def is_ours(path: str) -> bool:
+        return os.path.isfile(os.path.join(path, MARKER))
+
+    def _refuse_foreign(self, path: str) -> None:
+        if os.path.lexists(path) and not self.is_ours(path):
+            raise RunDirError(f"{path} exists and was not made by clinfonce-plugin (no {MARKER} "
+                              f"inside): refusing to touch it; choose another name= or "
+                              f"checkpoint.dir=")
+
+    # ----------------------------------------------------------------- lock
+    def acquire(self, break_lock: bool = False) -> None:
+        os.makedirs(os.path.dirname(self.lock), exist_ok=True)
+        record = {"pid": os.getpid(), "host": socket.gethostname(),
+                  "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        for _ in range(2):
+            try:
+                fd = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._read_lock()
+                stale = holder.get("host") == socket.gethostname() and \
+                    isinstance(holder.get("pid"), int) and not _pid_alive(holder["pid"])
+                if break_lock and stale:
+                    print(f"[clinfonce] removing the stale lock {self.lock} of dead process "
+                          f"{holder.get('pid')}")
+                    os.remove(self.lock)
+                    continue
+                who = (f"process {holder.get('pid')} on {holder.get('host')} since "
+                       f"{holder.get('started')}")
+                if stale:
+                    raise RunDirError(f"run {self.final} has a stale lock {self.lock} left by "
+                                      f"{who}, which is no longer running; rerun with "
+                                      f"break_lock=true to remove it") from None
+                raise RunDirError(f"run {self.final} is in use by {who} (lock {self.lock}); "
+                                  f"wait for it, or give this run another name=") from None
+            with os.fdopen(fd, "w") as f:
+                json.dump(record, f)
+            self._locked = True
+            return
+        raise RunDirError(f"could not take the lock {self.lock}")
+
+    def _read_lock(self) -> dict:
+        try:
+            with open(self.lock) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return {"pid": None, "host": "unknown", "started": "unknown"}
+
+    def release(self) -> None:
+        if self._locked:
+            self._locked = False
+            try:
+                os.remove(self.lock)
+            except FileNotFoundError:
+                pass
+
+    # ----------------------------------------------------------------- start
+    def start(self, resume: bool = False, auto_resume: bool = False,
+              max_hours: Optional[float] = None, resume_from: Optional[str] = None,
+              overwrite: bool = False) -> Optional[str]:
+        """Prepares ``partial`` for this run; returns the checkpoint to resume from, if any.
+
+        - ``resume``: continue the interrupted run (its ``last.ckpt``); an error if none.
+        - ``auto_resume``: the same when there is one younger than ``max_hours``, else start.
+        - ``resume_from``: continue from that file (never deleted), in the interrupted run's
+          directory if there is one.
+        - ``overwrite``: allow replacing a finished run and setting aside an interrupted one.
+        """
+        self._refuse_foreign(self.final)
+        self._refuse_foreign(self.partial)
+        finished = os.path.isdir(self.final)
+        interrupted = os.path.isdir(self.partial)
+        if resume or auto_resume:
+            if interrupted and os.path.isfile(self.last_checkpoint):
+                age_h = (time.time() - os.path.getmtime(self.last_checkpoint)) / 3600
+                if resume or max_hours is None or age_h <= max_hours:
+                    print(f"[clinfonce] resuming {self.last_checkpoint}")
+                    return self.last_checkpoint
+                print(f"[clinfonce] auto_resume: {self.last_checkpoint} is {age_h:.1f} h old "
+                      f"(> auto_resume.max_hours={max_hours}): starting afresh")
+            elif resume:
+                if interrupted:
+                    raise RunDirError(f"nothing to resume in {self.partial}: the run stopped "
+                                      f"before its first checkpoint (checkpoint.frequency "
+                                      f"epochs); start it again with overwrite=true")
+                where = (f"the run finished: {self.final}" if finished else
+                         f"no interrupted run {self.partial}")
+                raise RunDirError(f"nothing to resume: {where}")
+        if finished and not overwrite:
+            raise RunDirError(f"a finished run exists at {self.final}: choose another name=, or "
+                              f"overwrite=true to replace it (it is kept as "
+                              f"{self.final}.replaced-<time>)")
+        if interrupted:
+            if resume_from is not None:
+                return resume_from
+            if not overwrite and not (auto_resume and not resume):
+                raise RunDirError(f"an interrupted run exists at {self.partial}: continue it "
+                                  f"with resume=true, or start afresh with overwrite=true (it "
+                                  f"is kept as {self.partial}.replaced-<time>)")
+            backup = _aside(self.partial)
+            os.rename(self.partial, backup)
+            print(f"[clinfonce] the interrupted run was set aside as {backup}")
+        os.makedirs(self.partial)
+        with open(os.path.join(self.partial, MARKER), "w") as f:
+            json.dump({"name": self.name, "created": _stamp(), "pid": os.getpid(),
+                       "host": socket.gethostname()}, f)
+        return resume_from
+
+    # ----------------------------------------------------------------- finish
+    def finish(self) -> str:
+        """Moves the completed run into place; a finished run it replaces is renamed aside."""
+        if os.path.isdir(self.final):
+            self._refuse_foreign(self.final)
+            backup = _aside(self.final)
+            os.rename(self.final, backup)
+            print(f"[clinfonce] the previous run was kept as {backup}")
+        os.replace(self.partial, self.final)
+        return self.final

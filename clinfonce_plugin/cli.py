@@ -12,7 +12,7 @@ import sys
 from typing import Callable, List
 
 from .config import Sources
-from .errors import UserError
+from .errors import Interrupted, UserError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -67,6 +67,9 @@ def run_job(job: Callable, cfg, config_dir: str) -> None:
     """Calls ``job(cfg, sources)``; user errors become one ``error:`` line and exit 2."""
     try:
         job(cfg, _sources(config_dir))
+    except Interrupted as err:
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
     except UserError as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)

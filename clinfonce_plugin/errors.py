@@ -25,3 +25,7 @@ class RunDirError(UserError):
 
 class TrainingDiverged(UserError):
     """The loss became non-finite; training stopped before the weights were written."""
+
+
+class Interrupted(UserError):
+    """Ctrl-C: the run stopped; the message says where its last checkpoint is."""

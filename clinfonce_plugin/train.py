@@ -21,13 +21,9 @@ from .config import check_pretrain_cfg
 from .data.indexed import IndexedDataset
 from .data.registry import DATASETS, open_split
 from .data.transforms import TransformedImages, eval_transform, pretrain_transform
-from .errors import ConfigError, UserError
+from .errors import ConfigError, Interrupted
 from .host.backbone import apply_plugin_stem
 from .rundir import RunDir
-
-
-class Interrupted(UserError):
-    """Ctrl-C: the run stopped; the message says where its last checkpoint is."""
 
 
 def prepare_cfg(cfg: omegaconf.DictConfig, source: Any = None) -> omegaconf.DictConfig:

@@ -3,7 +3,7 @@
     python main_linear.py --config-name clinfonce_synthetic_cub.yaml pretrained=<.ckpt or zoo:name>
 
 Configs are read from scripts/linear/. Top-1/top-5 on the test split are printed and written
-as JSON beside the checkpoint (``linear_<name>.json``).
+as JSON beside the checkpoint (``<name>.json``, by default ``linear-<pretrain name>.json``).
 """
 import os
 

@@ -36,9 +36,9 @@ from clinfonce_plugin import host  # noqa: E402
 # leave-one-out 1-NN accuracy equals raw pixels', and ~10 % of the pairs WCL's 1-NN graph
 # joins share the class, `bench/neighbour_quality.py`), so WCL's premise fails there. Classes
 # closer to their prototypes and twice the images give neighbourhoods that carry the class
-# (see README "Results"). A 1.6x larger un-annotated cue (the only thing telling classes that
+# (see docs/results.md). A 1.6x larger un-annotated cue (the only thing telling classes that
 # share a prototype apart) makes the label information the attributes lack learnable in this
-# budget; at the default size not even SupCon learned it (synthetic_cub's docstring).
+# budget; at the default size not even SupCon learned it (docs/results.md).
 # Generated on first use into --data-root.
 BENCH_DATA = {"seed": 0, "prototype_prob": 0.95, "images_per_class": 120, "cue_scale": 1.6}
 DEFAULT_DATA_ROOT = os.path.join(REPO, "datasets/synthetic_cub_bench")

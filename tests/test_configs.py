@@ -1,5 +1,5 @@
 """Every yaml in scripts/ loads through hydra and passes the checks run before training; the
-README's commands name configs that exist."""
+commands in the README and docs/ name configs that exist."""
 import glob
 import os
 import re
@@ -55,11 +55,24 @@ def test_linear_config_passes_the_checks(path):
     assert os.path.basename(path) in {os.path.basename(p) for p in PRETRAIN}
 
 
-def test_readme_commands_name_existing_configs():
-    readme = open(os.path.join(REPO, "README.md")).read()
-    names = set(re.findall(r"--config-name (\S+\.yaml)", readme))
-    assert "clinfonce_synthetic_cub.yaml" in names
+def _read(path):
+    with open(path) as f:
+        return f.read()
+
+
+DOCS = [os.path.join(REPO, "README.md")] + sorted(glob.glob(os.path.join(REPO, "docs/*.md")))
+
+
+def test_readme_and_docs_commands_name_existing_configs():
+    readme = _read(os.path.join(REPO, "README.md"))
+    assert "clinfonce_synthetic_cub.yaml" in set(re.findall(r"--config-name (\S+\.yaml)", readme))
+    names = {n for path in DOCS for n in re.findall(r"--config-name (\S+\.yaml)", _read(path))}
     for name in names:
         assert os.path.isfile(os.path.join(REPO, "scripts/pretrain", name)), name
     assert "pip install -e \".[test,plots]\" && python -m pytest -q" in readme
-    assert "python -m pytest -q" in open(os.path.join(REPO, ".ci/run")).read()
+    assert "python -m pytest -q" in _read(os.path.join(REPO, ".ci/run"))
+
+
+def test_readme_stays_short():
+    # the details live in docs/ (issue 12): the README says what, how to run, where to read on
+    assert len(_read(os.path.join(REPO, "README.md")).splitlines()) <= 200

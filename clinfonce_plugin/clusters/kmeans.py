@@ -47,8 +47,8 @@ def spherical_kmeans(x, k: int, iterations: int = 20, seed: int = 0, nredo: int 
     Centroids are renormalised after every update and points go to the centroid of largest
     inner product (faiss ``Kmeans(..., spherical=True)`` on an inner-product index). faiss
     initialises from ``k`` points drawn with ``seed``, so equal input and seed give equal
-    output: on this machine's faiss-cpu 1.15 the labels and centroids were bit-identical
-    across repeats and across 1 or 2 OpenMP threads. faiss runs with torch's thread count
+    output (``check_same_on_all_ranks`` verifies it across ranks; what was measured on
+    faiss-cpu is in ``docs/results.md``). faiss runs with torch's thread count
     (``torch.get_num_threads()``) so that DDP processes sharing a CPU do not oversubscribe
     it; the previous OpenMP setting is restored afterwards.
 

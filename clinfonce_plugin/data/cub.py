@@ -28,9 +28,9 @@ We do the same: the first four fields are parsed and validated, anything after t
 a non-integer in them is an error naming the file and line.
 
 Speed: the attribute file is tokenized by numpy's C parser (``np.loadtxt`` with
-``usecols``; since numpy 1.23 it is C code, ~1 s for the real file) and validated with
-vectorised numpy; ``read_cub`` of a full-size tree takes ~3 s on one busy core. Lines are
-re-scanned in Python only when something is wrong, to point at the first bad line.
+``usecols``; C code since numpy 1.23) and validated with vectorised numpy; lines are
+re-scanned in Python only when something is wrong, to point at the first bad line
+(measured times: ``docs/datasets.md``).
 """
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -7,17 +7,17 @@ seconds on a CPU, never downloaded, and read by the same reader as the real CUB
 
     python -m clinfonce_plugin.data.synthetic_cub --root datasets/synthetic_cub [--seed 0]
 
-What the data must make testable at tiny compute
-------------------------------------------------
+What the generator controls
+---------------------------
 The paper's claims are about *how much label information the clusters carry*: clusters built
 from auxiliary attributes sit between instance ids (SimCLR, no label information) and the
-labels themselves (SupCon), and the downstream accuracy follows I(Z; T) and H(Z | T). So the
-generator controls exactly that:
+labels themselves (SupCon). So the generator makes that amount a parameter:
 
-* **Images are rendered from their TRUE attributes.** Each 32x32 RGB image is a "bird": a
-  body (shape, size, colour, pattern drawn in the wing colour), a wing patch, a tail (shape,
-  wing colour) and an eye (colour), on a cluttered background. 31 binary attributes in 7
-  CUB-style groups, one-hot within each group in the true attributes::
+* **Images are rendered from their TRUE attributes.** Each RGB image (``image_size``, 32 by
+  default) is a "bird": a body (shape, size, colour, pattern drawn in the wing colour), a
+  wing patch, a tail (shape, wing colour) and an eye (colour), on a cluttered background.
+  31 binary attributes in 7 CUB-style groups, one-hot within each group in the true
+  attributes (``GROUPS``)::
 
       has_body_color (8)  has_wing_color (6)  has_body_shape (4)  has_body_pattern (4)
       has_size (3)        has_tail_shape (3)  has_eye_color (3)
@@ -27,17 +27,15 @@ generator controls exactly that:
 * **Nuisance that a linear model on pixels cannot undo:** position, scale jitter (size
   classes overlap a little), small rotation, facing left/right, background colour and
   texture (flat, gradient, blotches, grain), random-coloured distractor blobs, brightness,
-  pixel noise and JPEG. Colour histograms alone are confounded by background and
-  distractors; only a model that finds the bird reads its attributes.
+  pixel noise and JPEG.
 * **Labels are only partly determined by attributes.** Each class has a prototype value per
-  group; an image's true value equals the prototype with probability ``prototype_prob``
-  (0.8), else one of the other values uniformly. Moreover ``num_classes`` classes share only
-  ``num_prototypes`` prototypes (default 2/3): classes with identical prototypes differ only
-  in an *un-annotated* cue, an appendage of the silhouette (none / a crest on top / a wattle
-  below, drawn in the body colour: it survives colour jitter and horizontal flips, which would
-  swap e.g. oriented stripes). Every class has a cue, so the cue does not flag twins. Hence
-  attribute clusters carry label information but are not the labels: a model trained on
-  attribute clusters cannot separate twins, a label-supervised one can.
+  group; an image's true value equals the prototype with probability ``prototype_prob``,
+  else one of the other values uniformly. ``num_classes`` classes share only
+  ``num_prototypes`` prototypes: classes with identical prototypes differ only in an
+  *un-annotated* cue, an appendage of the silhouette (none / a crest on top / a wattle
+  below, drawn in the body colour, of size ``cue_scale``: it survives colour jitter and
+  horizontal flips). Every class has a cue, so the cue does not flag twins. Attribute
+  clusters therefore carry label information but are not the labels.
 * **Annotations are noisy like CUB's MTurk labels.** Per image and group a certainty id
   1-4 (not visible / guessing / probably / definitely) is drawn with CUB-like frequencies;
   every annotated ``is_present`` is the true bit flipped with a probability that falls with
@@ -45,38 +43,8 @@ generator controls exactly that:
   therefore not one-hot, as in CUB. The true attributes are kept in
   ``attributes/true_attributes.npy`` for tests (the reader ignores unknown files).
 
-Intended ordering after a few CPU epochs of a small ResNet (the reason for the numbers
-above): label-supervised > attribute-clustered (Cl-InfoNCE on top-k attribute clusters)
-> instance discrimination (SimCLR's colour jitter also erases the colour attributes).
-
-Measured on the defaults (seed 0; 1,800 images, 900 train, 30 classes, H(labels) = 3.40 nats),
-with the top-k highest-entropy annotated attributes as clusters:
-
-    k                          4      6      8      10     12
-    plug-in I(Z; labels)       0.75   1.24   1.73   2.23   2.75   nats
-    held-out label info        0.50   0.62   0.59   0.47   0.37   nats (p(y|z) fit on train)
-
-so the clusters are informative but far from the labels, with an optimum at a moderate k
-(cf. the paper's Fig. 4). One-vs-rest ridge on raw pixels reaches ~28% test accuracy, on
-4x4x4 colour histograms ~25% (chance 3.3%); ridge on the true attributes ~53%, on true
-attributes plus the cue ~84%. The annotation flip rate is 8.1% (22% at certainty 1, 3% at 4).
-
-The defaults do not support WCL-style weak labels: after SSL pretraining the nearest
-neighbours of an image rarely share its class (a SimCLR encoder's leave-one-out 1-NN accuracy
-equals raw pixels', ~0.2), so connected components of the 1-NN graph are mostly wrong
-positives. ``bench/quality.py`` therefore uses ``prototype_prob=0.95, images_per_class=120``
-(1,800 train images), where images of a class look alike more often and neighbours carry
-the class (``bench/neighbour_quality.py``; figures in the README's "Results").
-
-It also uses ``cue_scale=1.6``. At the default size the cue (a crest 4 px tall on a small
-bird, a wattle 2 px across) is not learned in the benchmark's budget (25 epochs of a small
-ResNet) even WITH labels: among test images whose prototype a linear probe got right, a
-SupCon encoder picked the right one of two twins 55-57 % of the time (chance 50 %), no better
-than a Cl-InfoNCE encoder trained on attribute clusters (55-57 %). The label information the
-attributes lack was then invisible to every method, so SupCon could not beat Cl-InfoNCE by
-more than noise. At 1.6 (seeds 0-2) SupCon separates twins 66-73 % of the time and
-Cl-InfoNCE 64-70 %, prototype accuracy is unchanged (0.88-0.89 / 0.86-0.87), and SupCon
-leads by 4.2 points, beyond the seed spread (``bench/twin_separation.py``).
+Statistics of the default dataset, and the variant the benchmarks use, are in
+``docs/datasets.md``.
 
 Files written (the CUB layout, plus extras the CUB reader ignores)::
 

@@ -19,7 +19,7 @@ from .callbacks import FiniteLoss, PeriodicCheckpoint, RNGState
 from .checkpoints import safe_load
 from .config import check_pretrain_cfg
 from .data.indexed import IndexedDataset
-from .data.registry import DATASETS, open_split
+from .data.registry import DATASETS, open_split, verify_split
 from .data.transforms import TransformedImages, eval_transform, pretrain_transform
 from .errors import ConfigError, Interrupted
 from .host.backbone import apply_plugin_stem
@@ -29,6 +29,11 @@ from .rundir import RunDir
 def prepare_cfg(cfg: omegaconf.DictConfig, source: Any = None) -> omegaconf.DictConfig:
     """Plugin checks (every key, kind and range), the dataset's class count, the host's own
     parse_cfg, then the method's check of its method_kwargs."""
+    return _prepare(cfg, source)[0]
+
+
+def _prepare(cfg: omegaconf.DictConfig, source: Any = None):
+    """``prepare_cfg``, returning also the training split it read (read once per run)."""
     cfg = check_pretrain_cfg(cfg, DATASETS, host.METHODS, source)
     if cfg.resume_from_checkpoint is not None:
         # loaded weights-only first: a file from outside the run must not run code
@@ -37,7 +42,7 @@ def prepare_cfg(cfg: omegaconf.DictConfig, source: Any = None) -> omegaconf.Dict
     cfg.data.num_classes = train.num_classes
     cfg = host.prepare_host_cfg(cfg)
     host.METHODS[cfg.method].add_and_assert_specific_cfg(cfg)
-    return cfg
+    return cfg, train
 
 
 def build_method(cfg: omegaconf.DictConfig, sample_info=None) -> pl.LightningModule:
@@ -102,8 +107,8 @@ def pretrain(cfg: omegaconf.DictConfig, source: Any = None,
              callbacks: Optional[list] = None) -> str:
     """Runs the pretrain job; returns the path of the final checkpoint. ``callbacks`` are
     extra Lightning callbacks (benchmarks use them to time epochs)."""
-    cfg = prepare_cfg(cfg, source)
-    train = open_split(cfg.data, "train", verify=True)
+    cfg, train = _prepare(cfg, source)
+    verify_split(train, cfg.data, f"{cfg.data.dataset} train split at {cfg.data.train_path}")
     val = open_split(cfg.data, "test", verify=True, root=cfg.data.val_path) \
         if cfg.data.val_path else None
     pl.seed_everything(cfg.seed, workers=True)

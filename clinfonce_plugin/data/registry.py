@@ -83,8 +83,8 @@ class OpenSplit:
 def open_split(data_cfg, split: Split, verify: bool = False,
                root: Optional[Union[str, Path]] = None) -> OpenSplit:
     """Reads ``split`` of the dataset configured by ``data_cfg`` (``dataset``, ``train_path``,
-    ``generate``, ``verify_images``). Reader errors become DataError; with ``verify`` the
-    image files are checked first (``data.verify_images``), all bad files listed at once."""
+    ``generate``, ``verify_images``) once. Reader errors become DataError; with ``verify``
+    the image files are checked too (see ``verify_split``)."""
     root = root if root is not None else data_cfg.train_path
     name = data_cfg.dataset
     try:
@@ -96,12 +96,18 @@ def open_split(data_cfg, split: Split, verify: bool = False,
         if isinstance(err, DataError):
             raise
         raise DataError(f"data.dataset={name}: {err}") from None
-    dataset, info, num_classes = built
-    files = getattr(dataset, "files", None)
-    if verify and files is not None and should_verify(data_cfg.get("verify_images", "auto"),
-                                                      len(files)):
-        verify_images(files, f"{name} {split} split at {root}")
-    return OpenSplit(dataset, info, num_classes)
+    opened = OpenSplit(*built)
+    if verify:
+        verify_split(opened, data_cfg, f"{name} {split} split at {root}")
+    return opened
+
+
+def verify_split(opened: OpenSplit, data_cfg, where: str) -> None:
+    """Checks every image file of the split when ``data.verify_images`` says so (true, or
+    auto below AUTO_VERIFY_LIMIT files), listing all bad files at once."""
+    files = getattr(opened.dataset, "files", None)
+    if files is not None and should_verify(data_cfg.get("verify_images", "auto"), len(files)):
+        verify_images(files, where)
 
 
 def build_dataset(name: str, root: Union[str, Path], split: Split,

@@ -82,3 +82,28 @@ def test_builtin_simclr_forward_and_training_step_follow_the_contract(cfg_factor
     model.zero_grad()
     model(x)["logits"].sum().backward()
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.backbone.parameters())
+
+
+@pytest.mark.parametrize("name,dataset", [("resnet18", "cifar10"), ("resnet18", "synthetic_cub"),
+                                          ("test_resnet", "cifar100")])
+def test_the_same_config_builds_the_same_backbone_on_both_hosts(cfg_factory, name, dataset):
+    """The resolved host's method backbone, the plugin's bare backbone (linear evaluation)
+    and the runtime's build agree: parameter count, state_dict keys and output shape."""
+    from clinfonce_plugin.host.backbone import make_backbone
+    from clinfonce_plugin.host.runtime.backbones import make_host_backbone as runtime_backbone
+
+    cfg = cfg_factory("simclr", dataset=dataset, backbone=name)
+    method_backbone = host.METHODS["simclr"](cfg).backbone
+    bare, dim = make_backbone(cfg)
+    runtime, runtime_dim = runtime_backbone(cfg)
+    x = torch.randn(2, 3, 32, 32)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert set(method_backbone.state_dict()) == set(bare.state_dict())
+    assert count(method_backbone) == count(bare)
+    with torch.no_grad():
+        shapes = {m(x).shape for m in (method_backbone.eval(), bare.eval(), runtime.eval())}
+    assert shapes == {(2, dim)} and dim == runtime_dim
+    if host.HOST_NAME == "solo-learn" and name == "resnet18":
+        # solo-learn's own resnet18 (torchvision) against the runtime's timm resnet18: the
+        # same architecture, so the same number of parameters (the CIFAR stem included)
+        assert count(bare) == count(runtime)

@@ -1,34 +1,39 @@
 """KNN multi-crop of WCL (https://arxiv.org/abs/2110.04770, Sec. 3.4): the small crops of an
 image are taken from its K nearest neighbours instead of from the image itself.
 
-Three pieces, used by the ``wcl`` method:
+``KnnMultiCrop`` owns the whole lifecycle (the ``wcl`` method holds one as its ``knn``
+submodule and calls it from its hooks):
 
 - a feature bank: the backbone feature h of the first large crop of every image, written by
   dataset index from the batches of all ranks (``gather_indexed`` + ``write_bank``);
 - the neighbour table: at epoch end, each image's K nearest neighbours in the bank (cosine,
-  self excluded), computed on every rank from the same gathered bank and checked to be
-  identical across ranks (``table_from_bank``, ``ensure_identical_across_ranks``);
+  self excluded), computed on every rank from the same gathered bank and checked by
+  fingerprint to be identical across ranks (``table_from_bank``,
+  ``ensure_identical_across_ranks``); it is checkpointed with the model;
 - ``NeighbourTable`` + ``KnnMultiCropDataset``: the table lives in shared memory, created
   before the dataloader workers start and updated in place, so (persistent) workers see
   every update; ``dataset[i]`` draws each small crop from a neighbour of i sampled uniformly
   from the K, seeded by (seed, epoch, i, crop), or from i itself while the table is inactive
-  (the first ``knn_warmup_epochs``: standard multi-crop).
+  (the first ``warmup_epochs``: standard multi-crop).
 
 Plain torch/numpy: no host import.
 """
 import warnings
-from typing import Any, Callable, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn as nn
 from torch.utils.data import Dataset
 
-from clinfonce_plugin.clusters.neighbours import knn_table
+from clinfonce_plugin.clusters.neighbours import BACKENDS, knn_table
 from clinfonce_plugin.data.indexed import host_target, resolve_index
 from clinfonce_plugin.utils.distributed import all_gather_no_grad, get_world_size, is_dist
 
 __all__ = [
+    "KnnMultiCrop",
+    "split_crop_pipelines",
     "NeighbourTable",
     "KnnMultiCropDataset",
     "gather_indexed",
@@ -272,3 +277,156 @@ def ensure_identical_across_ranks(table: torch.Tensor) -> Tuple[torch.Tensor, bo
     table = table.contiguous().clone()
     dist.broadcast(table, src=0)
     return table, False
+
+
+def _sync_after_load(module: "KnnMultiCrop", incompatible_keys: Any) -> None:
+    module.sync_shared()
+
+
+class KnnMultiCrop(nn.Module):
+    """The KNN multi-crop of one training set of N images: bank, table, shared copy.
+
+    The method calls, with the epoch of its trainer:
+
+    - ``make_dataset(base, large, small)`` once, before the dataloader workers exist: the
+      shared ``NeighbourTable`` and the ``KnnMultiCropDataset`` reading it;
+    - ``observe(feats, indexes, epoch)`` every step: all ranks' features enter the bank, in
+      the epochs whose end computes a table that gets used (``epoch >= warmup_epochs - 1``);
+    - ``epoch_end(epoch)``: the table of the bank becomes the table of epoch + 1 (identical
+      on every rank) and the shared table is updated before the next epoch's workers start;
+      returns statistics to log;
+    - ``epoch_start(epoch)``: the shared table is active from epoch ``warmup_epochs`` on.
+
+    State: the buffers ``neighbours`` (N, K), ``valid`` and ``epoch`` (the epoch the table
+    is meant for) are checkpointed with the model; loading them (resume,
+    ``load_state_dict``) reaches the shared table. The bank (N, F) is a plain tensor on the
+    features' device: large, not checkpointed, not broadcast by DDP.
+
+    Args:
+        num_samples: N, the size of the training set.
+        k: neighbours per image, 1 <= k < N.
+        warmup_epochs: epochs of standard multi-crop before the first table is used (>= 0;
+            the first table needs the features of one epoch).
+        backend: neighbour search, "faiss" or "torch" (``clusters.neighbours.knn_table``).
+        seed: seed of the neighbour choice (with the epoch and the index).
+    """
+
+    def __init__(self, num_samples: int, k: int, warmup_epochs: int, backend: str = "faiss",
+                 seed: int = 0) -> None:
+        super().__init__()
+        if k < 1 or k >= num_samples:
+            raise ValueError(f"knn_k={k} must be smaller than the {num_samples} training "
+                             f"images and >= 1")
+        if warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be >= 0, got {warmup_epochs}")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}. Choose from {sorted(BACKENDS)}")
+        self.num_samples, self.k, self.warmup_epochs = num_samples, k, warmup_epochs
+        self.backend, self.seed = backend, seed
+        # until a table is computed every image is its own neighbour (= standard multi-crop)
+        self.register_buffer("neighbours", torch.arange(num_samples).unsqueeze(1).repeat(1, k))
+        self.register_buffer("valid", torch.zeros((), dtype=torch.bool))
+        self.register_buffer("epoch", torch.zeros((), dtype=torch.long))
+        self.bank: Optional[torch.Tensor] = None
+        self.filled: Optional[torch.Tensor] = None
+        self.shared: Optional[NeighbourTable] = None
+        self.targets: Optional[torch.Tensor] = None  # of the training set, for the purity log
+        self.register_load_state_dict_post_hook(_sync_after_load)
+
+    def legacy_keys_hook(self, module: nn.Module, state_dict: Dict[str, Any], prefix: str,
+                         *args: Any) -> None:
+        """Load-state-dict pre-hook of the method that holds this module as ``knn``: its
+        checkpoints from before this class existed name the buffers ``knn_neighbours``,
+        ``knn_valid`` and ``knn_epoch``."""
+        for name, _ in self.named_buffers():
+            if f"{prefix}knn_{name}" in state_dict:
+                state_dict[f"{prefix}knn.{name}"] = state_dict.pop(f"{prefix}knn_{name}")
+
+    def collecting(self, epoch: int) -> bool:
+        return epoch + 1 >= self.warmup_epochs
+
+    def active(self, epoch: int) -> bool:
+        return bool(self.valid) and epoch >= self.warmup_epochs
+
+    def make_dataset(self, base: Dataset, large_transforms: Sequence[Callable[[Any], torch.Tensor]],
+                     small_transforms: Sequence[Callable[[Any], torch.Tensor]]
+                     ) -> "KnnMultiCropDataset":
+        if len(base) != self.num_samples:
+            raise ValueError(f"the training set has {len(base)} images but the KNN table was "
+                             f"built for {self.num_samples}")
+        self.shared = NeighbourTable(self.num_samples, self.k)
+        self.sync_shared()
+        targets = getattr(base, "targets", None)
+        if targets is not None:
+            self.targets = torch.as_tensor(list(targets), dtype=torch.long)
+        return KnnMultiCropDataset(base, large_transforms, small_transforms, self.shared,
+                                   seed=self.seed)
+
+    def sync_shared(self) -> None:
+        """Buffers -> the shared table read by the dataloader workers."""
+        if self.shared is not None:
+            epoch = int(self.epoch)
+            self.shared.update(self.neighbours, self.active(epoch), epoch)
+
+    @torch.no_grad()
+    def observe(self, feats: torch.Tensor, indexes: torch.Tensor, epoch: int) -> None:
+        """Stores this step's (B, F) features of all ranks by their (B,) dataset indexes."""
+        if not self.collecting(epoch):
+            return
+        feats, indexes = gather_indexed(feats, indexes)
+        if self.bank is None or self.bank.device != feats.device:
+            self.bank = feats.new_zeros(self.num_samples, feats.shape[1], dtype=torch.float32)
+            self.filled = torch.zeros(self.num_samples, dtype=torch.bool, device=feats.device)
+        write_bank(self.bank, self.filled, feats.float(), indexes)
+
+    def epoch_start(self, epoch: int) -> None:
+        if self.shared is not None:
+            self.shared.set_state(self.active(epoch), epoch)
+
+    @torch.no_grad()
+    def epoch_end(self, epoch: int) -> Dict[str, torch.Tensor]:
+        stats: Dict[str, torch.Tensor] = {}
+        if self.collecting(epoch) and self.bank is not None:
+            table = table_from_bank(self.bank, self.filled, self.k, self.backend)
+            table, _ = ensure_identical_across_ranks(table)
+            self.neighbours.copy_(table.to(self.neighbours.device))
+            self.valid.fill_(True)
+            stats = self._table_stats()
+        # set before the next epoch's iterator starts the workers' prefetching
+        self.epoch.fill_(epoch + 1)
+        self.sync_shared()
+        return stats
+
+    def _table_stats(self) -> Dict[str, torch.Tensor]:
+        stats = {"knn_filled_fraction": self.filled.float().mean()}
+        if self.targets is not None:
+            t = self.targets.to(self.neighbours.device)
+            nb = t[self.neighbours]
+            known = (t[:, None] != -1) & (nb != -1) & self.filled[:, None].to(nb.device)
+            if bool(known.any()):
+                stats["knn_neighbour_purity"] = (nb == t[:, None])[known].float().mean()
+        return stats
+
+
+def split_crop_pipelines(augmentations: Sequence[Any], build: Callable[[Any], Any]
+                         ) -> Tuple[List[Any], List[Any]]:
+    """Per-crop transforms of the host's ``augmentations`` list: large crops (the first
+    pipeline's ``crop_size``) then small ones, in the host's crop order.
+
+    Args:
+        augmentations: pipeline configs with ``crop_size`` and ``num_crops``.
+        build: pipeline config -> transform (the host's ``build_transform_pipeline``).
+    """
+    big = augmentations[0].crop_size
+    large: List[Any] = []
+    small: List[Any] = []
+    for i, aug in enumerate(augmentations):
+        transform = build(aug)
+        if aug.crop_size == big:
+            if small:
+                raise ValueError(f"augmentations[{i}] is a large-crop pipeline listed "
+                                 f"after a small-crop one; list large crops first")
+            large += [transform] * aug.num_crops
+        else:
+            small += [transform] * aug.num_crops
+    return large, small

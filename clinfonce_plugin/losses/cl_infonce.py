@@ -1,6 +1,6 @@
 """Cluster-aware InfoNCE: positives are all other views whose cluster id equals the anchor's."""
 import math
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -50,6 +50,16 @@ def _check_inputs(
         raise ValueError(f"num_clusters must be None or an int >= 1, got {num_clusters!r}")
 
 
+def _check_gathered(z: torch.Tensor, ids: torch.Tensor,
+                    gathered: Tuple[torch.Tensor, torch.Tensor], n: int, offset: int) -> None:
+    all_z, all_ids = gathered
+    if tuple(all_z.shape) != (n, z.shape[1]) or tuple(all_ids.shape) != (n,):
+        raise ValueError(f"gathered must be ((N, D), (N,)) with N = {n}, got "
+                         f"{tuple(all_z.shape)} and {tuple(all_ids.shape)}")
+    if not torch.equal(ids.to(all_ids.device).long(), all_ids[offset:offset + z.shape[0]].long()):
+        raise ValueError("ids must be this rank's block of the gathered ids")
+
+
 def cl_infonce(
     z: torch.Tensor,
     ids: torch.Tensor,
@@ -57,6 +67,7 @@ def cl_infonce(
     form: str = "out",
     num_clusters: Optional[int] = None,
     gather: bool = True,
+    gathered: Optional[Tuple[torch.Tensor, torch.Tensor]] = None,
 ) -> torch.Tensor:
     """Implements Cl-InfoNCE (https://arxiv.org/abs/2202.06670).
 
@@ -94,6 +105,10 @@ def cl_infonce(
         num_clusters: if given, ids must already be contiguous in [0, num_clusters); saves
             the ``torch.unique`` remapping.
         gather: contrast against all ranks' rows when torch.distributed is initialised.
+        gathered: ``(all_z, all_ids)``, the whole batch when the caller has gathered it
+            already (one gather shared by several losses): all_z (N, D) with the gradient
+            path to this rank's rows (``gather_with_grad(z)``), all_ids (N,); ``z`` and
+            ``ids`` are this rank's block of them (rows ``rank * M`` on). No collective runs.
 
     Returns:
         Scalar loss (float32 or float64). 0 connected to ``z``'s graph when no anchor has
@@ -101,10 +116,12 @@ def cl_infonce(
     """
     _check_inputs(z, ids, temperature, form, num_clusters)
     m = z.shape[0]
-    distributed = gather and is_dist() and get_world_size() > 1
+    distributed = (gather or gathered is not None) and is_dist() and get_world_size() > 1
     world = get_world_size() if distributed else 1
     rank = get_rank() if distributed else 0
-    if distributed:
+    if gathered is not None:
+        _check_gathered(z, ids, gathered, world * m, rank * m)
+    elif distributed:
         sizes = all_gather_no_grad(torch.tensor([m], device=z.device))
         if bool((sizes != m).any()):
             raise ValueError(
@@ -119,7 +136,10 @@ def cl_infonce(
     work_dtype = torch.promote_types(z.dtype, torch.float32)
     zn = F.normalize(z.to(work_dtype), dim=1)
     ids = ids.to(device=z.device, dtype=torch.long)
-    all_ids = all_gather_no_grad(ids) if distributed else ids
+    if gathered is not None:
+        all_ids = gathered[1].to(device=z.device, dtype=torch.long)
+    else:
+        all_ids = all_gather_no_grad(ids) if distributed else ids
     if num_clusters is None:
         uniq, inv = torch.unique(all_ids, return_inverse=True)
         k = uniq.numel()
@@ -133,7 +153,10 @@ def cl_infonce(
                 f"ids must lie in [0, num_clusters={num_clusters}), got range [{lo}, {hi}]"
             )
 
-    all_z = gather_with_grad(zn) if distributed else zn
+    if gathered is not None:
+        all_z = F.normalize(gathered[0].to(work_dtype), dim=1)
+    else:
+        all_z = gather_with_grad(zn) if distributed else zn
     offset = rank * m  # where this rank's block sits in the gathered batch
     local_inv = inv[offset : offset + m]
     counts = torch.bincount(inv, minlength=k)

@@ -1,5 +1,4 @@
-"""WCL as a host method: instance head g, weak-label head phi, swapped weak-label loss, and
-KNN multi-crop."""
+"""WCL as a host method: instance head g, weak-label head phi, their losses, KNN multi-crop."""
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import omegaconf
@@ -14,17 +13,10 @@ from clinfonce_plugin.clusters.components import component_stats, purity, weak_l
 from clinfonce_plugin.clusters.neighbours import BACKENDS as KNN_BACKENDS
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.data.indexed import IndexedDataset
-from clinfonce_plugin.data.knn_multicrop import (
-    KnnMultiCropDataset,
-    NeighbourTable,
-    ensure_identical_across_ranks,
-    gather_indexed,
-    table_from_bank,
-    write_bank,
-)
+from clinfonce_plugin.data.knn_multicrop import KnnMultiCrop, split_crop_pipelines
 from clinfonce_plugin.host import BaseMethod
-from clinfonce_plugin.losses import cl_infonce, multicrop_nce, multicrop_swap, wcl_swap
-from clinfonce_plugin.utils.distributed import all_gather_no_grad, get_rank, get_world_size
+from clinfonce_plugin.losses import instance_nce, multicrop_nce, multicrop_swap, wcl_swap
+from clinfonce_plugin.utils.distributed import all_gather_no_grad, gather_with_grad
 
 from ._common import mlp, training_sample_info
 
@@ -56,48 +48,25 @@ METHOD_KWARGS = {
 }
 
 
-def _sync_after_load(module: "WCL", incompatible_keys: Any) -> None:
-    module._sync_shared()
-
-
 class WCL(BaseMethod):
     """Implements WCL, Weakly Supervised Contrastive Learning (https://arxiv.org/abs/2110.04770).
 
     Two projection heads of the same structure on the backbone: g does instance
-    discrimination (L_NCE = NT-Xent over the two large views); phi gets weak labels -- the
-    connected components of the batch 1-NN graph of phi's embeddings, computed separately
-    for each large view under no_grad (y1 from view 1, y2 from view 2) -- and is trained with
-    the swapped loss ``L_swap = L_sup(V1, y2) + L_sup(V2, y1)`` (``losses.wcl_swap``).
-    Small crops add ``L_cNCE`` (g) and ``L_cswap`` (phi)::
+    discrimination (L_NCE over the two large views); phi gets weak labels -- the connected
+    components of the batch 1-NN graph of phi's embeddings, one graph per large view, under
+    no_grad -- and is trained with the swapped loss ``L_swap = L_sup(V1, y2) + L_sup(V2, y1)``.
+    Small crops add L_cNCE (g) and L_cswap (phi); the formulas of all four terms are in
+    ``losses.wcl``::
 
         L = L_NCE + cnce_weight * L_cNCE + swap_weight * L_swap + cswap_weight * L_cswap
 
-    The paper leaves the small-crop terms informal; here, with ``q_a`` the normalised
-    embedding of small crop a, ``i(a)`` the image it is *assigned to* (its own image in the
-    warm-up, the image whose neighbour it was cut from under KNN multi-crop), ``k^v_j`` the
-    normalised view-v embedding of image j of the gathered batch (N images), ``y^v`` the weak
-    labels of view v, and softmax over the N keys of one view (the crop is not a key)::
-
-        L_cNCE  = 1/2 sum_{v=1,2} mean_a -log softmax_j(q_a . k^v_j / tau)[i(a)]       (g)
-        L_cswap = sum_{v=1,2} mean_a -1/|P_v(a)| sum_{p in P_v(a)}
-                                     log softmax_j(q_a . k^v_j / tau)[p]            (phi)
-        P_v(a)  = {j : y^{3-v}_j = y^{3-v}_{i(a)}}   (always contains i(a))
-
-    i.e. a small crop is one more anchor of view v in L_NCE (its positive: its image) and in
-    ``L_sup(V_v, y^{3-v})`` of L_swap (its positives: its image's weak class, from the other
-    view). ``mean_a`` runs over the local small crops; DDP's gradient averaging makes it the
-    mean over all ranks' crops.
-
     (lambda = 1, beta = 0.5, gamma = 0.5 by default; beta = 0.5 on the two-term L_swap is the
-    official code's average of the two directions.)
+    official code's average of the two directions.) Each large view is gathered over ranks
+    once per step and serves its weak labels and every loss term.
 
-    KNN multi-crop: the backbone feature h of the first large crop of every image is kept
-    in a bank (all ranks' batches, by dataset index); at the end of each epoch >=
-    ``knn_warmup_epochs - 1`` every rank computes the same K-NN table from it (faiss inner
-    product on normalised features); in the next epoch the small crops of image i are cut
-    from neighbours of i (``data.knn_multicrop``). The table, its validity and the epoch it
-    is meant for are buffers (``knn_neighbours``, ``knn_valid``, ``knn_epoch``): they are
-    checkpointed and a resumed run samples from the same table.
+    KNN multi-crop (``data.knn_multicrop.KnnMultiCrop``, the ``knn`` submodule; its table is
+    checkpointed): after ``knn_warmup_epochs`` the small crops of image i are cut from its
+    nearest neighbours in backbone feature space.
 
     Extra cfg settings:
         method_kwargs:
@@ -150,29 +119,15 @@ class WCL(BaseMethod):
             self.weak_projector = head()
         self.weak_key = "v" if self.ablation in ("two_heads", "weak_only") else "z"
 
-        self.knn_k: int = int(kw.knn_k)
-        self.knn_warmup_epochs: int = int(kw.knn_warmup_epochs)
-        self.knn_backend: str = kw.knn_backend
-        self.knn_seed: int = int(kw.knn_seed)
-        self.knn_enabled: bool = bool(kw.knn_multicrop) and self.num_small_crops > 0
-        self._shared_table: Optional[NeighbourTable] = None
-        self._bank: Optional[torch.Tensor] = None
-        self._filled: Optional[torch.Tensor] = None
-        if self.knn_enabled:
-            info = training_sample_info(cfg, sample_info)
-            self.knn_num_samples = int(info.num_samples)
-            if self.knn_k >= self.knn_num_samples:
-                raise ValueError(f"method_kwargs.knn_k={self.knn_k} must be smaller than the "
-                                 f"{self.knn_num_samples} training images")
-            self.register_buffer("knn_neighbours", torch.arange(self.knn_num_samples)
-                                 .unsqueeze(1).repeat(1, self.knn_k))
-            self.register_buffer("knn_valid", torch.zeros((), dtype=torch.bool))
-            self.register_buffer("knn_epoch", torch.zeros((), dtype=torch.long))
+        self.knn: Optional[KnnMultiCrop] = None
+        if kw.knn_multicrop and self.num_small_crops > 0:
+            self.knn = KnnMultiCrop(training_sample_info(cfg, sample_info).num_samples,
+                                    int(kw.knn_k), int(kw.knn_warmup_epochs), kw.knn_backend,
+                                    int(kw.knn_seed))
             # identical on every rank by construction: DDP need not broadcast them each step
-            self._ddp_params_and_buffers_to_ignore = ["knn_neighbours", "knn_valid",
-                                                      "knn_epoch"]
-            # a loaded state (resume, load_state_dict) reaches the dataloader workers
-            self.register_load_state_dict_post_hook(_sync_after_load)
+            self._ddp_params_and_buffers_to_ignore = [
+                f"knn.{name}" for name, _ in self.knn.named_buffers()]
+            self.register_load_state_dict_pre_hook(self.knn.legacy_keys_hook)
 
     @staticmethod
     def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
@@ -181,24 +136,15 @@ class WCL(BaseMethod):
             kw = fill_defaults(cfg, "method_kwargs", METHOD_KWARGS)
             if kw.temperature <= 0:
                 raise ConfigError(f"method_kwargs.temperature must be > 0, got {kw.temperature}")
-            if kw.ablation not in ABLATIONS:
-                raise ConfigError(f"unknown method_kwargs.ablation {kw.ablation!r}. "
-                                  f"Choose from {sorted(ABLATIONS)}")
-            for key in ("cnce_weight", "swap_weight", "cswap_weight"):
-                if kw[key] < 0:
-                    raise ConfigError(f"method_kwargs.{key} must be >= 0, got {kw[key]}")
-            if kw.weak_label_backend not in WEAK_LABEL_BACKENDS:
-                raise ConfigError(f"unknown method_kwargs.weak_label_backend "
-                                  f"{kw.weak_label_backend!r}. "
-                                  f"Choose from {sorted(WEAK_LABEL_BACKENDS)}")
-            if kw.knn_backend not in KNN_BACKENDS:
-                raise ConfigError(f"unknown method_kwargs.knn_backend {kw.knn_backend!r}. "
-                                  f"Choose from {sorted(KNN_BACKENDS)}")
-            if kw.knn_k < 1:
-                raise ConfigError(f"method_kwargs.knn_k must be >= 1, got {kw.knn_k}")
-            if kw.knn_warmup_epochs < 0:
-                raise ConfigError(f"method_kwargs.knn_warmup_epochs must be >= 0, "
-                                  f"got {kw.knn_warmup_epochs}")
+            for key, choices in (("ablation", ABLATIONS), ("knn_backend", KNN_BACKENDS),
+                                 ("weak_label_backend", WEAK_LABEL_BACKENDS)):
+                if kw[key] not in choices:
+                    raise ConfigError(f"unknown method_kwargs.{key} {kw[key]!r}. "
+                                      f"Choose from {sorted(choices)}")
+            for key, low in (("cnce_weight", 0), ("swap_weight", 0), ("cswap_weight", 0),
+                             ("knn_k", 1), ("knn_warmup_epochs", 0)):
+                if kw[key] < low:
+                    raise ConfigError(f"method_kwargs.{key} must be >= {low}, got {kw[key]}")
             large = cfg.data.get("num_large_crops")
             if large is not None and large != 2:
                 raise ConfigError(f"wcl needs exactly 2 large crops (the two views of L_NCE "
@@ -227,181 +173,78 @@ class WCL(BaseMethod):
     def multicrop_forward(self, X: torch.Tensor) -> Dict[str, Any]:
         return self._project(super().multicrop_forward(X))
 
-    # ------------------------------------------------------------------ losses
-
-    @torch.no_grad()
-    def _weak_labels(self, *views: torch.Tensor) -> List[torch.Tensor]:
-        """(N,) weak labels of the gathered batch for each view's (B, D) local embeddings
-        (each view its own 1-NN graph; labelled together in one call)."""
-        rows = [F.normalize(v.detach().float(), dim=1) for v in views]
-        return weak_labels_of_views(rows, backend=self.weak_label_backend)
-
     def training_step(self, batch: Sequence[Any], batch_idx: int) -> torch.Tensor:
         indexes, _, targets = batch
         out = super().training_step(batch, batch_idx)
-        b = indexes.size(0)
-        rank, world = get_rank(), get_world_size()
-        small = self.num_small_crops > 0
+        terms: Dict[str, Tuple[float, torch.Tensor]] = {}  # name -> (weight, loss)
         logs: Dict[str, Any] = {}
-        total = out["loss"]  # the online probe's loss
+        # each head's two large views, gathered over ranks once for all its terms (a list,
+        # not a set: every rank must run the collectives in the same order)
+        heads = [h for h in ("z", "v") if h in out]
+        gathered = {h: [gather_with_grad(x) for x in out[h][:2]] for h in heads}
 
         if self.has_instance:
-            z1, z2 = out["z"][0], out["z"][1]
-            inst = (torch.arange(b, device=indexes.device) + rank * b).repeat(2)
-            nce = cl_infonce(torch.cat([z1, z2]), inst, self.temperature, form="in",
-                             num_clusters=b * world)
-            logs["train_nce_loss"] = nce
-            total = total + nce
-            if small:
-                cnce = multicrop_nce(torch.cat(out["z"][2:]), (z1, z2), self.temperature)
-                logs["train_cnce_loss"] = cnce
-                total = total + self.cnce_weight * cnce
-
+            z, keys = out["z"], gathered["z"]
+            terms["nce"] = (1.0, instance_nce(z[0], z[1], self.temperature, keys=keys))
+            if self.num_small_crops:
+                terms["cnce"] = (self.cnce_weight, multicrop_nce(
+                    torch.cat(z[2:]), z[:2], self.temperature, keys=keys))
         if self.has_weak:
-            v1, v2 = out[self.weak_key][0], out[self.weak_key][1]
-            y1, y2 = self._weak_labels(v1, v2)
-            local = slice(rank * b, rank * b + b)  # this rank's rows of the gathered batch
-            # canonical labels of the gathered batch: ids 0..C-1, C = max + 1
-            c1, c2 = int(y1.max()) + 1, int(y2.max()) + 1
-            if self.swap:
-                weak = wcl_swap(v1, v2, y1[local], y2[local], self.temperature,
-                                num_clusters=(c1, c2))
-            else:
-                weak = (cl_infonce(v1, y1[local], self.temperature, num_clusters=c1)
-                        + cl_infonce(v2, y2[local], self.temperature, num_clusters=c2))
-            logs["train_swap_loss"] = weak
-            total = total + self.swap_weight * weak
-            if small:
-                cswap = multicrop_swap(torch.cat(out[self.weak_key][2:]), (v1, v2),
-                                       (y1, y2), self.temperature)
-                logs["train_cswap_loss"] = cswap
-                total = total + self.cswap_weight * cswap
-            logs.update(self._weak_label_stats(y1, y2, targets))
+            v, keys = out[self.weak_key], gathered[self.weak_key]
+            y1, y2 = self._weak_labels(v[:2], keys, logs, targets)
+            # wcl_swap(v1, v2, a, b) = L_sup(V1, b) + L_sup(V2, a)
+            sup = (y1, y2) if self.swap else (y2, y1)
+            counts = tuple(int(y.max()) + 1 for y in sup)  # canonical labels: ids 0..C-1
+            terms["swap"] = (self.swap_weight, wcl_swap(v[0], v[1], *sup, self.temperature,
+                                                        num_clusters=counts, keys=keys))
+            if self.num_small_crops:
+                terms["cswap"] = (self.cswap_weight, multicrop_swap(
+                    torch.cat(v[2:]), v[:2], (y1, y2), self.temperature, keys=keys))
 
-        if self._collecting():
-            feats, idx = gather_indexed(out["feats"][0], indexes)
-            self._write_bank(feats, idx)
-
+        if self.knn is not None:
+            self.knn.observe(out["feats"][0], indexes, self.current_epoch)
+        total = out["loss"]  # the online probe's loss
+        for name, (weight, loss) in terms.items():
+            logs[f"train_{name}_loss"] = loss
+            total = total + weight * loss
         self.log_dict(logs, on_epoch=True, sync_dist=True)
         return total
 
     @torch.no_grad()
-    def _weak_label_stats(self, y1: torch.Tensor, y2: torch.Tensor,
-                          targets: torch.Tensor) -> Dict[str, float]:
-        s1, s2 = component_stats(y1), component_stats(y2)
-        stats = {
-            "weak_num_components": (s1["num_components"] + s2["num_components"]) / 2,
-            "weak_mean_component_size": (s1["mean_size"] + s2["mean_size"]) / 2,
-        }
+    def _weak_labels(self, views: Sequence[torch.Tensor], keys: Sequence[torch.Tensor],
+                     logs: Dict[str, Any], targets: torch.Tensor) -> List[torch.Tensor]:
+        """(N,) weak labels of each view: (B, D) local rows, (N, D) gathered ``keys``; each
+        view its own 1-NN graph. Their statistics go to ``logs``."""
+        y = weak_labels_of_views([F.normalize(v.detach().float(), dim=1) for v in views],
+                                 [F.normalize(k.detach().float(), dim=1) for k in keys],
+                                 backend=self.weak_label_backend)
+        s1, s2 = (component_stats(labels) for labels in y)
+        logs.update(weak_num_components=(s1["num_components"] + s2["num_components"]) / 2,
+                    weak_mean_component_size=(s1["mean_size"] + s2["mean_size"]) / 2)
         t = all_gather_no_grad(targets)
         if bool((t != -1).any()):
-            stats["weak_purity"] = (purity(y1, t) + purity(y2, t)) / 2
-        return stats
-
-    # ------------------------------------------------------- KNN multi-crop
-
-    def _collecting(self) -> bool:
-        """Features are stored in the epochs whose end computes a table that gets used."""
-        return self.knn_enabled and self.current_epoch + 1 >= self.knn_warmup_epochs
-
-    @torch.no_grad()
-    def _write_bank(self, feats: torch.Tensor, indexes: torch.Tensor) -> None:
-        if self._bank is None or self._bank.device != feats.device:
-            # a plain tensor, not a buffer: it is large, not checkpointed, and DDP must not
-            # broadcast it every step
-            self._bank = feats.new_zeros(self.knn_num_samples, feats.shape[1], dtype=torch.float32)
-            self._filled = torch.zeros(self.knn_num_samples, dtype=torch.bool, device=feats.device)
-        write_bank(self._bank, self._filled, feats.float(), indexes)
-
-    def _knn_active(self, epoch: int) -> bool:
-        return bool(self.knn_valid) and epoch >= self.knn_warmup_epochs
-
-    def _sync_shared(self) -> None:
-        """Buffers -> the shared table read by the dataloader workers."""
-        if self._shared_table is None:
-            return
-        epoch = int(self.knn_epoch)
-        self._shared_table.update(self.knn_neighbours, self._knn_active(epoch), epoch)
-
-    @torch.no_grad()
-    def compute_knn_table(self) -> Optional[torch.Tensor]:
-        """The K-NN table of the bank (identical on every rank), or None without a bank."""
-        if self._bank is None:
-            return None
-        table = table_from_bank(self._bank, self._filled, self.knn_k, self.knn_backend)
-        table, _ = ensure_identical_across_ranks(table)
-        return table
+            logs["weak_purity"] = (purity(y[0], t) + purity(y[1], t)) / 2
+        return y
 
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
-        if self.knn_enabled and self._shared_table is not None:
-            epoch = self.current_epoch
-            self._shared_table.set_state(self._knn_active(epoch), epoch)
+        if self.knn is not None:
+            self.knn.epoch_start(self.current_epoch)
 
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()
-        if not self.knn_enabled:
-            return
-        next_epoch = self.current_epoch + 1
-        if next_epoch >= self.knn_warmup_epochs:
-            table = self.compute_knn_table()
-            if table is not None:
-                self.knn_neighbours.copy_(table.to(self.knn_neighbours.device))
-                self.knn_valid.fill_(True)
-                self._log_table_stats()
-        # set before the next epoch's iterator starts the workers' prefetching
-        self.knn_epoch.fill_(next_epoch)
-        self._sync_shared()
-
-    @torch.no_grad()
-    def _log_table_stats(self) -> None:
-        filled = self._filled.float().mean()
-        stats = {"knn_filled_fraction": filled}
-        targets = getattr(self, "_train_targets", None)
-        if targets is not None:
-            t = targets.to(self.knn_neighbours.device)
-            nb = t[self.knn_neighbours]
-            known = (t[:, None] != -1) & (nb != -1) & self._filled[:, None].to(nb.device)
-            if bool(known.any()):
-                stats["knn_neighbour_purity"] = (nb == t[:, None])[known].float().mean()
-        self.log_dict(stats, on_epoch=True, sync_dist=True)
+        if self.knn is not None:  # logs the new table's statistics
+            self.log_dict(self.knn.epoch_end(self.current_epoch), on_epoch=True, sync_dist=True)
 
     def make_train_dataset(self, base: Dataset, transform) -> Dataset:
-        """The training set the runner loads: KNN multi-crop when enabled, else index
-        wrapping with the host's crop pipeline ``transform``.
-
-        The neighbour table is created here, in shared memory, before the dataloader
-        workers exist.
-        """
-        if not self.knn_enabled:
+        """The training set the runner loads: KNN multi-crop when enabled (the shared
+        neighbour table is created here, before the dataloader workers exist), else index
+        wrapping with the host's crop pipeline ``transform``."""
+        if self.knn is None:
             return IndexedDataset(base, transform)
-        if len(base) != self.knn_num_samples:
-            raise ValueError(f"the training set has {len(base)} images but the method was "
-                             f"built for {self.knn_num_samples}")
-        large, small = self._crop_transforms()
-        self._shared_table = NeighbourTable(self.knn_num_samples, self.knn_k)
-        self._sync_shared()
-        targets = getattr(base, "targets", None)
-        if targets is not None:
-            self._train_targets = torch.as_tensor(list(targets), dtype=torch.long)
-        return KnnMultiCropDataset(base, large, small, self._shared_table, seed=self.knn_seed)
-
-    def _crop_transforms(self) -> Tuple[List[Any], List[Any]]:
-        """Per-crop transforms of ``cfg.augmentations``: large (the first pipeline's crop
-        size) then small, in the host's crop order."""
         from clinfonce_plugin import host
 
-        augs = self.cfg.augmentations
-        big = augs[0].crop_size
-        large: List[Any] = []
-        small: List[Any] = []
-        for i, aug in enumerate(augs):
-            transform = host.build_transform_pipeline(self.cfg.data.dataset, aug)
-            if aug.crop_size == big:
-                if small:
-                    raise ValueError(f"augmentations[{i}] is a large-crop pipeline listed "
-                                     f"after a small-crop one; list large crops first")
-                large += [transform] * aug.num_crops
-            else:
-                small += [transform] * aug.num_crops
-        return large, small
+        large, small = split_crop_pipelines(
+            self.cfg.augmentations,
+            lambda aug: host.build_transform_pipeline(self.cfg.data.dataset, aug))
+        return self.knn.make_dataset(base, large, small)

@@ -1,21 +1,22 @@
 """KNN multi-crop: the shared neighbour table, the dataset drawing small crops from
-neighbours (also inside persistent dataloader workers), the feature bank, and the wcl
-method's warm-up switch and checkpointed table. (Identical tables on 2 DDP processes:
-tests/methods/test_wcl_method.py, which spawns once for all WCL DDP checks.)"""
-from unittest import mock
+neighbours (also inside persistent dataloader workers), the feature bank, the crop split,
+and ``KnnMultiCrop``'s lifecycle (warm-up switch, table of the bank, checkpointed state
+reaching the workers' table). (The wcl method driving it: tests/methods/test_wcl_method.py,
+which also spawns once for all WCL DDP checks, identical tables included.)"""
+import warnings
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
-from clinfonce_plugin import host
 from clinfonce_plugin.clusters.neighbours import knn_table
-from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.data.knn_multicrop import (
+    KnnMultiCrop,
     KnnMultiCropDataset,
     NeighbourTable,
+    split_crop_pipelines,
     table_from_bank,
     write_bank,
 )
@@ -28,6 +29,7 @@ class CodedImages(Dataset):
 
     def __init__(self, n):
         self.n = n
+        self.targets = [i % 3 for i in range(n)]
 
     def __len__(self):
         return self.n
@@ -155,118 +157,113 @@ def test_table_from_bank_searches_filled_rows_only():
     assert torch.equal(few, torch.arange(10)[:, None].repeat(1, 2))
 
 
-# ------------------------------------------------------ the wcl method's KNN state
+# ------------------------------------------------------------------- the crop split
 
 
-def _aug(crop_size, num_crops):
-    # no colour or geometric randomness: a solid image stays solid, its value decodable
-    return {"rrc": {"enabled": False, "crop_min_scale": 0.08, "crop_max_scale": 1.0},
-            "color_jitter": {"prob": 0.0, "brightness": 0.0, "contrast": 0.0,
-                             "saturation": 0.0, "hue": 0.0},
-            "grayscale": {"prob": 0.0}, "gaussian_blur": {"prob": 0.0},
-            "solarization": {"prob": 0.0}, "equalization": {"prob": 0.0},
-            "horizontal_flip": {"prob": 0.0}, "crop_size": crop_size, "num_crops": num_crops}
+def test_split_crop_pipelines_puts_large_crops_first():
+    augs = OmegaConf.create([{"crop_size": 32, "num_crops": 2}, {"crop_size": 16, "num_crops": 3}])
+    large, small = split_crop_pipelines(augs, lambda aug: f"crop{aug.crop_size}")
+    assert large == ["crop32"] * 2 and small == ["crop16"] * 3
+    wrong = OmegaConf.create([{"crop_size": 32, "num_crops": 2}, {"crop_size": 16, "num_crops": 1},
+                              {"crop_size": 32, "num_crops": 1}])
+    with pytest.raises(ValueError, match=r"augmentations\[2\] is a large-crop pipeline listed "
+                                         r"after a small-crop one"):
+        split_crop_pipelines(wrong, lambda aug: aug)
 
 
-class SolidImages(Dataset):
-    """Image i is a solid 40x40 RGB image of red value 10 * i; target i % 3."""
-
-    def __init__(self, n):
-        self.n = n
-        self.targets = [i % 3 for i in range(n)]
-
-    def __len__(self):
-        return self.n
-
-    def __getitem__(self, i):
-        return Image.new("RGB", (40, 40), (10 * i, 128, 255 - 10 * i)), i % 3
+# ------------------------------------------------------ KnnMultiCrop, the lifecycle
 
 
-def _decode(crop):
-    """Red value / 10 of a normalised solid crop (ImageNet mean/std of the host)."""
-    red = crop[:, 0].mean(dim=(1, 2)) * 0.229 + 0.485
-    return (red * 255 / 10).round().long()
+def _features(n, dim=5, seed=0):
+    return torch.randn(n, dim, generator=torch.Generator().manual_seed(seed))
 
 
-def _wcl(cfg_factory, n, **kw):
-    kw.setdefault("knn_k", 2)
-    kw.setdefault("knn_backend", "torch")
-    cfg = cfg_factory("wcl", **kw)
-    cfg.augmentations = [_aug(32, 2), _aug(16, 2)]
-    cfg.data.num_small_crops = 2
-    model = host.METHODS["wcl"](cfg, sample_info=SampleInfo(num_samples=n))
-    model.log_dict = lambda *a, **k: None
-    model.log = lambda *a, **k: None
-    return model
-
-
-def _run_epoch(model, ds, epoch):
-    """What Lightning does around one epoch, without a Trainer; returns decoded sources."""
+def _run_epoch(knn, ds, epoch, feats):
+    """What the method does around one epoch; returns the small crops' sources per image."""
     sources = {}
-    with mock.patch.object(type(model), "current_epoch", new_callable=mock.PropertyMock,
-                           return_value=epoch):
-        model.on_train_epoch_start()
-        for batch in DataLoader(ds, batch_size=6, shuffle=False):
-            for i, s1, s2 in zip(batch[0].tolist(), _decode(batch[1][2]).tolist(),
-                                 _decode(batch[1][3]).tolist()):
-                sources[i] = [s1, s2]
-            with torch.no_grad():
-                model.training_step(batch, 0)
-        model.on_train_epoch_end()
-    return sources
+    knn.epoch_start(epoch)
+    for batch in DataLoader(ds, batch_size=5, shuffle=False):
+        for i, src in zip(batch[0].tolist(), _sources(batch, 2).tolist()):
+            sources[i] = src
+        knn.observe(feats[batch[0]], batch[0], epoch)
+    return sources, knn.epoch_end(epoch)
 
 
-def test_wcl_switches_to_neighbour_crops_after_the_warmup(cfg_factory):
+def _knn(n, warmup, k=2):
+    knn = KnnMultiCrop(n, k, warmup, backend="torch", seed=3)
+    ds = knn.make_dataset(CodedImages(n), [large_code, large_code], [small_code] * 2)
+    return knn, ds
+
+
+def test_knn_multicrop_switches_to_neighbour_crops_after_the_warmup():
     n = 12
-    model = _wcl(cfg_factory, n, knn_warmup_epochs=2).train()
-    ds = model.make_train_dataset(SolidImages(n), transform=None)
-    assert isinstance(ds, KnnMultiCropDataset)
+    feats = _features(n)
+    knn, ds = _knn(n, warmup=2)
+    assert isinstance(ds, KnnMultiCropDataset) and ds.table is knn.shared
     for epoch in (0, 1):  # warm-up: standard multi-crop; features stored during epoch 1 only
-        for i, src in _run_epoch(model, ds, epoch).items():
-            assert src == [i, i]
+        sources, stats = _run_epoch(knn, ds, epoch, feats)
+        assert all(src == [i, i] for i, src in sources.items())
         if epoch == 0:
-            assert model._bank is None and not bool(model.knn_valid)
-    assert bool(model.knn_valid) and int(model.knn_epoch) == 2 and ds.table.active
-    # the table is the K-NN of the stored first-large-crop features (loop reference)
-    bank = model._bank.double()
-    bank = bank / bank.norm(dim=1, keepdim=True)
-    sim = bank @ bank.T
-    sim.fill_diagonal_(-2)
-    table = model.knn_neighbours
-    assert torch.equal(ds.table.neighbours, table)
-    best = sim.max(dim=1).values
-    assert torch.allclose(sim.gather(1, table[:, :1]).squeeze(1), best, atol=1e-6)
-    # epoch 2: the small crops of i are cut from i's neighbours
-    moved = 0
-    for i, src in _run_epoch(model, ds, 2).items():
-        assert set(src) <= set(table[i].tolist())
-        moved += sum(s != i for s in src)
-    assert moved == 2 * n  # never the image itself
+            assert knn.bank is None and not bool(knn.valid) and stats == {}
+    assert bool(knn.valid) and int(knn.epoch) == 2 and ds.table.active
+    # the table is the K-NN of the stored features (loop reference)
+    assert torch.equal(knn.bank, feats)
+    unit = feats.double() / feats.double().norm(dim=1, keepdim=True)
+    sim = unit @ unit.T
+    for i in range(n):
+        order = [j for j in sim[i].argsort(descending=True).tolist() if j != i]
+        assert knn.neighbours[i].tolist() == order[:2]
+    assert torch.equal(ds.table.neighbours, knn.neighbours)
+    # the statistics of the new table: every row filled; neighbours of the same target
+    same = [(j % 3 == i % 3) for i in range(n) for j in knn.neighbours[i].tolist()]
+    assert float(stats["knn_filled_fraction"]) == 1.0
+    assert float(stats["knn_neighbour_purity"]) == pytest.approx(sum(same) / len(same))
+    # epoch 2: the small crops of i are cut from i's neighbours, never from i itself
+    sources, _ = _run_epoch(knn, ds, 2, feats)
+    for i, src in sources.items():
+        assert set(src) <= set(knn.neighbours[i].tolist()) and i not in src
 
 
-def test_wcl_table_is_checkpointed_and_restored_into_the_workers_table(cfg_factory):
+def test_knn_multicrop_state_is_checkpointed_and_reaches_the_workers_table():
     n = 12
-    model = _wcl(cfg_factory, n, knn_warmup_epochs=1).train()
-    ds = model.make_train_dataset(SolidImages(n), transform=None)
-    _run_epoch(model, ds, 0)
-    state = model.state_dict()
-    assert {"knn_neighbours", "knn_valid", "knn_epoch"} <= set(state)
-    assert not any("bank" in key for key in state)  # the bank is not checkpointed
+    knn, ds = _knn(n, warmup=1)
+    _run_epoch(knn, ds, 0, _features(n))
+    state = knn.state_dict()
+    assert set(state) == {"neighbours", "valid", "epoch"}  # the bank is not checkpointed
     # a fresh run: its own shared table is inactive until the state is loaded
-    resumed = _wcl(cfg_factory, n, knn_warmup_epochs=1)
-    ds2 = resumed.make_train_dataset(SolidImages(n), transform=None)
+    resumed, ds2 = _knn(n, warmup=1)
     assert not ds2.table.active
     resumed.load_state_dict(state)
-    assert torch.equal(ds2.table.neighbours, state["knn_neighbours"])
+    assert torch.equal(ds2.table.neighbours, state["neighbours"])
     assert ds2.table.active and ds2.table.epoch == 1
-    # and the next epoch's crops come from that table
-    for i, src in _run_epoch(resumed, ds2, 1).items():
-        assert set(src) <= set(state["knn_neighbours"][i].tolist())
+    sources, _ = _run_epoch(resumed, ds2, 1, _features(n))
+    for i, src in sources.items():
+        assert set(src) <= set(state["neighbours"][i].tolist())
 
 
-def test_wcl_without_small_crops_uses_plain_index_wrapping(cfg_factory):
-    model = host.METHODS["wcl"](cfg_factory("wcl"), sample_info=SampleInfo(num_samples=4))
-    assert not model.knn_enabled and not hasattr(model, "knn_neighbours")
-    ds = model.make_train_dataset(SolidImages(4), transform=lambda img: [torch.zeros(1)])
-    assert not isinstance(ds, KnnMultiCropDataset)
-    assert ds[3][0] == 3
+def test_knn_multicrop_keeps_standard_crops_for_unseen_images():
+    n = 12
+    knn, ds = _knn(n, warmup=1)
+    feats = _features(n)
+    knn.epoch_start(0)
+    knn.observe(feats[:8], torch.arange(8), 0)  # images 8..11 never seen
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 8 images with features are enough for k=2
+        stats = knn.epoch_end(0)
+    assert float(stats["knn_filled_fraction"]) == pytest.approx(8 / 12)
+    assert knn.neighbours[8:].tolist() == [[i, i] for i in range(8, 12)]
+    assert torch.equal(knn.neighbours[:8], knn_table(feats[:8], 2, backend="torch"))
+
+
+def test_knn_multicrop_checks_its_arguments():
+    with pytest.raises(ValueError, match="knn_k=12 must be smaller than the 12 training"):
+        KnnMultiCrop(12, 12, 1)
+    with pytest.raises(ValueError, match="knn_k=0"):
+        KnnMultiCrop(12, 0, 1)
+    with pytest.raises(ValueError, match="warmup_epochs must be >= 0, got -1"):
+        KnnMultiCrop(12, 2, -1)
+    with pytest.raises(ValueError, match="unknown backend 'annoy'"):
+        KnnMultiCrop(12, 2, 1, backend="annoy")
+    with pytest.raises(ValueError, match="training set has 6 images but the KNN table was "
+                                         "built for 12"):
+        KnnMultiCrop(12, 2, 1).make_dataset(CodedImages(6), [large_code], [small_code])

@@ -55,8 +55,8 @@ def test_wcl_knn_multicrop_after_warmup_resume_then_linear(tiny_cub, tmp_path, m
         assert active and set(src) <= set(row) and i not in row and len(set(row)) == 3
 
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
-    assert bool(state["knn_valid"]) and int(state["knn_epoch"]) == 2
-    table = state["knn_neighbours"]
+    assert bool(state["knn.valid"]) and int(state["knn.epoch"]) == 2
+    table = state["knn.neighbours"]
     assert table.shape == (36, 3)
     assert not (table == torch.arange(36)[:, None]).any()
     with open(os.path.join(run_dir, "logs", "metrics.csv")) as f:
@@ -70,7 +70,7 @@ def test_wcl_knn_multicrop_after_warmup_resume_then_linear(tiny_cub, tmp_path, m
     resume = str(tmp_path / "resume.ckpt")
     shutil.copy(os.path.join(run_dir, "last.ckpt"), resume)
     resumed_table = torch.load(resume, map_location="cpu", weights_only=False)["state_dict"][
-        "knn_neighbours"]
+        "knn.neighbours"]
     calls.clear()
     ckpt = pretrain(_cfg(tiny_cub, str(tmp_path / "runs"), max_epochs=3, resume=resume))
     assert {c[0] for c in calls} == {2} and len(calls) == 36

@@ -1,10 +1,19 @@
-"""wcl_swap: hand-computed tiny cases and a loop reference of L_sup(V1, y2) + L_sup(V2, y1)."""
+"""wcl_swap: hand-computed tiny cases and a loop reference of L_sup(V1, y2) + L_sup(V2, y1);
+every WCL loss term with the large views gathered by the caller (``keys``) equals the term
+gathering them itself. (The small-crop terms against loop references:
+tests/methods/test_wcl_method.py, whose references they share.)"""
 import math
 
 import pytest
 import torch
 
-from clinfonce_plugin.losses import cl_infonce, wcl_swap
+from clinfonce_plugin.losses import (
+    cl_infonce,
+    instance_nce,
+    multicrop_nce,
+    multicrop_swap,
+    wcl_swap,
+)
 
 
 def unit(deg):
@@ -111,3 +120,67 @@ def test_bad_shapes_raise(shapes, match):
     y1, y2 = torch.zeros(shapes[2], dtype=torch.long), torch.zeros(shapes[3], dtype=torch.long)
     with pytest.raises(ValueError, match=match):
         wcl_swap(v1, v2, y1, y2)
+
+
+# ------------------------------------------------ keys: views gathered once by the caller
+# (one process: the gathered batch is the local one; the 2-process case is pinned by the
+# wcl method's DDP test, tests/methods/test_wcl_method.py)
+
+
+def _views(seed=2, b=6, d=4):
+    g = torch.Generator().manual_seed(seed)
+    v1 = torch.randn(b, d, generator=g, dtype=torch.float64, requires_grad=True)
+    v2 = torch.randn(b, d, generator=g, dtype=torch.float64, requires_grad=True)
+    small = torch.randn(2 * b, d, generator=g, dtype=torch.float64, requires_grad=True)
+    y1 = torch.tensor([0, 0, 1, 1, 2, 2])
+    y2 = torch.tensor([0, 1, 1, 2, 2, 2])
+    return v1, v2, small, y1, y2
+
+
+def _value_and_grads(loss, tensors):
+    grads = torch.autograd.grad(loss, tensors, allow_unused=True, retain_graph=True)
+    return float(loss.detach()), [torch.zeros_like(t) if g is None else g
+                                  for t, g in zip(tensors, grads)]
+
+
+@pytest.mark.parametrize("form", ["out", "in"])
+def test_given_keys_give_the_same_values_and_gradients(form):
+    v1, v2, small, y1, y2 = _views()
+    # the keys as their own leaves: the gradient a term sends through them must be the part
+    # of the gradient that the term gathering itself sends to the views as keys
+    k1, k2 = (v.detach().clone().requires_grad_() for v in (v1, v2))
+    keys = (k1, k2)
+    cases = [
+        (wcl_swap(v1, v2, y1, y2, 0.3, form), wcl_swap(v1, v2, y1, y2, 0.3, form, keys=keys)),
+        (multicrop_nce(small, (v1, v2), 0.3), multicrop_nce(small, (v1, v2), 0.3, keys=keys)),
+        (multicrop_swap(small, (v1, v2), (y1, y2), 0.3),
+         multicrop_swap(small, (v1, v2), (y1, y2), 0.3, keys=keys)),
+        (cl_infonce(torch.cat([v1, v2]), torch.arange(6).repeat(2), 0.3, form="in"),
+         instance_nce(v1, v2, 0.3, keys=keys)),
+    ]
+    for own, shared in cases:
+        value, (g1, g2, g_small) = _value_and_grads(own, (v1, v2, small))
+        value_k, (a1, a2, a_small, gk1, gk2) = _value_and_grads(shared, (v1, v2, small, k1, k2))
+        assert value_k == pytest.approx(value, abs=1e-12)
+        assert gk1.abs().sum() > 0 and gk2.abs().sum() > 0  # the keys are used
+        torch.testing.assert_close(a1 + gk1, g1, atol=1e-12, rtol=0)
+        torch.testing.assert_close(a2 + gk2, g2, atol=1e-12, rtol=0)
+        torch.testing.assert_close(a_small, g_small, atol=1e-12, rtol=0)
+
+
+def test_instance_nce_is_nt_xent_with_and_without_keys():
+    v1, v2, _, _, _ = _views(seed=4)
+    # instance ids, two views: 12 rows, one positive each -> both forms are NT-Xent
+    expected = sup_loop(torch.cat([v1, v2]).detach(), torch.arange(6).repeat(2), 0.5, "in")
+    assert instance_nce(v1, v2, 0.5).item() == pytest.approx(expected, abs=1e-12)
+    assert instance_nce(v1, v2, 0.5, keys=(v1, v2)).item() == pytest.approx(expected, abs=1e-12)
+
+
+def test_bad_gathered_inputs_raise():
+    v1, v2, _, y1, y2 = _views()
+    with pytest.raises(ValueError, match=r"N=6 \(the gathered batch\) entries"):
+        wcl_swap(v1, v2, y1[:3], y2[:3], keys=(v1, v2))
+    with pytest.raises(ValueError, match=r"gathered must be \(\(N, D\), \(N,\)\) with N = 6"):
+        cl_infonce(v1, y1, gathered=(v1[:4], y1[:4]))
+    with pytest.raises(ValueError, match="ids must be this rank's block of the gathered ids"):
+        cl_infonce(v1, y1, gathered=(v1, y2))

@@ -1,20 +1,27 @@
 """The wcl method: every loss term against loop references written here (NT-Xent, SupCon
 L_out on weak labels from a union-find 1-NN graph, the two multi-crop terms), the Table 2
-ablations (instance-only = the host's SimCLR), logs, gradients, config checks, and 2 DDP
-processes against one process (loss, gradients, the KNN table and the feature bank)."""
+ablations (instance-only = the host's SimCLR), logs, gradients, config checks, KNN
+multi-crop driven by the method (warm-up switch on real crops, checkpointed table), and 2
+DDP processes against one process (loss, gradients, the KNN table and the feature bank, the
+collectives of a step)."""
+import collections
 import os
 import socket
+from unittest import mock
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
 
 from clinfonce_plugin import host
 from clinfonce_plugin.cfgcheck import ConfigError
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.data.knn_multicrop import (
+    KnnMultiCropDataset,
     ensure_identical_across_ranks,
     gather_indexed,
     table_from_bank,
@@ -325,6 +332,140 @@ def test_config_errors(cfg_factory):
         _model(cfg_factory, small=2, n=8, knn_k=8)
 
 
+# ------------------------------------------ KNN multi-crop driven by the method
+
+
+def _solid_aug(crop_size, num_crops):
+    # no colour or geometric randomness: a solid image stays solid, its value decodable
+    return {"rrc": {"enabled": False, "crop_min_scale": 0.08, "crop_max_scale": 1.0},
+            "color_jitter": {"prob": 0.0, "brightness": 0.0, "contrast": 0.0,
+                             "saturation": 0.0, "hue": 0.0},
+            "grayscale": {"prob": 0.0}, "gaussian_blur": {"prob": 0.0},
+            "solarization": {"prob": 0.0}, "equalization": {"prob": 0.0},
+            "horizontal_flip": {"prob": 0.0}, "crop_size": crop_size, "num_crops": num_crops}
+
+
+class SolidImages(Dataset):
+    """Image i is a solid 40x40 RGB image of red value 10 * i; target i % 3."""
+
+    def __init__(self, n):
+        self.n = n
+        self.targets = [i % 3 for i in range(n)]
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return Image.new("RGB", (40, 40), (10 * i, 128, 255 - 10 * i)), i % 3
+
+
+def _decode(crop):
+    """Red value / 10 of a normalised solid crop (ImageNet mean/std of the host)."""
+    red = crop[:, 0].mean(dim=(1, 2)) * 0.229 + 0.485
+    return (red * 255 / 10).round().long()
+
+
+def _wcl(cfg_factory, n, **kw):
+    kw.setdefault("knn_k", 2)
+    kw.setdefault("knn_backend", "torch")
+    cfg = cfg_factory("wcl", **kw)
+    cfg.augmentations = [_solid_aug(32, 2), _solid_aug(16, 2)]
+    cfg.data.num_small_crops = 2
+    model = host.METHODS["wcl"](cfg, sample_info=SampleInfo(num_samples=n))
+    model.log_dict = lambda *a, **k: None
+    model.log = lambda *a, **k: None
+    return model
+
+
+def _run_epoch(model, ds, epoch):
+    """What Lightning does around one epoch, without a Trainer; returns decoded sources."""
+    sources = {}
+    with mock.patch.object(type(model), "current_epoch", new_callable=mock.PropertyMock,
+                           return_value=epoch):
+        model.on_train_epoch_start()
+        for batch in DataLoader(ds, batch_size=6, shuffle=False):
+            for i, s1, s2 in zip(batch[0].tolist(), _decode(batch[1][2]).tolist(),
+                                 _decode(batch[1][3]).tolist()):
+                sources[i] = [s1, s2]
+            with torch.no_grad():
+                model.training_step(batch, 0)
+        model.on_train_epoch_end()
+    return sources
+
+
+def test_wcl_switches_to_neighbour_crops_after_the_warmup(cfg_factory):
+    n = 12
+    model = _wcl(cfg_factory, n, knn_warmup_epochs=2).train()
+    ds = model.make_train_dataset(SolidImages(n), transform=None)
+    assert isinstance(ds, KnnMultiCropDataset)
+    for epoch in (0, 1):  # warm-up: standard multi-crop; features stored during epoch 1 only
+        for i, src in _run_epoch(model, ds, epoch).items():
+            assert src == [i, i]
+        if epoch == 0:
+            assert model.knn.bank is None and not bool(model.knn.valid)
+    assert bool(model.knn.valid) and int(model.knn.epoch) == 2 and ds.table.active
+    # the table is the K-NN of the stored first-large-crop features (loop reference)
+    bank = model.knn.bank.double()
+    bank = bank / bank.norm(dim=1, keepdim=True)
+    sim = bank @ bank.T
+    sim.fill_diagonal_(-2)
+    table = model.knn.neighbours
+    assert torch.equal(ds.table.neighbours, table)
+    best = sim.max(dim=1).values
+    assert torch.allclose(sim.gather(1, table[:, :1]).squeeze(1), best, atol=1e-6)
+    # epoch 2: the small crops of i are cut from i's neighbours
+    moved = 0
+    for i, src in _run_epoch(model, ds, 2).items():
+        assert set(src) <= set(table[i].tolist())
+        moved += sum(s != i for s in src)
+    assert moved == 2 * n  # never the image itself
+
+
+def test_wcl_table_is_checkpointed_and_restored_into_the_workers_table(cfg_factory):
+    n = 12
+    model = _wcl(cfg_factory, n, knn_warmup_epochs=1).train()
+    ds = model.make_train_dataset(SolidImages(n), transform=None)
+    _run_epoch(model, ds, 0)
+    state = model.state_dict()
+    assert {"knn.neighbours", "knn.valid", "knn.epoch"} <= set(state)
+    # DDP leaves them alone: every rank computes the same table
+    assert model._ddp_params_and_buffers_to_ignore == ["knn.neighbours", "knn.valid",
+                                                       "knn.epoch"]
+    assert not any("bank" in key for key in state)  # the bank is not checkpointed
+    # a fresh run: its own shared table is inactive until the state is loaded
+    resumed = _wcl(cfg_factory, n, knn_warmup_epochs=1)
+    ds2 = resumed.make_train_dataset(SolidImages(n), transform=None)
+    assert not ds2.table.active
+    resumed.load_state_dict(state)
+    assert torch.equal(ds2.table.neighbours, state["knn.neighbours"])
+    assert ds2.table.active and ds2.table.epoch == 1
+    # and the next epoch's crops come from that table
+    for i, src in _run_epoch(resumed, ds2, 1).items():
+        assert set(src) <= set(state["knn.neighbours"][i].tolist())
+
+
+def test_wcl_without_small_crops_uses_plain_index_wrapping(cfg_factory):
+    model = host.METHODS["wcl"](cfg_factory("wcl"), sample_info=SampleInfo(num_samples=4))
+    assert model.knn is None and not any("knn" in key for key in model.state_dict())
+    ds = model.make_train_dataset(SolidImages(4), transform=lambda img: [torch.zeros(1)])
+    assert not isinstance(ds, KnnMultiCropDataset)
+    assert ds[3][0] == 3
+
+
+def test_wcl_loads_checkpoints_with_the_former_flat_table_keys(cfg_factory):
+    n = 12
+    model = _wcl(cfg_factory, n, knn_warmup_epochs=1).train()
+    ds = model.make_train_dataset(SolidImages(n), transform=None)
+    _run_epoch(model, ds, 0)
+    # the names the table's buffers had when the method held them itself
+    old = {key.replace("knn.", "knn_"): v for key, v in model.state_dict().items()}
+    resumed = _wcl(cfg_factory, n, knn_warmup_epochs=1)
+    ds2 = resumed.make_train_dataset(SolidImages(n), transform=None)
+    resumed.load_state_dict(old)  # strict
+    assert torch.equal(resumed.knn.neighbours, model.knn.neighbours)
+    assert ds2.table.active and ds2.table.epoch == 1
+
+
 # ------------------------------------------------------------------ 2 DDP processes
 # One spawn of 2 gloo processes serves every DDP check of WCL (module-scoped fixture):
 # the method's step against one process, and the KNN table (method level, and the bank
@@ -359,7 +500,7 @@ def _step(model, batch):
     loss.backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.on_train_epoch_end()
-    return float(loss.detach()), grads, model.knn_neighbours.clone()
+    return float(loss.detach()), grads, model.knn.neighbours.clone()
 
 
 def _bank_data():
@@ -380,6 +521,28 @@ def _bank_rows(feats, idx, rank):
     return feats[idx] + 0.01 * (rank + 1)  # each rank's own augmentation of an image
 
 
+class _Collectives:
+    """Records (collective, payload shape, dtype) of every all_gather / all_reduce /
+    broadcast run inside the block."""
+
+    def __enter__(self):
+        self.calls, self._saved = [], {}
+        for name in ("all_gather", "all_reduce", "broadcast"):
+            self._saved[name] = original = getattr(dist, name)
+
+            def spy(tensor, *args, _name=name, _original=original, **kwargs):
+                payload = args[0] if _name == "all_gather" else tensor
+                self.calls.append((_name, tuple(payload.shape), payload.dtype))
+                return _original(tensor, *args, **kwargs)
+
+            setattr(dist, name, spy)
+        return self
+
+    def __exit__(self, *exc):
+        for name, original in self._saved.items():
+            setattr(dist, name, original)
+
+
 def _ddp_worker(rank, port, out_dir):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
@@ -389,8 +552,11 @@ def _ddp_worker(rank, port, out_dir):
         # the method: this rank's half of the batch
         idx, crops, targets = _batch(b=8, small=2, seed=3)
         rows = slice(rank * 4, rank * 4 + 4)
-        loss, grads, table = _step(_ddp_model(),
-                                   (idx[rows], [c[rows] for c in crops], targets[rows]))
+        model = _ddp_model()
+        with _Collectives() as collectives:
+            loss, grads, table = _step(model, (idx[rows], [c[rows] for c in crops],
+                                               targets[rows]))
+        out["collectives"] = collectives.calls
         for g in grads.values():  # what DDP does with the gradients
             dist.all_reduce(g)
             g /= WORLD
@@ -433,6 +599,25 @@ def test_two_ddp_processes_match_one_process(ddp_results):
         # the KNN table from the features of both ranks: the single-process table
         assert torch.equal(res["method_table"], table)
     assert not torch.equal(table, torch.arange(16)[:, None].repeat(1, 2))
+
+
+def test_a_ddp_step_gathers_each_large_view_once(ddp_results):
+    # one step + epoch end on 4 images per rank, 2 small crops, heads of 16 dims, 96
+    # backbone features: each large view of g (z1, z2) and of phi (v1, v2) is gathered
+    # once and serves every term; both views' weak labels come from one gather of their
+    # 1-NN lists and are not gathered again by the losses
+    long, f32 = torch.int64, torch.float32
+    expected = collections.Counter({
+        ("all_gather", (4, 16), f32): 4,  # z1, z2, v1, v2
+        ("all_gather", (1, 2, 4), long): 1,  # the 1-NN lists of both phi views
+        ("all_gather", (4,), long): 2,  # targets (weak-label purity), the bank's indexes
+        ("all_gather", (1,), long): 1,  # the bank: rows per rank
+        ("all_gather", (4, 96), f32): 1,  # the bank: features of the first large crop
+        ("all_reduce", (8, 16), f32): 4,  # backward of the four gathers
+        ("all_gather", (1, 2), long): 1,  # epoch end: the table's fingerprint
+    })
+    for res in ddp_results:
+        assert collections.Counter(res["collectives"]) == expected
 
 
 def test_two_ddp_processes_build_the_same_bank_and_table(ddp_results):

@@ -316,7 +316,7 @@ def test_gradients_reach_backbone_and_both_heads(cfg_factory):
 
 
 def test_config_errors(cfg_factory):
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['lambda'\] in method_kwargs"):
+    with pytest.raises(ConfigError, match=r"method_kwargs.lambda: unknown key. Valid keys here: \['ablation'"):
         _model(cfg_factory, **{"lambda": 1.0})
     with pytest.raises(ConfigError, match="unknown method_kwargs.ablation 'g_only'. Choose"):
         _model(cfg_factory, ablation="g_only")

@@ -47,10 +47,17 @@ def _prepare(cfg: omegaconf.DictConfig, source: Any = None):
 
 def build_method(cfg: omegaconf.DictConfig, sample_info=None) -> pl.LightningModule:
     cls = host.METHODS[cfg.method]
-    if sample_info is not None and getattr(cls, "uses_sample_info", False):
-        model = cls(cfg, sample_info=sample_info)
-    else:
-        model = cls(cfg)
+    try:
+        if sample_info is not None and getattr(cls, "uses_sample_info", False):
+            model = cls(cfg, sample_info=sample_info)
+        else:
+            model = cls(cfg)
+    except ConfigError:
+        raise
+    except ValueError as err:
+        # a provider's or backbone's parameter check (e.g. a k out of range): the same clean
+        # exit as every other config error
+        raise ConfigError(f"method {cfg.method}: {err}") from None
     apply_plugin_stem(model, cfg)
     return model
 

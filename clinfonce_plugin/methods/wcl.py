@@ -22,11 +22,11 @@ from clinfonce_plugin.data.knn_multicrop import (
     table_from_bank,
     write_bank,
 )
+from clinfonce_plugin.heads import mlp
 from clinfonce_plugin.host import BaseMethod
 from clinfonce_plugin.losses import cl_infonce, multicrop_nce, multicrop_swap, wcl_swap
+from clinfonce_plugin.training_set import training_sample_info
 from clinfonce_plugin.utils.distributed import all_gather_no_grad, get_rank, get_world_size
-
-from ._common import mlp, training_sample_info
 
 # WCL Table 2 rows (the multi-crop terms join whenever small crops are configured)
 ABLATIONS = {

@@ -1,7 +1,7 @@
 """Name -> cluster provider class. The one place a provider is registered.
 
 Add a provider by adding its class here under its ``name`` (the yaml value of
-``method_kwargs.cluster_provider``); other modules may also extend the dict.
+``method_kwargs.clusters.provider``); other modules may also extend the dict.
 """
 from typing import Any, Dict, Mapping, Optional, Type
 

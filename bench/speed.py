@@ -167,10 +167,10 @@ def bench_providers(args, step_s=None) -> dict:
     res = {}
     for name, params in (("attributes", {"k": 6}), ("hierarchy", {"pairs": pairs, "level": 2})):
         prov = build_provider(name, info, **params)
-        prov.assign(idx)
+        prov(idx)
         reps = 200
         res[f"{name} lookup per step (ms)"] = 1e3 * timed(
-            lambda: [prov.assign(idx) for _ in range(reps)]) / reps
+            lambda: [prov(idx) for _ in range(reps)]) / reps
     # k-means refresh (one per epoch at period 1): embedding pass + k-means + I/H, as a
     # fraction of a simclr epoch over the same N images at the step time measured above
     import kmeans_refresh

@@ -4,7 +4,7 @@ See ``registry.CLUSTER_PROVIDERS`` for the available providers.
 """
 from .attributes import attribute_cluster_ids
 from .base import REQUIRED, ClusterProvider, contiguous
-from .registry import CLUSTER_PROVIDERS, build_provider, provider_params
+from .registry import CLUSTER_PROVIDERS, build_from_spec, build_provider
 from .sample_info import SampleInfo
 
 __all__ = [
@@ -13,7 +13,7 @@ __all__ = [
     "ClusterProvider",
     "SampleInfo",
     "attribute_cluster_ids",
+    "build_from_spec",
     "build_provider",
     "contiguous",
-    "provider_params",
 ]

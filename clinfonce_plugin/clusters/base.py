@@ -1,4 +1,4 @@
-"""Base class of cluster providers: a table sample index -> cluster id.
+"""Base class of cluster providers: a table sample index -> cluster id, held as a buffer.
 
 A provider turns what a dataset knows about its samples (``SampleInfo``) into one
 cluster id per sample. Cl-InfoNCE (https://arxiv.org/abs/2202.06670) treats all views
@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
+import torch.nn as nn
 
 from .sample_info import SampleInfo
 
@@ -82,14 +83,19 @@ def resolve_path(owner: str, name: str, path: Any, root: Optional[str]) -> str:
     )
 
 
-class ClusterProvider:
-    """Maps dataset indexes 0..N-1 to cluster ids 0..K-1.
+class ClusterProvider(nn.Module):
+    """Maps dataset indexes 0..N-1 to cluster ids 0..K-1; the one owner of those ids.
+
+    The ids are the buffer ``ids``, so they move with the model (``.to(device)``) and are
+    saved and loaded with its ``state_dict`` (key ``<submodule name>.ids``); a method registers
+    its provider as a submodule and looks a batch up with ``provider(indexes)``.
 
     Subclasses set ``name`` (the registry key), ``PARAMS`` (parameter -> default, with
     ``REQUIRED`` for parameters without a default) and implement ``_build()``, which
     reads ``self.info`` and ``self.params``, validates values and returns (N,) ids.
 
     Attributes:
+        ids: (N,) int64 buffer, the cluster id of each dataset index, contiguous 0..K-1.
         info: the ``SampleInfo`` the ids were built from.
         params: the resolved parameters (user values over ``PARAMS`` defaults).
     """
@@ -99,14 +105,14 @@ class ClusterProvider:
     dynamic = False
 
     def __init__(self, info: SampleInfo, **params: Any) -> None:
+        super().__init__()
         if not isinstance(info, SampleInfo):
             raise ValueError(
                 f"{self.name}: expected a SampleInfo, got {type(info).__name__}"
             )
         self.info = info
         self.params = self._resolve_params(params)
-        self._ids: Optional[np.ndarray] = None
-        self._tables: Dict[torch.device, torch.Tensor] = {}
+        self.register_buffer("ids", torch.zeros(info.num_samples, dtype=torch.long))
         self._set_ids(self._build())
 
     # ----------------------------------------------------------------- parameters
@@ -132,61 +138,49 @@ class ClusterProvider:
 
     # ----------------------------------------------------------------------- ids
     def _set_ids(self, ids: np.ndarray) -> None:
-        """Installs new ids (dynamic providers call it again) and drops device copies."""
+        """Checks new ids and writes them into the buffer in place (on its device); dynamic
+        providers call it again at every refresh."""
         ids = np.asarray(ids)
         n = self.info.num_samples
         if ids.shape != (n,):
             raise ValueError(f"{self.name}: built ids of shape {ids.shape}, expected ({n},)")
         if not np.issubdtype(ids.dtype, np.integer):
             raise ValueError(f"{self.name}: built ids of dtype {ids.dtype}, expected integers")
-        ids = ids.astype(np.int64, copy=True)
+        ids = ids.astype(np.int64)
         k = int(ids.max()) + 1
         if ids.min() != 0 or np.unique(ids).size != k:
             raise ValueError(f"{self.name}: built ids are not contiguous 0..K-1")
-        ids.setflags(write=False)  # device tables are cached copies: forbid edits in place
-        self._ids = ids
-        self._tables = {}
-
-    @property
-    def ids(self) -> np.ndarray:
-        """(N,) int64 read-only cluster id per dataset index, contiguous 0..K-1."""
-        assert self._ids is not None
-        return self._ids
+        self.ids.copy_(torch.from_numpy(ids))
 
     @property
     def num_clusters(self) -> int:
-        """K, the number of distinct cluster ids."""
+        """K, the number of distinct cluster ids (ids are contiguous: max + 1)."""
         return int(self.ids.max()) + 1
 
-    def assign(self, indexes: torch.Tensor) -> torch.Tensor:
+    def forward(self, indexes: torch.Tensor) -> torch.Tensor:
         """Looks up the cluster ids of dataset indexes.
 
         Args:
-            indexes: (B,) (any shape) integer dataset indexes, on any device.
+            indexes: (B,) (any shape) integer dataset indexes, on the buffer's device.
 
         Returns:
-            int64 tensor of the same shape on ``indexes.device``: ``ids[indexes]``.
-            Range is checked for CPU indexes only (on an accelerator the check would
-            cost a device synchronisation per step).
+            int64 tensor of the same shape: ``ids[indexes]``. Range is checked for CPU
+            indexes only (on an accelerator the check would cost a device synchronisation
+            per step).
         """
         if not isinstance(indexes, torch.Tensor):
             raise ValueError(
-                f"{self.name}: assign expects a torch.Tensor of indexes, "
-                f"got {type(indexes).__name__}"
+                f"{self.name}: expects a torch.Tensor of indexes, got {type(indexes).__name__}"
             )
         if indexes.dtype.is_floating_point or indexes.dtype.is_complex or indexes.dtype == torch.bool:
-            raise ValueError(f"{self.name}: assign expects integer indexes, got {indexes.dtype}")
-        table = self._tables.get(indexes.device)
-        if table is None:
-            table = torch.from_numpy(self.ids.copy()).to(indexes.device)
-            self._tables[indexes.device] = table
+            raise ValueError(f"{self.name}: expects integer indexes, got {indexes.dtype}")
         if indexes.device.type == "cpu" and indexes.numel() > 0:
             low, high = int(indexes.min()), int(indexes.max())
-            n = self.info.num_samples
+            n = self.ids.numel()
             if low < 0 or high >= n:
                 bad = low if low < 0 else high
                 raise ValueError(f"{self.name}: index {bad} out of range for {n} samples")
-        return table[indexes.long()]
+        return self.ids[indexes.long()]
 
     # --------------------------------------------------------------- reporting
     def stats(self) -> Dict[str, Any]:
@@ -198,10 +192,11 @@ class ClusterProvider:
             singletons (clusters of one sample: they give an anchor no positive but its
             own other views).
         """
-        sizes = np.bincount(self.ids)
+        ids = self.ids.cpu().numpy()
+        sizes = np.bincount(ids)
         histogram = Counter(int(s) for s in sizes)
         return {
-            "num_samples": int(self.ids.size),
+            "num_samples": int(ids.size),
             "num_clusters": int(sizes.size),
             "size_histogram": {size: histogram[size] for size in sorted(histogram)},
             "min_size": int(sizes.min()),
@@ -225,5 +220,5 @@ class ClusterProvider:
         extra = self._describe_extra()
         return f"{line}; {extra}" if extra else line
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.params})"
+    def extra_repr(self) -> str:
+        return f"{self.params}"

@@ -5,21 +5,21 @@ Algorithm 1): before the first epoch and then every ``period`` epochs the whole 
 is embedded, the embeddings are L2-normalised and clustered with spherical k-means (faiss),
 and the assignments become the clusters of the next epochs.
 
-This module holds the clustering itself: ``spherical_kmeans`` (faiss, seeded),
-``check_same_on_all_ranks`` and the ``kmeans`` provider. The embedding pass and the training
-schedule belong to the method (``clinfonce_plugin.methods``). Plain numpy/torch/faiss: no
-host, no Lightning.
+This module holds the clustering itself: ``spherical_kmeans`` (faiss, seeded), the refresh
+schedule (``refresh_due``) and the ``kmeans`` provider, which owns the ids, centroids and
+refresh epoch as buffers. The embedding pass is ``clusters.embedding_pass``; the method runs
+it and hands the embeddings to ``KMeansProvider.refresh``. Plain numpy/torch/faiss: no host,
+no Lightning.
 """
-import time
-from typing import Optional, Tuple
+from typing import Any, Mapping, Tuple
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
-from clinfonce_plugin.utils.distributed import get_world_size, is_dist
+from clinfonce_plugin.utils.distributed import all_ranks_agree
 
 from .base import REQUIRED, ClusterProvider, check_int, contiguous
+from .sample_info import SampleInfo
 
 SPACES = ("backbone", "projector")
 DEVICES = ("auto", "cpu", "gpu")
@@ -116,51 +116,30 @@ def compact_clusters(labels: np.ndarray, centroids: np.ndarray) -> Tuple[np.ndar
     return ids, out
 
 
-def _comm_device(device: Optional[torch.device]) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    if dist.get_backend() == "nccl":  # NCCL only reduces CUDA tensors
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
+def refresh_due(epoch: int, period: int, last_refresh_epoch: int) -> bool:
+    """Whether the clusters are recomputed before ``epoch`` (0-based).
 
-
-@torch.no_grad()
-def check_same_on_all_ranks(ids, what: str = "k-means assignments",
-                            device: Optional[torch.device] = None) -> None:
-    """Raises RuntimeError on every rank unless all ranks hold the same integer array.
-
-    One all_reduce(MAX) of ``[ids, -ids]``: the arrays agree iff the element-wise maximum
-    equals this rank's ids and the maximum of the negatives equals -ids, on every rank.
-    The decision is itself all-reduced so that all ranks raise together. A no-op without
-    torch.distributed.
-
-    Args:
-        ids: (N,) integers, the same N on every rank.
-        device: where to put the reduced tensor (default: CUDA under NCCL, else CPU).
+    Due before epochs 0, period, 2 * period, ... unless already done for that epoch (a run
+    resumed inside such an epoch), and always when there never was a refresh
+    (``last_refresh_epoch < 0``), since the placeholder ids are not clusters.
     """
-    if not is_dist() or get_world_size() == 1:
-        return
-    dev = _comm_device(device)
-    mine = torch.as_tensor(np.asarray(ids), dtype=torch.long).to(dev)
-    both = torch.stack([mine, -mine])
-    dist.all_reduce(both, op=dist.ReduceOp.MAX)
-    differs = torch.tensor([float(not (torch.equal(both[0], mine) and torch.equal(both[1], -mine)))],
-                           device=dev)
-    dist.all_reduce(differs, op=dist.ReduceOp.MAX)
-    if differs.item() > 0:
-        raise RuntimeError(
-            f"{what} differ between ranks: every rank must cluster the same gathered "
-            f"embeddings with the same seed (check that faiss is deterministic here)"
-        )
+    if last_refresh_epoch < 0:
+        return True
+    return epoch % period == 0 and epoch != last_refresh_epoch
 
 
 class KMeansProvider(ClusterProvider):
     """Implements K-means clusters (https://arxiv.org/abs/2202.06670, Sec. 4.4, Algorithm 1).
 
-    A dynamic provider: ``refresh(embeddings)`` replaces the ids with the spherical k-means
-    assignments of the (N, d) training-set embeddings; the method calls it before the first
-    epoch and every ``period`` epochs. Until the first refresh the ids are a placeholder,
-    one cluster per image (instance ids), which no training step ever sees.
+    A dynamic provider: ``refresh(embeddings, epoch)`` replaces the ids with the spherical
+    k-means assignments of the (N, d) training-set embeddings; the method calls it when
+    ``due(epoch)``, i.e. before the first epoch and every ``period`` epochs. Until the first
+    refresh the ids are a placeholder, one cluster per image (instance ids), which no
+    training step ever sees.
+
+    Besides ``ids``, the buffers ``centroids`` and ``refresh_epoch`` are the provider's state:
+    sized at construction, so that a freshly built model loads a checkpoint of a refreshed
+    one and keeps its clusters until the schedule says otherwise.
 
     Extra cfg settings:
         k (int, required): number of centroids, 1 <= k <= N. Empty clusters are dropped, so
@@ -173,17 +152,26 @@ class KMeansProvider(ClusterProvider):
         period (int): epochs between refreshes (default 1: every epoch).
         device (str): "auto" (faiss GPU when available, else CPU), "cpu" or "gpu".
 
+    Args:
+        info: the training set's SampleInfo (N = num_samples).
+        embedding_dims: dimension of each embedding space the model offers, e.g.
+            ``{"backbone": 512, "projector": 128}``; the one of ``space`` sizes the centroids.
+        **params: the settings above.
+
     Attributes:
-        centroids: (k, d) float32 unit centroids of the last refresh (rows >= num_clusters
-            are zero), None before the first refresh.
-        objective: faiss objective of the last refresh.
-        fit_seconds: wall time of the last k-means (without the embedding pass).
+        centroids: (k, d) float32 buffer, the unit centroids of the last refresh (rows >=
+            num_clusters are zero); zeros before the first refresh.
+        refresh_epoch: int64 scalar buffer, the epoch of the last refresh, -1 before it.
     """
 
     name = "kmeans"
     dynamic = True
     PARAMS = {"k": REQUIRED, "iterations": 20, "seed": 0, "nredo": 1, "space": "projector",
               "period": 1, "device": "auto"}
+
+    def __init__(self, info: SampleInfo, embedding_dims: Mapping[str, int], **params: Any) -> None:
+        self._embedding_dims = dict(embedding_dims)  # read by _build, which the base __init__ runs
+        super().__init__(info, **params)
 
     def _build(self) -> np.ndarray:
         p = self.params
@@ -203,53 +191,55 @@ class KMeansProvider(ClusterProvider):
             raise ValueError(f"{self.name}: device='gpu' but faiss has no GPU support or no GPU "
                              "is visible; use device='auto' or 'cpu'")
         self.space: str = p["space"]
-        self.device: str = p["device"]
-        self.centroids: Optional[np.ndarray] = None
-        self.objective: Optional[float] = None
-        self.fit_seconds: Optional[float] = None
+        self.faiss_device: str = p["device"]
+        dim = self._embedding_dims.get(self.space)
+        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+            raise ValueError(f"{self.name}: needs the embedding dimension of space "
+                             f"{self.space!r}, got embedding_dims={self._embedding_dims}")
+        self.register_buffer("centroids", torch.zeros(self.k, dim))
+        self.register_buffer("refresh_epoch", torch.tensor(-1, dtype=torch.long))
         return np.arange(n, dtype=np.int64)  # placeholder until the first refresh
 
     @property
     def refreshed(self) -> bool:
         """Whether the ids come from k-means (False: still the placeholder)."""
-        return self.centroids is not None
+        return int(self.refresh_epoch) >= 0
 
-    def refresh(self, embeddings, device: Optional[torch.device] = None) -> np.ndarray:
+    def due(self, epoch: int) -> bool:
+        """Whether the schedule reclusters before ``epoch`` (see ``refresh_due``)."""
+        return refresh_due(epoch, self.period, int(self.refresh_epoch))
+
+    @torch.no_grad()
+    def refresh(self, embeddings, epoch: int) -> torch.Tensor:
         """Clusters the training set's embeddings and installs the assignments.
 
         Args:
             embeddings: (N, d) embeddings in dataset order, identical on every rank.
-            device: device for the cross-rank check (default: CUDA under NCCL, else CPU).
+            epoch: the epoch the clusters are made for (stored in ``refresh_epoch``).
 
         Returns:
-            (N,) int64 contiguous ids (also ``self.ids``).
+            ``self.ids``: the (N,) int64 contiguous ids.
 
         Raises:
             RuntimeError: under torch.distributed, when the ranks' assignments differ.
         """
         x = embeddings.detach().cpu().numpy() if isinstance(embeddings, torch.Tensor) else embeddings
         x = np.asarray(x)
-        n = self.info.num_samples
-        if x.ndim != 2 or x.shape[0] != n:
-            raise ValueError(f"{self.name}: expected ({n}, d) embeddings, got shape {x.shape}")
-        start = time.perf_counter()
-        labels, centroids, objective = spherical_kmeans(
-            x, self.k, self.iterations, self.seed, self.nredo, self.device)
+        n, d = self.info.num_samples, self.centroids.shape[1]
+        if x.shape != (n, d):
+            raise ValueError(f"{self.name}: expected ({n}, {d}) embeddings, got shape {x.shape}")
+        labels, centroids, _ = spherical_kmeans(
+            x, self.k, self.iterations, self.seed, self.nredo, self.faiss_device)
         ids, centroids = compact_clusters(labels, centroids)
-        check_same_on_all_ranks(ids, device=device)
-        self.fit_seconds = time.perf_counter() - start
-        self.restore(ids, centroids)
-        self.objective = objective
+        if not all_ranks_agree(torch.from_numpy(ids)):
+            raise RuntimeError(
+                "k-means assignments differ between ranks: every rank must cluster the same "
+                "gathered embeddings with the same seed (check that faiss is deterministic here)"
+            )
+        self._set_ids(ids)
+        self.centroids.copy_(torch.from_numpy(centroids))
+        self.refresh_epoch.fill_(int(epoch))
         return self.ids
-
-    def restore(self, ids, centroids) -> None:
-        """Installs ids and centroids of an earlier refresh (e.g. read from a checkpoint)."""
-        centroids = np.asarray(centroids, dtype=np.float32)
-        if centroids.ndim != 2 or centroids.shape[0] != self.k:
-            raise ValueError(f"{self.name}: expected ({self.k}, d) centroids, "
-                             f"got shape {centroids.shape}")
-        self._set_ids(np.asarray(ids))
-        self.centroids = centroids.copy()
 
     def _describe_extra(self) -> str:
         if not self.refreshed:

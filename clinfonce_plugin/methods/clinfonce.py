@@ -2,25 +2,19 @@
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
-import numpy as np
 import omegaconf
 import torch
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 from clinfonce_plugin.cfgcheck import ConfigError, fill_defaults
+from clinfonce_plugin.clusters.embedding_pass import TransformedImages, embed_dataset, label_metrics
+from clinfonce_plugin.clusters.registry import CLUSTER_PROVIDERS, build_from_spec
 from clinfonce_plugin.clusters.sample_info import SampleInfo
+from clinfonce_plugin.heads import mlp
 from clinfonce_plugin.host import BaseMethod
 from clinfonce_plugin.losses import cl_infonce
+from clinfonce_plugin.training_set import training_sample_info
 from clinfonce_plugin.utils.distributed import all_gather_no_grad, get_rank, get_world_size
-
-from ._common import (
-    check_provider_name,
-    loss_num_clusters,
-    mean_positives,
-    mlp,
-    provider_from_cfg,
-)
-from .embedding_pass import TransformedImages, embed_dataset, label_metrics, refresh_due
 
 METHOD_KWARGS = {
     "proj_hidden_dim": 2048,
@@ -34,20 +28,33 @@ METHOD_KWARGS = {
 }
 
 
+def loss_num_clusters(num_clusters: int, rows_gathered: int) -> Optional[int]:
+    """Pass the id range to the loss only when its per-cluster table is not larger than the
+    gathered batch; otherwise let the loss compact the ids of the batch (torch.unique)."""
+    return num_clusters if num_clusters <= 2 * rows_gathered else None
+
+
+def mean_positives(ids_gathered: torch.Tensor) -> torch.Tensor:
+    """Mean number of positives per anchor (other rows with the same id) in a gathered batch."""
+    _, inverse, counts = torch.unique(ids_gathered, return_inverse=True, return_counts=True)
+    return (counts[inverse] - 1).float().mean()
+
+
 class ClInfoNCE(BaseMethod):
     """Implements Cl-InfoNCE (https://arxiv.org/abs/2202.06670).
 
     Positives of an anchor are all other views whose cluster id equals the anchor's; the ids
-    come from a cluster provider and live in the ``cluster_ids`` buffer indexed by dataset
-    index (so they move with the model and are checkpointed).
+    are owned by the cluster provider, the submodule ``provider``, as its buffer ``ids``
+    indexed by dataset index (so they move with the model and are checkpointed once, as
+    ``provider.ids``); a step looks its batch up with ``self.provider(indexes)``.
 
     Dynamic providers (``kmeans``, Sec. 4.4, Algorithm 1) are refreshed in
     ``on_train_epoch_start``, before epochs 0, period, 2 * period, ...: the training set is
     embedded once (resize + centre crop, the network in eval mode, sharded over ranks and
     gathered) and clustered identically on every rank. Before epoch 0 this is the randomly
-    initialised network, as in Algorithm 1. The ``centroids`` and
-    ``cluster_refresh_epoch`` buffers join ``cluster_ids`` in the checkpoint, so a resumed
-    run keeps its clusters and reclusters only when the schedule says so. Each refresh logs
+    initialised network, as in Algorithm 1. The provider's ``centroids`` and ``refresh_epoch``
+    buffers join its ``ids`` in the checkpoint, so a resumed run keeps its clusters and
+    reclusters only when the schedule says so. Each refresh logs
     ``kmeans_num_clusters`` and, when labels are known, ``kmeans_mi`` = I(Z;T) and
     ``kmeans_cond_entropy`` = H(Z|T) in bits, and ``kmeans_refresh_seconds``.
 
@@ -82,15 +89,11 @@ class ClInfoNCE(BaseMethod):
             self.instance_projector = mlp(self.features_dim, kw.proj_hidden_dim,
                                           kw.proj_output_dim, kw.proj_num_layers)
 
-        self.provider = provider_from_cfg(cfg, sample_info)
-        self.register_buffer("cluster_ids", torch.tensor(np.asarray(self.provider.ids), dtype=torch.long))
-        self.num_clusters: int = int(self.provider.num_clusters)
-        self.dynamic_clusters: bool = bool(getattr(self.provider, "dynamic", False))
-        if self.dynamic_clusters:
-            dim = self.features_dim if self.provider.space == "backbone" else kw.proj_output_dim
-            self.register_buffer("centroids", torch.zeros(self.provider.k, dim))
-            self.register_buffer("cluster_refresh_epoch", torch.tensor(-1, dtype=torch.long))
-            self.register_load_state_dict_post_hook(ClInfoNCE._restore_provider)
+        self.provider = build_from_spec(
+            OmegaConf.to_container(kw.clusters, resolve=True),
+            training_sample_info(cfg, sample_info),
+            embedding_dims={"backbone": self.features_dim, "projector": kw.proj_output_dim})
+        if self.provider.dynamic:
             # (image tensor, target) items of the training set in dataset order; built from
             # cfg.data on the first refresh unless set beforehand (tests, benchmarks)
             self.embedding_dataset: Optional[torch.utils.data.Dataset] = None
@@ -106,7 +109,10 @@ class ClInfoNCE(BaseMethod):
             if kw.loss_form not in ("out", "in"):
                 raise ConfigError(f"method_kwargs.loss_form must be 'out' or 'in', "
                                   f"got {kw.loss_form!r}")
-            check_provider_name(cfg)
+            if kw.clusters.get("provider") not in CLUSTER_PROVIDERS:
+                raise ConfigError(f"unknown cluster provider {kw.clusters.get('provider')!r} in "
+                                  f"method_kwargs.clusters.provider. "
+                                  f"Choose from {sorted(CLUSTER_PROVIDERS)}")
         return cfg
 
     @property
@@ -130,21 +136,14 @@ class ClInfoNCE(BaseMethod):
         return self._project(super().multicrop_forward(X))
 
     # ------------------------------------------------------------ dynamic clusters
-    @staticmethod
-    def _restore_provider(module: "ClInfoNCE", incompatible_keys: Any) -> None:
-        """After load_state_dict: the provider takes the checkpointed ids and centroids."""
-        if int(module.cluster_refresh_epoch) >= 0:
-            module.provider.restore(module.cluster_ids.cpu().numpy(), module.centroids.cpu().numpy())
-            module.num_clusters = int(module.provider.num_clusters)
-
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
-        if self.dynamic_clusters:
+        if self.provider.dynamic:
             self.maybe_refresh_clusters(self.current_epoch)
 
     def maybe_refresh_clusters(self, epoch: int) -> bool:
         """Refreshes the clusters if the schedule says so before ``epoch``; returns whether."""
-        if not refresh_due(epoch, self.provider.period, int(self.cluster_refresh_epoch)):
+        if not self.provider.due(epoch):
             return False
         self.refresh_clusters(epoch)
         return True
@@ -157,9 +156,9 @@ class ClInfoNCE(BaseMethod):
 
             base, _, _ = build_dataset(self.cfg.data.dataset, self.cfg.data.train_path, split="train")
             self.embedding_dataset = TransformedImages(base, eval_transform(self.cfg))
-        if len(self.embedding_dataset) != self.cluster_ids.numel():
+        if len(self.embedding_dataset) != self.provider.ids.numel():
             raise ValueError(f"the embedding dataset has {len(self.embedding_dataset)} images, "
-                             f"the clusters cover {self.cluster_ids.numel()}")
+                             f"the clusters cover {self.provider.ids.numel()}")
         return self.embedding_dataset
 
     def _cluster_embedding(self, x: torch.Tensor) -> torch.Tensor:
@@ -176,29 +175,27 @@ class ClInfoNCE(BaseMethod):
         context = trainer.precision_plugin.forward_context if trainer is not None else None
         try:
             emb = embed_dataset(self._cluster_embedding, self._train_images(),
-                                self.centroids.shape[1], int(self.cfg.optimizer.batch_size),
+                                self.provider.centroids.shape[1],
+                                int(self.cfg.optimizer.batch_size),
                                 int(self.cfg.data.get("num_workers", 0) or 0), self.device,
                                 context)
         finally:
             for module, mode in modes.items():
                 module.training = mode
         embed_seconds = time.perf_counter() - start
-        ids = self.provider.refresh(emb, device=self.device)
-        self.cluster_ids.copy_(torch.as_tensor(np.array(ids)))
-        self.centroids.copy_(torch.from_numpy(self.provider.centroids))
-        self.cluster_refresh_epoch.fill_(epoch)
-        self.num_clusters = int(self.provider.num_clusters)
+        ids = self.provider.refresh(emb, epoch).cpu().numpy()
+        fit_seconds = time.perf_counter() - start - embed_seconds
         metrics = label_metrics(ids, self.provider.info.labels)
         metrics["kmeans_refresh_seconds"] = time.perf_counter() - start
         self.last_refresh = dict(metrics, epoch=float(epoch), embed_seconds=embed_seconds,
-                                 fit_seconds=float(self.provider.fit_seconds))
+                                 fit_seconds=fit_seconds)
         if trainer is not None:
             # identical on every rank already: no sync needed
             self.log_dict(metrics, on_step=False, on_epoch=True, sync_dist=False)
         if get_rank() == 0:
             info = ", ".join(f"{k[len('kmeans_'):]}={v:.4g}" for k, v in metrics.items())
             print(f"[clinfonce] k-means before epoch {epoch}: {info} "
-                  f"(embedding pass {embed_seconds:.2f} s, k-means {self.provider.fit_seconds:.2f} s)")
+                  f"(embedding pass {embed_seconds:.2f} s, k-means {fit_seconds:.2f} s)")
         return metrics
 
     def training_step(self, batch: Sequence[Any], batch_idx: int) -> torch.Tensor:
@@ -206,10 +203,11 @@ class ClInfoNCE(BaseMethod):
         out = super().training_step(batch, batch_idx)
         n_views = len(out["z"])
         z = torch.cat(out["z"])
-        ids = self.cluster_ids[indexes].repeat(n_views)
+        ids = self.provider(indexes).repeat(n_views)
+        num_clusters = self.provider.num_clusters
         rows_gathered = z.size(0) * get_world_size()
         loss = cl_infonce(z, ids, self.temperature, form=self.loss_form,
-                          num_clusters=loss_num_clusters(self.num_clusters, rows_gathered))
+                          num_clusters=loss_num_clusters(num_clusters, rows_gathered))
         logs = {"train_clinfonce_loss": loss}
         total = loss
         if self.instance_head:
@@ -222,6 +220,6 @@ class ClInfoNCE(BaseMethod):
             total = total + self.instance_weight * inst_loss
         with torch.no_grad():
             logs["train_mean_positives"] = mean_positives(all_gather_no_grad(ids))
-        logs["num_clusters"] = float(self.num_clusters)
+        logs["num_clusters"] = float(num_clusters)
         self.log_dict(logs, on_epoch=True, sync_dist=True)
         return total + out["loss"]

@@ -1,18 +1,17 @@
 """The "clusters + cross-entropy" baseline of Cl-InfoNCE (Table 2): predict cluster ids."""
 from typing import Any, Dict, List, Optional, Sequence
 
-import numpy as np
 import omegaconf
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
-from clinfonce_plugin.cfgcheck import fill_defaults
+from clinfonce_plugin.cfgcheck import ConfigError, fill_defaults
+from clinfonce_plugin.clusters.registry import CLUSTER_PROVIDERS, build_from_spec
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.host import BaseMethod
-
-from ._common import check_provider_name, provider_from_cfg
+from clinfonce_plugin.training_set import training_sample_info
 
 METHOD_KWARGS = {"clusters": {"provider": "attributes"}}
 
@@ -31,23 +30,26 @@ class ClusterCE(BaseMethod):
 
     def __init__(self, cfg: omegaconf.DictConfig, sample_info: Optional[SampleInfo] = None):
         super().__init__(cfg)
-        self.provider = provider_from_cfg(cfg, sample_info)
-        if getattr(self.provider, "dynamic", False):
+        spec = OmegaConf.to_container(cfg.method_kwargs.clusters, resolve=True)
+        cls = CLUSTER_PROVIDERS.get(spec.get("provider"))
+        if cls is not None and cls.dynamic:
             # the class head is sized by the provider at construction and no refresh hook
             # runs here: a dynamic provider would train on its placeholder ids
             raise ValueError(f"cluster_ce supports static cluster providers only, got "
-                             f"{self.provider.name!r}; use clinfonce for k-means clusters")
-        self.register_buffer("cluster_ids",
-                             torch.tensor(np.asarray(self.provider.ids), dtype=torch.long))
-        self.num_clusters = int(self.provider.num_clusters)
-        self.cluster_head = nn.Linear(self.features_dim, self.num_clusters)
+                             f"{spec['provider']!r}; use clinfonce for k-means clusters")
+        self.provider = build_from_spec(spec, training_sample_info(cfg, sample_info))
+        self.cluster_head = nn.Linear(self.features_dim, self.provider.num_clusters)
 
     @staticmethod
     def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
         cfg = super(ClusterCE, ClusterCE).add_and_assert_specific_cfg(cfg)
         with open_dict(cfg):
             fill_defaults(cfg, "method_kwargs", METHOD_KWARGS)
-            check_provider_name(cfg)
+            provider = cfg.method_kwargs.clusters.get("provider")
+            if provider not in CLUSTER_PROVIDERS:
+                raise ConfigError(f"unknown cluster provider {provider!r} in "
+                                  f"method_kwargs.clusters.provider. "
+                                  f"Choose from {sorted(CLUSTER_PROVIDERS)}")
         return cfg
 
     @property
@@ -58,10 +60,11 @@ class ClusterCE(BaseMethod):
     def training_step(self, batch: Sequence[Any], batch_idx: int) -> torch.Tensor:
         indexes = batch[0]
         out = super().training_step(batch, batch_idx)
-        ids = self.cluster_ids[indexes]
+        ids = self.provider(indexes)
         logits = [self.cluster_head(f) for f in out["feats"]]
         ce = sum(F.cross_entropy(lg, ids) for lg in logits) / len(logits)
         acc = sum((lg.argmax(1) == ids).float().mean() for lg in logits) / len(logits)
         self.log_dict({"train_cluster_ce": ce, "train_cluster_acc": acc,
-                       "num_clusters": float(self.num_clusters)}, on_epoch=True, sync_dist=True)
+                       "num_clusters": float(self.cluster_head.out_features)},
+                      on_epoch=True, sync_dist=True)
         return ce + out["loss"]

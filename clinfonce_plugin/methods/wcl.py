@@ -14,11 +14,11 @@ from clinfonce_plugin.clusters.neighbours import BACKENDS as KNN_BACKENDS
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.data.indexed import IndexedDataset
 from clinfonce_plugin.data.knn_multicrop import KnnMultiCrop, split_crop_pipelines
+from clinfonce_plugin.heads import mlp
 from clinfonce_plugin.host import BaseMethod
 from clinfonce_plugin.losses import instance_nce, multicrop_nce, multicrop_swap, wcl_swap
+from clinfonce_plugin.training_set import training_sample_info
 from clinfonce_plugin.utils.distributed import all_gather_no_grad, gather_with_grad
-
-from ._common import mlp, training_sample_info
 
 # WCL Table 2 rows (the multi-crop terms join whenever small crops are configured)
 ABLATIONS = {

@@ -1,6 +1,7 @@
 """Small shared helpers with no host dependency."""
 from clinfonce_plugin.utils.distributed import (
     all_gather_no_grad,
+    all_ranks_agree,
     all_reduce_sum_no_grad,
     gather_with_grad,
     get_rank,
@@ -10,6 +11,7 @@ from clinfonce_plugin.utils.distributed import (
 
 __all__ = [
     "all_gather_no_grad",
+    "all_ranks_agree",
     "all_reduce_sum_no_grad",
     "gather_with_grad",
     "get_rank",

@@ -86,3 +86,38 @@ def all_reduce_sum_no_grad(x: torch.Tensor) -> torch.Tensor:
     out = x.detach().clone()
     dist.all_reduce(out, op=dist.ReduceOp.SUM)
     return out
+
+
+def _comm_device() -> torch.device:
+    """Where a collective's tensor must live: the current CUDA device under NCCL (which only
+    reduces CUDA tensors), the CPU otherwise."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+@torch.no_grad()
+def all_ranks_agree(x: torch.Tensor) -> bool:
+    """Whether every rank holds an equal tensor ``x``; the same answer on every rank.
+
+    One all_reduce(MAX) of ``[x, -x]``: the tensors agree iff the element-wise maximum equals
+    this rank's ``x`` and the maximum of the negatives equals ``-x``, on every rank; the
+    per-rank verdicts are then all-reduced so that no rank decides alone. The comparison is
+    exact (no checksum). True when not distributed.
+
+    Args:
+        x: integer, bool or float tensor (float NaNs never agree); the same shape and dtype
+            on every rank (a collective over different shapes fails or hangs).
+    """
+    if not is_dist() or get_world_size() == 1:
+        return True
+    device = _comm_device()
+    mine = x.detach().reshape(-1).to(device)
+    if not mine.is_floating_point():
+        mine = mine.long()  # negation needs signed numbers (bool, uint8)
+    both = torch.stack([mine, -mine])
+    dist.all_reduce(both, op=dist.ReduceOp.MAX)
+    differs = torch.tensor([float(not (torch.equal(both[0], mine) and torch.equal(both[1], -mine)))],
+                           device=device)
+    dist.all_reduce(differs, op=dist.ReduceOp.MAX)
+    return bool(differs.item() == 0)

@@ -1,4 +1,4 @@
-"""CLUSTER_PROVIDERS registry, build_provider, provider_params, and the import rule."""
+"""CLUSTER_PROVIDERS registry, build_provider / build_from_spec, and the import rule."""
 import ast
 import pathlib
 
@@ -11,8 +11,8 @@ from clinfonce_plugin.clusters import (
     REQUIRED,
     ClusterProvider,
     SampleInfo,
+    build_from_spec,
     build_provider,
-    provider_params,
 )
 
 STATIC = {"instance", "labels", "attributes", "hierarchy", "precomputed"}
@@ -34,18 +34,44 @@ def test_unknown_name_lists_choices():
         f"unknown cluster provider 'x'. Choose from {sorted(CLUSTER_PROVIDERS)}"
     )
     with pytest.raises(ValueError, match=r"unknown cluster provider 'kmean'\. Choose from \["):
-        provider_params("kmean")
+        build_from_spec({"provider": "kmean", "k": 2}, SampleInfo(num_samples=4))
 
 
-def test_provider_params():
-    assert provider_params("instance") == {}
-    assert provider_params("labels") == {}
-    assert provider_params("attributes") == {"k": REQUIRED}
-    assert provider_params("hierarchy") == {"pairs_file": None, "pairs": None, "level": REQUIRED}
-    assert provider_params("precomputed") == {"file": REQUIRED, "column": None, "k": None}
-    params = provider_params("attributes")
-    params["k"] = 3  # a copy: the class defaults stay untouched
-    assert provider_params("attributes") == {"k": REQUIRED}
+def test_parameters_and_their_defaults():
+    assert {name: cls.PARAMS for name, cls in CLUSTER_PROVIDERS.items() if name in STATIC} == {
+        "instance": {},
+        "labels": {},
+        "attributes": {"k": REQUIRED},
+        "hierarchy": {"pairs_file": None, "pairs": None, "level": REQUIRED},
+        "precomputed": {"file": REQUIRED, "column": None, "k": None},
+    }
+    # a built provider holds the user's values over the defaults, the class defaults untouched
+    info = SampleInfo(num_samples=3, labels=np.array([0, 1, 1]), class_names=["b", "c"])
+    built = build_provider("hierarchy", info, pairs=[["a", "b"], ["a", "c"]], level=2)
+    assert built.params == {"pairs_file": None, "pairs": [["a", "b"], ["a", "c"]], "level": 2}
+    assert CLUSTER_PROVIDERS["hierarchy"].PARAMS["level"] is REQUIRED
+
+
+def test_build_from_spec_reads_the_provider_key_and_its_parameters():
+    info = SampleInfo(num_samples=4, labels=np.array([1, 0, 1, -1]),
+                      attributes=np.array([[0, 1], [1, 1], [0, 0], [1, 0]]))
+    spec = {"provider": "attributes", "k": 1}
+    assert build_from_spec(spec, info).ids.tolist() == [0, 1, 0, 1]
+    assert spec == {"provider": "attributes", "k": 1}  # the caller's mapping is left alone
+    assert build_from_spec({"provider": "labels"}, info,
+                           embedding_dims={"projector": 8}).ids.tolist() == [1, 0, 1, 2]
+    with pytest.raises(ValueError, match=r"labels: unknown parameter\(s\) \['k'\]"):
+        build_from_spec({"provider": "labels", "k": 1}, info)
+
+
+def test_a_dynamic_provider_needs_the_embedding_dims():
+    info = SampleInfo(num_samples=4)
+    with pytest.raises(ValueError, match="kmeans: a dynamic provider needs the model's "
+                                         "embedding_dims"):
+        build_provider("kmeans", info, k=2)
+    built = build_provider("kmeans", info, embedding_dims={"backbone": 6, "projector": 3}, k=2,
+                           space="backbone")
+    assert tuple(built.centroids.shape) == (2, 6)
 
 
 def test_build_provider_forwards_params():
@@ -69,7 +95,6 @@ def test_registry_is_a_plain_dict_others_can_extend(monkeypatch):
 
     monkeypatch.setitem(CLUSTER_PROVIDERS, "halves", Halves)
     assert build_provider("halves", SampleInfo(num_samples=4)).ids.tolist() == [0, 0, 1, 1]
-    assert provider_params("halves") == {}
 
 
 def test_cluster_modules_import_no_host_lightning_or_hydra():

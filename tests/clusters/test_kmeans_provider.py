@@ -1,4 +1,5 @@
-"""The kmeans provider: spherical k-means with faiss, seeded, compacted ids, validated params."""
+"""The kmeans provider: spherical k-means with faiss, seeded, compacted ids, validated params,
+its buffers (ids, centroids, refresh epoch) and its refresh schedule."""
 import numpy as np
 import pytest
 import torch
@@ -6,11 +7,18 @@ import torch
 from clinfonce_plugin.clusters import CLUSTER_PROVIDERS, REQUIRED, SampleInfo, build_provider
 from clinfonce_plugin.clusters.kmeans import (
     KMeansProvider,
-    check_same_on_all_ranks,
     compact_clusters,
     faiss_gpu_available,
+    refresh_due,
     spherical_kmeans,
 )
+from clinfonce_plugin.utils.distributed import all_ranks_agree
+
+
+def _kmeans(n, d=8, **params):
+    """A kmeans provider over n samples clustering d-dimensional projector embeddings."""
+    return build_provider("kmeans", SampleInfo(num_samples=n), embedding_dims={"projector": d},
+                          **params)
 
 
 def _blobs(seed=0, num_blobs=5, per_blob=20, d=8, noise=0.1, scale=True):
@@ -45,15 +53,16 @@ def test_registered_as_dynamic_with_its_params():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_well_separated_blobs_give_the_blob_partition(seed):
     x, blob = _blobs(seed)
-    provider = build_provider("kmeans", SampleInfo(num_samples=len(blob)), k=5, seed=seed, nredo=5)
-    ids = provider.refresh(x)
+    provider = _kmeans(len(blob), k=5, seed=seed, nredo=5)
+    ids = provider.refresh(x, 0).numpy()
     assert provider.num_clusters == 5
     assert _same_partition(ids, blob)
     # spherical k-means fixed point: each centroid is the normalised mean of its unit members
     members = _unit(x.astype(np.float64))
     for c in range(5):
         mean = members[ids == c].mean(axis=0)
-        np.testing.assert_allclose(provider.centroids[c], mean / np.linalg.norm(mean), atol=1e-5)
+        np.testing.assert_allclose(provider.centroids[c].numpy(), mean / np.linalg.norm(mean),
+                                   atol=1e-5)
 
 
 def test_assignment_is_the_largest_inner_product_with_the_centroids():
@@ -103,16 +112,57 @@ def test_row_norms_do_not_matter():
 
 def test_placeholder_until_the_first_refresh_then_contiguous_ids():
     x, blob = _blobs(2)
-    provider = build_provider("kmeans", SampleInfo(num_samples=len(blob)), k=7)
-    assert not provider.refreshed and provider.centroids is None
+    provider = _kmeans(len(blob), k=7)
+    assert not provider.refreshed and int(provider.refresh_epoch) == -1
+    assert provider.centroids.shape == (7, 8) and not provider.centroids.any()
     assert provider.ids.tolist() == list(range(len(blob)))
     assert "placeholder" in provider.describe()
-    ids = provider.refresh(torch.from_numpy(x))  # tensors are accepted too
-    assert provider.refreshed and "placeholder" not in provider.describe()
+    ids = provider.refresh(torch.from_numpy(x), 3)  # tensors are accepted too
+    assert provider.refreshed and int(provider.refresh_epoch) == 3
+    assert "placeholder" not in provider.describe()
     assert ids is provider.ids
-    assert sorted(np.unique(ids)) == list(range(provider.num_clusters))
-    assert provider.centroids.shape == (7, 8)
-    assert provider.fit_seconds >= 0 and provider.objective is not None
+    assert sorted(np.unique(ids.numpy())) == list(range(provider.num_clusters))
+    labels, centroids, _ = spherical_kmeans(x, 7)
+    expected_ids, expected_centroids = compact_clusters(labels, centroids)
+    assert ids.tolist() == expected_ids.tolist()
+    np.testing.assert_array_equal(provider.centroids.numpy(), expected_centroids)
+
+
+def test_buffers_are_the_state_and_a_fresh_provider_loads_them():
+    x, _ = _blobs(3)
+    provider = _kmeans(len(x), k=5)
+    assert list(provider.state_dict()) == ["ids", "centroids", "refresh_epoch"]
+    provider.refresh(x, 2)
+    fresh = _kmeans(len(x), k=5)
+    fresh.load_state_dict(provider.state_dict())
+    assert fresh.refreshed and int(fresh.refresh_epoch) == 2
+    assert torch.equal(fresh.ids, provider.ids) and torch.equal(fresh.centroids, provider.centroids)
+    assert fresh.num_clusters == provider.num_clusters == 5
+    assert not fresh.due(2) and fresh.due(3)  # period 1: kept for epoch 2, reclustered at 3
+    with pytest.raises(RuntimeError, match="size mismatch for centroids"):
+        _kmeans(len(x), d=4, k=5).load_state_dict(provider.state_dict())
+
+
+def test_refresh_schedule():
+    # (epoch, period, last refresh epoch) -> due
+    table = [
+        (0, 1, -1, True), (0, 3, -1, True),      # before the first epoch
+        (1, 1, 0, True), (1, 2, 0, False), (2, 2, 0, True), (3, 2, 2, False),
+        (4, 2, 4, False),                        # resumed inside an epoch already refreshed
+        (5, 2, -1, True),                        # never clustered: the placeholder is no clustering
+    ]
+    for epoch, period, last, due in table:
+        assert refresh_due(epoch, period, last) is due, (epoch, period, last)
+
+
+def test_due_follows_the_refresh_epoch_buffer():
+    provider = _kmeans(10, d=2, k=2, period=2)
+    x = np.random.default_rng(0).standard_normal((10, 2)).astype(np.float32)
+    assert [provider.due(e) for e in range(3)] == [True, True, True]  # never refreshed
+    provider.refresh(x, 0)
+    assert [provider.due(e) for e in range(5)] == [False, False, True, False, True]
+    provider.refresh_epoch.fill_(4)  # e.g. loaded from a run refreshed before epoch 4
+    assert [provider.due(e) for e in range(3, 7)] == [False, False, False, True]
 
 
 def test_compact_clusters_renumbers_used_centroids_and_zero_pads():
@@ -122,16 +172,6 @@ def test_compact_clusters_renumbers_used_centroids_and_zero_pads():
     assert ids.tolist() == [1, 1, 2, 0, 2]
     np.testing.assert_array_equal(out[:3], centroids[[0, 3, 7]])
     assert out.shape == (8, 2) and not out[3:].any()
-
-
-def test_restore_installs_ids_and_centroids():
-    provider = build_provider("kmeans", SampleInfo(num_samples=4), k=2)
-    provider.restore(np.array([1, 0, 1, 1]), np.ones((2, 3)))
-    assert provider.refreshed and provider.ids.tolist() == [1, 0, 1, 1]
-    with pytest.raises(ValueError, match=r"expected \(2, d\) centroids"):
-        provider.restore(np.array([1, 0, 1, 1]), np.ones((3, 3)))
-    with pytest.raises(ValueError, match="not contiguous"):
-        provider.restore(np.array([2, 0, 2, 2]), np.ones((2, 3)))
 
 
 @pytest.mark.parametrize("params, match", [
@@ -147,26 +187,36 @@ def test_restore_installs_ids_and_centroids():
 ])
 def test_bad_params_are_rejected(params, match):
     with pytest.raises(ValueError, match=match):
-        build_provider("kmeans", SampleInfo(num_samples=10), **params)
+        _kmeans(10, **params)
 
 
 @pytest.mark.skipif(faiss_gpu_available(), reason="a GPU is present: device='gpu' is valid")
 def test_gpu_device_without_gpu_is_an_error():
     with pytest.raises(ValueError, match="device='gpu' but faiss has no GPU"):
-        build_provider("kmeans", SampleInfo(num_samples=10), k=2, device="gpu")
+        _kmeans(10, k=2, device="gpu")
 
 
 def test_bad_embeddings_are_rejected():
-    provider = build_provider("kmeans", SampleInfo(num_samples=6), k=2)
-    with pytest.raises(ValueError, match=r"expected \(6, d\) embeddings, got shape \(5, 3\)"):
-        provider.refresh(np.ones((5, 3)))
+    provider = _kmeans(6, d=3, k=2)
+    with pytest.raises(ValueError, match=r"expected \(6, 3\) embeddings, got shape \(5, 3\)"):
+        provider.refresh(np.ones((5, 3)), 0)
+    with pytest.raises(ValueError, match=r"expected \(6, 3\) embeddings, got shape \(6, 4\)"):
+        provider.refresh(np.ones((6, 4)), 0)
     bad = np.ones((6, 3))
     bad[2, 1] = np.nan
     with pytest.raises(ValueError, match="NaN or inf"):
-        provider.refresh(bad)
+        provider.refresh(bad, 0)
+    assert not provider.refreshed  # a failed refresh installs nothing
     with pytest.raises(ValueError, match="1 <= k <= N"):
         spherical_kmeans(np.ones((3, 2)), 4)
 
 
-def test_rank_check_is_a_no_op_in_one_process():
-    check_same_on_all_ranks(np.array([0, 1, 1]))  # no process group: nothing to compare
+def test_rank_check_agrees_in_one_process():
+    assert all_ranks_agree(torch.tensor([0, 1, 1])) is True  # no process group: nothing to compare
+
+
+def test_embedding_dims_must_name_the_clustered_space():
+    with pytest.raises(ValueError, match=r"needs the embedding dimension of space 'backbone'"):
+        _kmeans(10, k=2, space="backbone")
+    with pytest.raises(ValueError, match=r"needs the embedding dimension of space 'projector'"):
+        _kmeans(10, d=0, k=2)

@@ -184,9 +184,9 @@ def test_matches_slow_reference_and_refines_with_k(seed):
         previous = ids
 
 
-def test_assign_on_torch_indexes():
+def test_lookup_on_torch_indexes():
     p = provider(TABLE, 2, NAMES)
-    assert p.assign(torch.tensor([0, 5, 2])).tolist() == [2, 0, 1]
+    assert p(torch.tensor([0, 5, 2])).tolist() == [2, 0, 1]
 
 
 def test_describe_names_selected_attributes():

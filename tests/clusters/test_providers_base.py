@@ -1,4 +1,5 @@
-"""ClusterProvider base: parameter validation, ids contract, assign, stats, contiguous."""
+"""ClusterProvider base: parameter validation, ids contract, the ids buffer and its lookup,
+stats, contiguous."""
 import numpy as np
 import pytest
 import torch
@@ -71,12 +72,25 @@ def test_built_ids_must_have_one_entry_per_sample():
         FixedProvider(SampleInfo(num_samples=3), ids=[0, 1])
 
 
-def test_ids_are_int64_and_read_only():
+def test_ids_are_an_int64_buffer_in_the_state_dict_and_move_with_the_module():
     p = make([1, 0, 1])
-    assert p.ids.dtype == np.int64
+    assert p.ids.dtype == torch.int64 and p.ids.tolist() == [1, 0, 1]
     assert p.num_clusters == 2
-    with pytest.raises(ValueError):
-        p.ids[0] = 3
+    assert dict(p.named_buffers()) == {"ids": p.ids}
+    assert list(p.state_dict()) == ["ids"] and list(p.parameters()) == []
+    p.to(torch.float64)  # a dtype cast of the model leaves integer ids alone
+    assert p.ids.dtype == torch.int64
+    holder = torch.nn.Module()
+    holder.provider = p
+    assert list(holder.state_dict()) == ["provider.ids"]
+
+
+def test_a_fresh_provider_loads_the_ids_of_a_state_dict():
+    other = make([0, 0, 1])
+    other.load_state_dict(make([1, 0, 1]).state_dict())
+    assert other.ids.tolist() == [1, 0, 1] and other.num_clusters == 2
+    idx = torch.tensor([0, 2])
+    assert other(idx).tolist() == [1, 1]
 
 
 def test_stats_on_a_known_partition():
@@ -96,33 +110,33 @@ def test_stats_on_a_known_partition():
     assert "1/1.8/3" in line and "2 singletons" in line
 
 
-def test_assign_returns_ids_of_indexes_with_their_shape():
+def test_lookup_returns_ids_of_indexes_with_their_shape():
     ids = [2, 0, 1, 1, 0, 3]
     p = make(ids)
     idx = torch.tensor([[5, 0], [3, 3]])
-    out = p.assign(idx)
+    out = p(idx)
     assert out.dtype == torch.int64
     assert out.device == idx.device
     assert out.tolist() == [[3, 2], [1, 1]]
-    assert p.assign(torch.tensor([4, 1], dtype=torch.int32)).tolist() == [0, 0]
-    assert p.assign(torch.zeros(0, dtype=torch.long)).tolist() == []
+    assert p(torch.tensor([4, 1], dtype=torch.int32)).tolist() == [0, 0]
+    assert p(torch.zeros(0, dtype=torch.long)).tolist() == []
 
 
-def test_assign_follows_new_ids_after_set_ids():
+def test_lookup_follows_new_ids_after_set_ids():
     p = make([0, 1, 1])
     idx = torch.tensor([0, 1, 2])
-    assert p.assign(idx).tolist() == [0, 1, 1]
+    assert p(idx).tolist() == [0, 1, 1]
     p._set_ids(np.array([1, 1, 0]))  # what a dynamic provider does between epochs
-    assert p.assign(idx).tolist() == [1, 1, 0]
+    assert p(idx).tolist() == [1, 1, 0]
 
 
 @pytest.mark.parametrize("bad, match", [
-    ([0, 1], "expects a torch.Tensor of indexes, got list"),
+    ([0, 1], "fixed: expects a torch.Tensor of indexes, got list"),
     (torch.tensor([0.0]), "expects integer indexes, got torch.float32"),
     (torch.tensor([True]), "expects integer indexes, got torch.bool"),
     (torch.tensor([0, 3]), "index 3 out of range for 3 samples"),
     (torch.tensor([-1, 0]), "index -1 out of range for 3 samples"),
 ])
-def test_assign_rejects_bad_indexes(bad, match):
+def test_lookup_rejects_bad_indexes(bad, match):
     with pytest.raises(ValueError, match=match):
-        make([0, 1, 1]).assign(bad)
+        make([0, 1, 1])(bad)

@@ -95,8 +95,8 @@ def test_class_that_is_an_inner_node():
     assert build(2, labels=[0, 1], classes=["mammal", "dog"]).ids.tolist() == [0, 0]
 
 
-def test_assign_on_torch_indexes():
-    assert build(2).assign(torch.tensor([3, 7, 0])).tolist() == [0, 4, 2]
+def test_lookup_on_torch_indexes():
+    assert build(2)(torch.tensor([3, 7, 0])).tolist() == [0, 4, 2]
 
 
 def shortest_depths_by_enumeration(pairs):

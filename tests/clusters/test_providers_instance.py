@@ -17,10 +17,10 @@ def test_instance_ids_give_n_singleton_clusters(n):
     assert s["singletons"] == n
 
 
-def test_instance_assign_is_identity_on_indexes():
+def test_instance_lookup_is_identity_on_indexes():
     p = InstanceProvider(SampleInfo(num_samples=50))
     idx = torch.randperm(50, generator=torch.Generator().manual_seed(0))[:16]
-    assert torch.equal(p.assign(idx), idx)
+    assert torch.equal(p(idx), idx)
 
 
 def test_instance_takes_no_parameters():

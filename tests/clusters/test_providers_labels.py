@@ -29,10 +29,10 @@ def test_labels_partition_matches_pairwise_reference():
     assert sorted(set(ids.tolist())) == list(range(ids.max() + 1))
 
 
-def test_labels_assign_on_torch_indexes():
+def test_labels_lookup_on_torch_indexes():
     labels = np.array([4, 4, 9, 1])
     p = LabelsProvider(SampleInfo(num_samples=4, labels=labels))
-    assert p.assign(torch.tensor([2, 0, 3, 1])).tolist() == [2, 1, 0, 1]
+    assert p(torch.tensor([2, 0, 3, 1])).tolist() == [2, 1, 0, 1]
 
 
 def test_labels_missing():

@@ -181,7 +181,7 @@ def test_npy_in_dataset_order(tmp_path):
     np.save(tmp_path / "ids.npy", np.array([10, 3, 3, -1, 10]))
     p = PrecomputedProvider(SampleInfo(num_samples=5), file=str(tmp_path / "ids.npy"))
     assert p.ids.tolist() == [2, 1, 1, 0, 2]  # {-1, 3, 10} -> 0, 1, 2
-    assert p.assign(torch.tensor([4, 3])).tolist() == [2, 0]
+    assert p(torch.tensor([4, 3])).tolist() == [2, 0]
     np.save(tmp_path / "f.npy", np.array([2.0, 0.0]))
     assert PrecomputedProvider(SampleInfo(num_samples=2), file=str(tmp_path / "f.npy")).ids.tolist() == [1, 0]
 

@@ -35,7 +35,7 @@ def test_attribute_clinfonce_pretrain_then_linear(tiny_cub, tmp_path):
     args = json.load(open(os.path.join(run_dir, "args.json")))
     assert args["method"] == "clinfonce" and args["data"]["num_classes"] == 6
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
-    assert any(k.startswith("backbone.") for k in state) and "cluster_ids" in state
+    assert any(k.startswith("backbone.") for k in state) and "provider.ids" in state
     # the CSV log carries the cluster loss and the number of clusters
     log = open(os.path.join(run_dir, "logs", "metrics.csv")).read().splitlines()[0]
     assert "train_clinfonce_loss_epoch" in log and "num_clusters" in log

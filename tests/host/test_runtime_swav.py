@@ -1,15 +1,11 @@
 """The runtime's SwAV: Sinkhorn-Knopp codes and the swapped-prediction loss against an
 independent computation, the global normalisation across 2 processes, and the method step."""
-import os
-import socket
-
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from clinfonce_plugin.host.runtime.swav import sinkhorn_knopp, swav_loss
+from tests.ddp import run_ranks
 
 
 def _sinkhorn_reference(scores, eps, iters):
@@ -61,27 +57,14 @@ def test_swav_loss_matches_a_loop_reference():
     assert swav_loss(preds, codes, t).item() == pytest.approx(expected.item(), rel=1e-6)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _worker(rank, scores):
+    return sinkhorn_knopp(scores[rank * 6:(rank + 1) * 6], 0.05, 3)
 
 
-def _worker(rank, port, scores, out):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    try:
-        torch.save(sinkhorn_knopp(scores[rank * 6:(rank + 1) * 6], 0.05, 3),
-                   f"{out}/codes{rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def test_sinkhorn_normalises_over_the_global_batch_across_ranks(tmp_path):
+def test_sinkhorn_normalises_over_the_global_batch_across_ranks():
     scores = torch.randn(12, 5, generator=torch.Generator().manual_seed(2)).clamp(-1, 1)
     scores[6:] += 0.5  # rank 1's scores are higher: a per-rank shift would be visible
-    mp.spawn(_worker, args=(_free_port(), scores, str(tmp_path)), nprocs=2, join=True)
-    got = torch.cat([torch.load(tmp_path / f"codes{r}.pt") for r in range(2)])
+    got = torch.cat(run_ranks(_worker, scores, world_size=2))
     torch.testing.assert_close(got, sinkhorn_knopp(scores, 0.05, 3), rtol=1e-4, atol=1e-6)
 
 

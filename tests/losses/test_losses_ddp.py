@@ -1,12 +1,7 @@
 """Two gloo processes: per-rank losses and gradients equal the single-process loss on the
 concatenated batch (DDP divides the summed gradients by the world size)."""
-import datetime
-import socket
-
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from clinfonce_plugin.losses import cl_infonce, wcl_swap
@@ -17,6 +12,7 @@ from clinfonce_plugin.utils.distributed import (
     get_rank,
     get_world_size,
 )
+from tests.ddp import run_ranks
 
 WORLD = 2
 LOCAL_B = 4  # images per rank; two views -> 8 rows per rank
@@ -78,66 +74,44 @@ def make_cases():
     return cases
 
 
-def _worker(rank, port, data_path, out_dir):
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=WORLD,
-        timeout=datetime.timedelta(seconds=60),
+def _worker(rank, cases):
+    results = {"rank": get_rank(), "world": get_world_size()}
+    for name, case in cases.items():
+        if case["kind"] == "cl":
+            z = case["z"][rank].clone().requires_grad_()
+            loss = cl_infonce(z, case["ids"][rank], TAU, case["form"], gather=case["gather"])
+            loss.backward()
+            results[name] = dict(loss=loss.detach(), grad=z.grad)
+        else:
+            v1 = case["v1"][rank].clone().requires_grad_()
+            v2 = case["v2"][rank].clone().requires_grad_()
+            loss = wcl_swap(v1, v2, case["y1"][rank], case["y2"][rank], TAU, case["form"])
+            loss.backward()
+            results[name] = dict(loss=loss.detach(), grad1=v1.grad, grad2=v2.grad)
+    # The helpers on their own: values, and the gradient of sum(gathered * weights).
+    x = torch.full((2, 3), float(rank + 1), requires_grad=True)
+    gathered = gather_with_grad(x)
+    weights = torch.arange(WORLD * 2 * 3, dtype=torch.float32).view(-1, 3) * (rank + 1)
+    (gathered * weights).sum().backward()
+    results["helpers"] = dict(
+        gathered=gathered.detach(),
+        grad=x.grad,
+        ints=all_gather_no_grad(torch.tensor([rank, 10 + rank])),
+        summed=all_reduce_sum_no_grad(torch.tensor([1.0, rank])),
     )
-    try:
-        cases = torch.load(data_path)
-        results = {"rank": get_rank(), "world": get_world_size()}
-        for name, case in cases.items():
-            if case["kind"] == "cl":
-                z = case["z"][rank].clone().requires_grad_()
-                loss = cl_infonce(z, case["ids"][rank], TAU, case["form"], gather=case["gather"])
-                loss.backward()
-                results[name] = dict(loss=loss.detach(), grad=z.grad)
-            else:
-                v1 = case["v1"][rank].clone().requires_grad_()
-                v2 = case["v2"][rank].clone().requires_grad_()
-                loss = wcl_swap(v1, v2, case["y1"][rank], case["y2"][rank], TAU, case["form"])
-                loss.backward()
-                results[name] = dict(loss=loss.detach(), grad1=v1.grad, grad2=v2.grad)
-        # The helpers on their own: values, and the gradient of sum(gathered * weights).
-        x = torch.full((2, 3), float(rank + 1), requires_grad=True)
-        gathered = gather_with_grad(x)
-        weights = torch.arange(WORLD * 2 * 3, dtype=torch.float32).view(-1, 3) * (rank + 1)
-        (gathered * weights).sum().backward()
-        results["helpers"] = dict(
-            gathered=gathered.detach(),
-            grad=x.grad,
-            ints=all_gather_no_grad(torch.tensor([rank, 10 + rank])),
-            summed=all_reduce_sum_no_grad(torch.tensor([1.0, rank])),
-        )
-        try:  # unequal local batches must fail on every rank, not hang
-            n = 3 + rank
-            cl_infonce(torch.randn(n, 4), torch.zeros(n, dtype=torch.long))
-            results["unequal_rows_error"] = None
-        except ValueError as err:
-            results["unequal_rows_error"] = str(err)
-        torch.save(results, f"{out_dir}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    try:  # unequal local batches must fail on every rank, not hang
+        n = 3 + rank
+        cl_infonce(torch.randn(n, 4), torch.zeros(n, dtype=torch.long))
+        results["unequal_rows_error"] = None
+    except ValueError as err:
+        results["unequal_rows_error"] = str(err)
+    return results
 
 
 @pytest.fixture(scope="module")
-def ddp_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ddp")
+def ddp_run():
     cases = make_cases()
-    torch.save(cases, tmp / "cases.pt")
-    mp.spawn(_worker, args=(_free_port(), str(tmp / "cases.pt"), str(tmp)), nprocs=WORLD, join=True)
-    results = [torch.load(tmp / f"rank{r}.pt") for r in range(WORLD)]
-    return cases, results
+    return cases, run_ranks(_worker, cases, world_size=WORLD)
 
 
 def _blocks(t):

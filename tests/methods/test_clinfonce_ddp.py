@@ -1,22 +1,14 @@
 """The clinfonce training step under 2 CPU processes (gloo): with the batch split over the
 ranks, the loss and the (DDP-averaged) gradients equal the single-process step on the whole
 batch. BatchNorm runs in eval mode so that per-rank batch statistics do not differ."""
-import os
-import socket
-
 import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+
+from tests.ddp import run_ranks
 
 WORLD = 2
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _model(provider):
@@ -52,31 +44,25 @@ def _step(model, batch):
     return loss.detach(), grads
 
 
-def _worker(rank, port, provider, out_dir):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
-    try:
-        model = _model(provider)
-        idx, crops, targets = _batch()
-        part = slice(rank * 4, rank * 4 + 4)
-        loss, grads = _step(model, (idx[part], [c[part] for c in crops], targets[part]))
-        for g in grads.values():  # what DDP does to parameter gradients
-            dist.all_reduce(g)
-            g /= WORLD
-        loss_mean = loss.clone()
-        dist.all_reduce(loss_mean)
-        torch.save({"loss": loss_mean / WORLD, "grads": grads}, f"{out_dir}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+def _worker(rank, provider):
+    model = _model(provider)
+    idx, crops, targets = _batch()
+    part = slice(rank * 4, rank * 4 + 4)
+    loss, grads = _step(model, (idx[part], [c[part] for c in crops], targets[part]))
+    for g in grads.values():  # what DDP does to parameter gradients
+        dist.all_reduce(g)
+        g /= WORLD
+    loss_mean = loss.clone()
+    dist.all_reduce(loss_mean)
+    return {"loss": loss_mean / WORLD, "grads": grads}
 
 
 @pytest.mark.parametrize("provider", [{"provider": "labels"}, {"provider": "attributes", "k": 2}],
                          ids=["labels", "attributes"])
-def test_two_process_step_equals_single_process_step(tmp_path, provider):
-    mp.spawn(_worker, args=(_free_port(), provider, str(tmp_path)), nprocs=WORLD, join=True)
+def test_two_process_step_equals_single_process_step(provider):
+    results = run_ranks(_worker, provider, world_size=WORLD)
     loss, grads = _step(_model(provider), _batch())
-    for rank in range(WORLD):
-        got = torch.load(tmp_path / f"rank{rank}.pt")
+    for rank, got in enumerate(results):
         assert got["loss"].item() == pytest.approx(loss.item(), abs=1e-5)
         assert set(got["grads"]) == set(grads)
         for name, g in grads.items():

@@ -10,7 +10,6 @@ import torch
 from clinfonce_plugin import host
 from clinfonce_plugin.clusters.kmeans import compact_clusters, spherical_kmeans
 from clinfonce_plugin.clusters.sample_info import SampleInfo
-from clinfonce_plugin.methods.embedding_pass import label_metrics, refresh_due
 from tests.helpers import load_bench, slow_mi_and_cond_entropy, yaml_pretrain_cfg
 
 N = 20
@@ -47,48 +46,24 @@ def _reference_ids(model, space):
 
 
 # ------------------------------------------------------------------------ unit tests
-def test_refresh_schedule():
-    # (epoch, period, last refresh epoch) -> due
-    table = [
-        (0, 1, -1, True), (0, 3, -1, True),      # before the first epoch
-        (1, 1, 0, True), (1, 2, 0, False), (2, 2, 0, True), (3, 2, 2, False),
-        (4, 2, 4, False),                        # resumed inside an epoch already refreshed
-        (5, 2, -1, True),                        # never clustered: the placeholder is no clustering
-    ]
-    for epoch, period, last, due in table:
-        assert refresh_due(epoch, period, last) is due, (epoch, period, last)
-
-
-def test_label_metrics_ignore_unknown_labels_and_match_a_loop_reference():
-    ids = np.array([0, 0, 1, 1, 2, 2, 2, 0, 1])
-    labels = np.array([0, 0, 1, 1, 1, -1, 2, -1, 0])
-    out = label_metrics(ids, labels)
-    keep = labels != -1
-    mi, h = slow_mi_and_cond_entropy(ids[keep].tolist(), labels[keep].tolist())
-    assert out["kmeans_mi"] == pytest.approx(mi, abs=1e-12)
-    assert out["kmeans_cond_entropy"] == pytest.approx(h, abs=1e-12)
-    assert out["kmeans_num_clusters"] == 3
-    assert set(label_metrics(ids, None)) == {"kmeans_num_clusters"}
-    assert set(label_metrics(ids, np.full(9, -1))) == {"kmeans_num_clusters"}
-
-
 @pytest.mark.parametrize("space", ["projector", "backbone"])
 def test_refresh_clusters_the_dataset_order_embeddings_of_the_chosen_space(cfg_factory, space):
     model = _model(cfg_factory, space=space)
     expected_ids, expected_centroids = _reference_ids(model, space)
     dim = model.features_dim if space == "backbone" else 16
-    assert model.centroids.shape == (3, dim)
+    assert model.provider.centroids.shape == (3, dim)
     metrics = model.refresh_clusters(0)
-    assert torch.equal(model.cluster_ids, torch.as_tensor(expected_ids))
-    torch.testing.assert_close(model.centroids, torch.as_tensor(expected_centroids), atol=1e-5, rtol=0)
-    assert int(model.cluster_refresh_epoch) == 0
-    assert model.num_clusters == model.provider.num_clusters == int(expected_ids.max()) + 1
+    assert torch.equal(model.provider.ids, torch.as_tensor(expected_ids))
+    torch.testing.assert_close(model.provider.centroids, torch.as_tensor(expected_centroids),
+                               atol=1e-5, rtol=0)
+    assert int(model.provider.refresh_epoch) == 0
+    assert model.provider.num_clusters == int(expected_ids.max()) + 1
     mi, h = slow_mi_and_cond_entropy(expected_ids.tolist(), (np.arange(N) % 4).tolist())
     assert metrics["kmeans_mi"] == pytest.approx(mi, abs=1e-9)
     assert metrics["kmeans_cond_entropy"] == pytest.approx(h, abs=1e-9)
-    # the training step looks the new ids up in the buffer
+    # the training step looks the new ids up in the provider
     idx = torch.tensor([3, 0, 7])
-    assert torch.equal(model.cluster_ids[idx], model.provider.assign(idx))
+    assert model.provider(idx).tolist() == expected_ids[[3, 0, 7]].tolist()
 
 
 def test_refresh_has_no_side_effect_on_modes_or_batchnorm_statistics(cfg_factory):
@@ -108,7 +83,7 @@ def test_schedule_refreshes_before_epochs_0_period_2period(cfg_factory):
     model = _model(cfg_factory, period=2)
     done = [model.maybe_refresh_clusters(epoch) for epoch in range(5)]
     assert done == [True, False, True, False, True]
-    assert int(model.cluster_refresh_epoch) == 4
+    assert int(model.provider.refresh_epoch) == 4
     assert model.maybe_refresh_clusters(4) is False  # already done for this epoch
 
 
@@ -116,14 +91,15 @@ def test_state_dict_restores_clusters_into_a_fresh_model(cfg_factory):
     model = _model(cfg_factory)
     model.refresh_clusters(0)
     state = model.state_dict()
-    assert {"cluster_ids", "centroids", "cluster_refresh_epoch"} <= set(state)
+    assert {"provider.ids", "provider.centroids", "provider.refresh_epoch"} <= set(state)
+    assert not any(k.startswith(("cluster_ids", "centroids")) for k in state)  # stored once
     other = _model(cfg_factory)
     assert not other.provider.refreshed
     other.load_state_dict(state)
     assert other.provider.refreshed
-    assert np.array_equal(other.provider.ids, model.provider.ids)
-    assert np.array_equal(other.provider.centroids, model.provider.centroids)
-    assert other.num_clusters == model.num_clusters
+    assert torch.equal(other.provider.ids, model.provider.ids)
+    assert torch.equal(other.provider.centroids, model.provider.centroids)
+    assert other.provider.num_clusters == model.provider.num_clusters
     assert other.maybe_refresh_clusters(0) is False  # restored: no recluster for epoch 0
 
 
@@ -165,9 +141,9 @@ def test_pretrain_logs_metrics_and_resume_keeps_clusters_until_the_schedule(tiny
     # 1 epoch, period 2: clustered before epoch 0 only
     first = pretrain(_cfg(tiny_cub, str(tmp_path), "first", 1, 2))
     saved = _state(first)
-    assert int(saved["cluster_refresh_epoch"]) == 0
-    ids = saved["cluster_ids"].numpy()
-    assert 1 < np.unique(ids).size <= 5 and saved["centroids"].shape == (5, 128)
+    assert int(saved["provider.refresh_epoch"]) == 0
+    ids = saved["provider.ids"].numpy()
+    assert 1 < np.unique(ids).size <= 5 and saved["provider.centroids"].shape == (5, 128)
     logged = _kmeans_rows(first)
     assert list(logged) == [0]
     assert {"kmeans_mi", "kmeans_cond_entropy", "kmeans_num_clusters"} <= set(logged[0])
@@ -180,14 +156,14 @@ def test_pretrain_logs_metrics_and_resume_keeps_clusters_until_the_schedule(tiny
     # resumed to 2 epochs: epoch 1 is not on the schedule -> the restored clusters are used
     second = pretrain(_cfg(tiny_cub, str(tmp_path), "second", 2, 2, resume=first))
     state = _state(second)
-    assert int(state["cluster_refresh_epoch"]) == 0
-    assert torch.equal(state["cluster_ids"], saved["cluster_ids"])
-    assert torch.equal(state["centroids"], saved["centroids"])
+    assert int(state["provider.refresh_epoch"]) == 0
+    assert torch.equal(state["provider.ids"], saved["provider.ids"])
+    assert torch.equal(state["provider.centroids"], saved["provider.centroids"])
     assert _kmeans_rows(second) == {}
 
     # resumed to 3 epochs: reclustered before epoch 2 only
     third = pretrain(_cfg(tiny_cub, str(tmp_path), "third", 3, 2, resume=first))
-    assert int(_state(third)["cluster_refresh_epoch"]) == 2
+    assert int(_state(third)["provider.refresh_epoch"]) == 2
     assert list(_kmeans_rows(third)) == [2]
 
 

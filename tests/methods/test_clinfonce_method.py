@@ -5,6 +5,7 @@ import torch
 
 from clinfonce_plugin import host
 from clinfonce_plugin.cfgcheck import ConfigError
+from clinfonce_plugin.clusters.attributes import attribute_cluster_ids
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.host.runtime.losses import nt_xent_masked
 
@@ -67,12 +68,24 @@ def test_label_clusters_with_form_in_give_supcon_loss(cfg_factory):
     assert loss.item() == pytest.approx(expected.item(), abs=1e-5)
 
 
-def test_cluster_ids_buffer_is_looked_up_by_dataset_index_and_checkpointed(cfg_factory):
-    model = _model(cfg_factory, clusters={"provider": "attributes", "k": 2})
-    assert "cluster_ids" in model.state_dict()
-    assert torch.equal(model.cluster_ids, torch.tensor(model.provider.ids))
-    idx = torch.tensor([4, 0, 9])
-    assert torch.equal(model.cluster_ids[idx], model.provider.assign(idx))
+def test_provider_ids_are_looked_up_by_dataset_index_and_checkpointed_once(cfg_factory):
+    model = _model(cfg_factory, clusters={"provider": "attributes", "k": 2}, loss_form="in").eval()
+    info = _info()
+    expected = attribute_cluster_ids(info.attributes, 2, info.attribute_names)[0]
+    state = model.state_dict()
+    assert [k for k in state if not k.startswith(("backbone.", "projector.", "classifier."))] \
+        == ["provider.ids"]
+    assert torch.equal(state["provider.ids"], torch.as_tensor(expected))
+    assert model.provider(torch.tensor([4, 0, 9])).tolist() == expected[[4, 0, 9]].tolist()
+    # the step's positives are those clusters
+    batch = _batch([4, 0, 9, 2, 7, 11])
+    z, probe = _z_and_probe(model, batch)
+    with torch.no_grad():
+        loss = _loss(model, batch)
+    ids = torch.as_tensor(expected)[batch[0]].repeat(2)
+    assert len(set(ids.tolist())) > 1  # more than one cluster in the batch: the ids matter
+    expected_loss = nt_xent_masked(z, ids, 0.2) + probe
+    assert loss.item() == pytest.approx(expected_loss.item(), abs=1e-5)
 
 
 def test_gradients_reach_backbone_and_every_head(cfg_factory):

@@ -60,3 +60,10 @@ def test_unknown_provider_and_key_are_rejected(cfg_factory):
 def test_dynamic_provider_is_refused(cfg_factory):
     with pytest.raises(ValueError, match="static cluster providers only, got 'kmeans'"):
         _model(cfg_factory, {"provider": "kmeans", "k": 2})
+
+
+def test_the_provider_holds_the_only_copy_of_the_ids(cfg_factory):
+    model = _model(cfg_factory, {"provider": "labels"})
+    state = model.state_dict()
+    assert state["provider.ids"].tolist() == [0, 1, 2, 0, 1, 2, 0, 1, 2, 3]
+    assert [k for k in state if "ids" in k] == ["provider.ids"]

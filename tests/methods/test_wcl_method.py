@@ -5,14 +5,11 @@ multi-crop driven by the method (warm-up switch on real crops, checkpointed tabl
 DDP processes against one process (loss, gradients, the KNN table and the feature bank, the
 collectives of a step)."""
 import collections
-import os
-import socket
 from unittest import mock
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
@@ -28,6 +25,7 @@ from clinfonce_plugin.data.knn_multicrop import (
     write_bank,
 )
 from clinfonce_plugin.losses import multicrop_nce, multicrop_swap
+from tests.ddp import run_ranks
 
 TAU = 0.2  # the conftest configs' temperature
 
@@ -475,12 +473,6 @@ WORLD = 2
 N_BANK, F_BANK, K_BANK = 40, 8, 4
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_model():
     from tests.conftest import make_cfg  # the spawned process has no pytest fixtures
 
@@ -543,50 +535,41 @@ class _Collectives:
             setattr(dist, name, original)
 
 
-def _ddp_worker(rank, port, out_dir):
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=WORLD)
-    try:
-        out = {}
-        # the method: this rank's half of the batch
-        idx, crops, targets = _batch(b=8, small=2, seed=3)
-        rows = slice(rank * 4, rank * 4 + 4)
-        model = _ddp_model()
-        with _Collectives() as collectives:
-            loss, grads, table = _step(model, (idx[rows], [c[rows] for c in crops],
-                                               targets[rows]))
-        out["collectives"] = collectives.calls
-        for g in grads.values():  # what DDP does with the gradients
-            dist.all_reduce(g)
-            g /= WORLD
-        out.update(loss=loss, grads=grads, method_table=table)
-        # the bank helpers
-        feats, order = _bank_data()
-        bank = torch.zeros(N_BANK, F_BANK)
-        filled = torch.zeros(N_BANK, dtype=torch.bool)
-        for per_rank in _bank_steps(order):
-            all_feats, all_idx = gather_indexed(_bank_rows(feats, per_rank[rank], rank),
-                                                per_rank[rank])
-            write_bank(bank, filled, all_feats, all_idx)
-        table = table_from_bank(bank, filled, K_BANK, backend="faiss")
-        table, agreed = ensure_identical_across_ranks(table)
-        other = table.clone()
-        if rank == 1:  # a rank that computed something else gets rank 0's table
-            other[0, 0] = (other[0, 0] + 1) % N_BANK
-        fixed, agreed_other = ensure_identical_across_ranks(other)
-        out.update(bank=bank, filled=filled, table=table, agreed=agreed, fixed=fixed,
-                   agreed_other=agreed_other)
-        torch.save(out, os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+def _ddp_worker(rank):
+    out = {}
+    # the method: this rank's half of the batch
+    idx, crops, targets = _batch(b=8, small=2, seed=3)
+    rows = slice(rank * 4, rank * 4 + 4)
+    model = _ddp_model()
+    with _Collectives() as collectives:
+        loss, grads, table = _step(model, (idx[rows], [c[rows] for c in crops], targets[rows]))
+    out["collectives"] = collectives.calls
+    for g in grads.values():  # what DDP does with the gradients
+        dist.all_reduce(g)
+        g /= WORLD
+    out.update(loss=loss, grads=grads, method_table=table)
+    # the bank helpers
+    feats, order = _bank_data()
+    bank = torch.zeros(N_BANK, F_BANK)
+    filled = torch.zeros(N_BANK, dtype=torch.bool)
+    for per_rank in _bank_steps(order):
+        all_feats, all_idx = gather_indexed(_bank_rows(feats, per_rank[rank], rank),
+                                            per_rank[rank])
+        write_bank(bank, filled, all_feats, all_idx)
+    table = table_from_bank(bank, filled, K_BANK, backend="faiss")
+    table, agreed = ensure_identical_across_ranks(table)
+    other = table.clone()
+    if rank == 1:  # a rank that computed something else gets rank 0's table
+        other[0, 0] = (other[0, 0] + 1) % N_BANK
+    fixed, agreed_other = ensure_identical_across_ranks(other)
+    out.update(bank=bank, filled=filled, table=table, agreed=agreed, fixed=fixed,
+               agreed_other=agreed_other)
+    return out
 
 
 @pytest.fixture(scope="module")
-def ddp_results(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_ddp_worker, args=(_free_port(), str(out)), nprocs=WORLD, join=True)
-    return [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
+def ddp_results():
+    return run_ranks(_ddp_worker, world_size=WORLD)
 
 
 def test_two_ddp_processes_match_one_process(ddp_results):

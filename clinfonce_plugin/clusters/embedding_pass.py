@@ -92,18 +92,6 @@ def embed_dataset(embed: Callable[[torch.Tensor], torch.Tensor], dataset: Datase
     return out
 
 
-def refresh_due(epoch: int, period: int, last_refresh_epoch: int) -> bool:
-    """Whether the clusters are recomputed before ``epoch`` (0-based).
-
-    Due before epochs 0, period, 2 * period, ... unless already done for that epoch (a run
-    resumed inside such an epoch), and always when there never was a refresh
-    (``last_refresh_epoch < 0``), since the placeholder ids are not clusters.
-    """
-    if last_refresh_epoch < 0:
-        return True
-    return epoch % period == 0 and epoch != last_refresh_epoch
-
-
 def label_metrics(ids: np.ndarray, labels: Optional[np.ndarray]) -> Dict[str, float]:
     """I(Z;T) and H(Z|T) in bits of cluster ids Z against labels T (label -1 is ignored).
 

@@ -15,20 +15,13 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from .errors import ConfigError
+from .markers import REQUIRED
 
 __all__ = ["REQUIRED", "Key", "ConfigError", "Sources", "fill_section", "check_known_keys",
            "check_pretrain_cfg", "check_linear_cfg", "select", "fill_defaults", "as_keys", "validate_run_name",
            "documented_keys", "PRETRAIN", "LINEAR", "AUGMENTATION"]
 
 
-class _Required:
-    """Default of a key the user must give."""
-
-    def __repr__(self) -> str:
-        return "required"
-
-
-REQUIRED: Any = _Required()
 
 
 @dataclass(frozen=True)

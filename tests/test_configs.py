@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from clinfonce_plugin import host
-from clinfonce_plugin.cfgcheck import ConfigError
+from clinfonce_plugin.config import ConfigError
 from clinfonce_plugin.config import check_pretrain_cfg
 from clinfonce_plugin.data.registry import DATASETS
 from clinfonce_plugin.linear import check_linear_cfg

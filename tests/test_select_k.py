@@ -12,7 +12,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from clinfonce_plugin.cfgcheck import ConfigError
+from clinfonce_plugin.config import ConfigError
 from clinfonce_plugin.select_k import CONFIG_DIR, run_select_k
 from tests.helpers import slow_mi_and_cond_entropy
 

@@ -5,6 +5,7 @@ cluster id per sample. Cl-InfoNCE (https://arxiv.org/abs/2202.06670) treats all 
 whose ids are equal as positives, so the provider alone decides what the loss learns.
 """
 import os
+import sys
 from collections import Counter
 from typing import Any, Dict, List, Optional
 
@@ -12,17 +13,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from clinfonce_plugin.markers import REQUIRED
+
 from .sample_info import SampleInfo
-
-
-class _Required:
-    """Sentinel default of a parameter the user must give."""
-
-    def __repr__(self) -> str:
-        return "REQUIRED"
-
-
-REQUIRED: Any = _Required()
 
 
 def contiguous(ids) -> np.ndarray:
@@ -150,6 +143,11 @@ class ClusterProvider(nn.Module):
         k = int(ids.max()) + 1
         if ids.min() != 0 or np.unique(ids).size != k:
             raise ValueError(f"{self.name}: built ids are not contiguous 0..K-1")
+        if k == 1 and n > 1:
+            # legal, but every pair of images becomes a positive: say so where it is seen
+            print(f"warning: cluster provider {self.name!r} put all {n} images in one "
+                  f"cluster: every pair is a positive and the cluster loss cannot separate "
+                  f"images; check its parameters", file=sys.stderr)
         self.ids.copy_(torch.from_numpy(ids))
 
     @property

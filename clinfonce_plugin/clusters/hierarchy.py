@@ -6,6 +6,7 @@ ImageNet classes is cut at level l (root = level 1); every class below a level-l
 joins that node's cluster. Level 1 gives a single cluster; a level deeper than every
 leaf gives the classes themselves.
 """
+import sys
 from collections import deque
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -199,6 +200,19 @@ class HierarchyProvider(ClusterProvider):
                 f"hierarchy: {len(missing)} class name(s) not found in {source}: "
                 f"{missing[:5]}{' ...' if len(missing) > 5 else ''}"
             )
+        orphans = [c for c in class_names if c in self.tree.roots]
+        if orphans:
+            # a class without a parent is its own root: it would add a virtual root above
+            # every other root and shift what each level means
+            raise ValueError(
+                f"hierarchy: {len(orphans)} class(es) have no parent in {source}: "
+                f"{orphans[:5]}{' ...' if len(orphans) > 5 else ''}; every class needs a "
+                f"'parent class' line")
+        if len(self.tree.roots) > 1:
+            print(f"warning: hierarchy {source} has {len(self.tree.roots)} roots "
+                  f"{self.tree.roots[:5]}: a virtual root {VIRTUAL_ROOT!r} was added above "
+                  f"them, so level 1 is {VIRTUAL_ROOT!r} and level 2 holds those roots",
+                  file=sys.stderr)
         if labels.size and labels.max() >= len(class_names):
             raise ValueError(
                 f"hierarchy: label {int(labels.max())} has no class name "

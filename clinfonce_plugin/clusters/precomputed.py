@@ -24,6 +24,12 @@ def _components(path: str) -> Tuple[str, ...]:
     return tuple(c for c in str(path).replace("\\", "/").split("/") if c not in ("", "."))
 
 
+MAX_ID = 2 ** 62  # ids are stored as int64
+RANGE_HINT = ("cluster ids must be integers in [0, 2**62): -1 means 'unknown' elsewhere in "
+              "this project and is not a cluster; give every image an id (e.g. its own, "
+              "unused number)")
+
+
 def _parse_int(text: str) -> Optional[int]:
     text = text.strip()
     try:
@@ -101,6 +107,9 @@ def read_cluster_csv(path: str, column: Optional[str] = None, k: Optional[int] =
                     f"{path}:{line}: column {id_column!r} must hold an integer id, "
                     f"got {row[id_at]!r}"
                 )
+            if not 0 <= value < MAX_ID:
+                raise ValueError(f"{path}:{line}: column {id_column!r} holds {row[id_at]!r}: "
+                                 f"{RANGE_HINT}")
             if key in seen:
                 raise ValueError(f"{path}:{line}: path {key!r} already given on line {seen[key]}")
             seen[key] = line
@@ -247,15 +256,19 @@ class PrecomputedProvider(ClusterProvider):
                 f"precomputed: {path} holds shape {values.shape}, expected ({n},): "
                 "one cluster id per sample in dataset order"
             )
-        if np.issubdtype(values.dtype, np.integer):
-            return values.astype(np.int64)
+        if not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
+            raise ValueError(f"precomputed: {path} holds dtype {values.dtype}, expected integer ids")
         if np.issubdtype(values.dtype, np.floating):
             bad = ~np.isfinite(values) | (values != np.round(values))
-            if not bad.any():
-                return values.astype(np.int64)
-            i = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"precomputed: {path}[{i}] = {values[i].item()!r} is not an integer id")
-        raise ValueError(f"precomputed: {path} holds dtype {values.dtype}, expected integer ids")
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise ValueError(f"precomputed: {path}[{i}] = {values[i].item()!r} is not an "
+                                 f"integer id")
+        out_of_range = (values < 0) | (values >= MAX_ID)
+        if out_of_range.any():
+            i = int(np.flatnonzero(out_of_range)[0])
+            raise ValueError(f"precomputed: {path}[{i}] = {values[i].item()!r}: {RANGE_HINT}")
+        return values.astype(np.int64)
 
     def _describe_extra(self) -> str:
         return f"column {self.column!r} of {self.file}" if self.column else f"{self.file}"

@@ -6,7 +6,7 @@ import omegaconf
 import torch
 from omegaconf import OmegaConf, open_dict
 
-from clinfonce_plugin.cfgcheck import ConfigError, fill_defaults
+from clinfonce_plugin.config import ConfigError, fill_defaults
 from clinfonce_plugin.clusters.embedding_pass import TransformedImages, embed_dataset, label_metrics
 from clinfonce_plugin.clusters.registry import CLUSTER_PROVIDERS, build_from_spec
 from clinfonce_plugin.clusters.sample_info import SampleInfo

@@ -7,7 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from omegaconf import OmegaConf, open_dict
 
-from clinfonce_plugin.cfgcheck import ConfigError, fill_defaults
+from clinfonce_plugin.config import ConfigError, fill_defaults
 from clinfonce_plugin.clusters.registry import CLUSTER_PROVIDERS, build_from_spec
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.host import BaseMethod

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from omegaconf import open_dict
 from torch.utils.data import Dataset
 
-from clinfonce_plugin.cfgcheck import ConfigError, fill_defaults
+from clinfonce_plugin.config import ConfigError, fill_defaults
 from clinfonce_plugin.clusters.components import BACKENDS as WEAK_LABEL_BACKENDS
 from clinfonce_plugin.clusters.components import component_stats, purity, weak_labels_of_views
 from clinfonce_plugin.clusters.neighbours import BACKENDS as KNN_BACKENDS

@@ -140,3 +140,13 @@ def test_lookup_follows_new_ids_after_set_ids():
 def test_lookup_rejects_bad_indexes(bad, match):
     with pytest.raises(ValueError, match=match):
         make([0, 1, 1])(bad)
+
+
+def test_a_single_cluster_is_announced_with_a_warning(capsys):
+    from clinfonce_plugin.clusters.labels import LabelsProvider
+
+    LabelsProvider(SampleInfo(num_samples=4, labels=np.zeros(4, dtype=np.int64)))
+    assert "warning: cluster provider 'labels' put all 4 images in one cluster" in \
+        capsys.readouterr().err
+    LabelsProvider(SampleInfo(num_samples=4, labels=np.arange(4)))
+    assert capsys.readouterr().err == ""

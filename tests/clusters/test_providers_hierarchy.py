@@ -251,3 +251,21 @@ def test_label_without_class_name():
 def test_reserved_virtual_root_name():
     with pytest.raises(ValueError, match="reserved name '<root>'"):
         LabelTree([("<root>", "a"), ("b", "c")])
+
+
+def test_a_class_without_a_parent_is_an_error_not_a_level_shift():
+    # "wolf" has no parent line: it would be a second root and shift every level by one
+    pairs = [("animal", "dog"), ("animal", "cat")]
+    with pytest.raises(ValueError, match=r"1 class\(es\) have no parent in pairs: \['wolf'\]"):
+        HierarchyProvider(info(labels=[0, 1, 2], classes=["dog", "cat", "wolf"]),
+                          pairs=[list(p) for p in pairs + [("wolf", "pup")]], level=2)
+
+
+def test_several_roots_print_a_warning_that_names_the_level_shift(capsys):
+    pairs = [("animal", "dog"), ("plant", "fern")]
+    p = HierarchyProvider(info(labels=[0, 1], classes=["dog", "fern"]),
+                          pairs=[list(x) for x in pairs], level=2)
+    err = capsys.readouterr().err
+    assert "warning: hierarchy pairs has 2 roots ['animal', 'plant']" in err
+    assert "level 1 is '<root>'" in err
+    assert p.ids.tolist() == [0, 1]  # level 2 = the two real roots

@@ -1,4 +1,6 @@
 """precomputed provider: cluster ids from csv (keyed by image path) or npy (dataset order)."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -62,10 +64,19 @@ def test_summary_row_is_skipped_only_with_an_index_column(tmp_path):
     keys, ids, column, lines = read_cluster_csv(write(tmp_path, PUBLISHED), k=3)
     assert len(keys) == 5 and ids.tolist() == [7, 2, 7, 5, 7]
     assert lines == [2, 3, 4, 5, 6]
-    # without the pandas index column a -1 id is an ordinary id
+    # without the pandas index column a -1 id is not a summary row: -1 means "unknown"
+    # elsewhere, so it is refused rather than made into a cluster
     plain = "path,cluster\na.jpg,-1\nb.jpg,4\n"
-    keys, ids, column, _ = read_cluster_csv(write(tmp_path, plain, "plain.csv"))
-    assert keys == ["a.jpg", "b.jpg"] and ids.tolist() == [-1, 4] and column == "cluster"
+    with pytest.raises(ValueError, match=r"plain.csv:2: column 'cluster' holds '-1': cluster "
+                                         r"ids must be integers in \[0, 2\*\*62\): -1 means"):
+        read_cluster_csv(write(tmp_path, plain, "plain.csv"))
+
+
+@pytest.mark.parametrize("value", ["1e30", "4611686018427387904", "-3"])
+def test_ids_outside_the_int64_range_or_negative_are_refused_with_the_line(tmp_path, value):
+    text = f"path,cluster\na.jpg,1\nb.jpg,{value}\n"
+    with pytest.raises(ValueError, match=rf"ids.csv:3: column 'cluster' holds '{value}'"):
+        read_cluster_csv(write(tmp_path, text, "ids.csv"))
 
 
 def test_exact_relative_path_wins_over_suffix(tmp_path):
@@ -178,12 +189,20 @@ def test_csv_needs_paths(tmp_path):
 
 
 def test_npy_in_dataset_order(tmp_path):
-    np.save(tmp_path / "ids.npy", np.array([10, 3, 3, -1, 10]))
+    np.save(tmp_path / "ids.npy", np.array([10, 3, 3, 0, 10]))
     p = PrecomputedProvider(SampleInfo(num_samples=5), file=str(tmp_path / "ids.npy"))
-    assert p.ids.tolist() == [2, 1, 1, 0, 2]  # {-1, 3, 10} -> 0, 1, 2
+    assert p.ids.tolist() == [2, 1, 1, 0, 2]  # {0, 3, 10} -> 0, 1, 2
     assert p(torch.tensor([4, 3])).tolist() == [2, 0]
     np.save(tmp_path / "f.npy", np.array([2.0, 0.0]))
     assert PrecomputedProvider(SampleInfo(num_samples=2), file=str(tmp_path / "f.npy")).ids.tolist() == [1, 0]
+
+
+def test_negative_or_huge_npy_ids_are_refused_with_the_index(tmp_path):
+    for values, shown in (([3, -1], "-1"), ([3.0, 1e30], "1e+30")):
+        np.save(tmp_path / "ids.npy", np.array(values))
+        with pytest.raises(ValueError, match=rf"ids.npy\[1\] = {re.escape(shown)}: cluster "
+                                             r"ids must be integers"):
+            PrecomputedProvider(SampleInfo(num_samples=2), file=str(tmp_path / "ids.npy"))
 
 
 def test_npy_relative_to_root(tmp_path):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from clinfonce_plugin import host
-from clinfonce_plugin.cfgcheck import ConfigError
+from clinfonce_plugin.config import ConfigError
 from clinfonce_plugin.clusters.attributes import attribute_cluster_ids
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.host.runtime.losses import nt_xent_masked
@@ -112,7 +112,7 @@ def test_instance_head_adds_the_instance_loss(cfg_factory):
 
 
 @pytest.mark.parametrize("kw, match", [
-    ({"projector_dim": 3}, r"unknown key\(s\) \['projector_dim'\] in method_kwargs"),
+    ({"projector_dim": 3}, r"method_kwargs.projector_dim: unknown key. Valid keys here: \["),
     ({"clusters": {"provider": "nope"}}, "unknown cluster provider 'nope'"),
     ({"temperature": -1.0}, "temperature must be > 0"),
     ({"loss_form": "sum"}, "loss_form must be 'out' or 'in'"),

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from clinfonce_plugin import host
-from clinfonce_plugin.cfgcheck import ConfigError
+from clinfonce_plugin.config import ConfigError
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 
 

@@ -15,7 +15,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from clinfonce_plugin import host
-from clinfonce_plugin.cfgcheck import ConfigError
+from clinfonce_plugin.config import ConfigError
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.data.knn_multicrop import (
     KnnMultiCropDataset,

@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .backbones import make_host_backbone
-from .cfg_utils import select
+from clinfonce_plugin.config import select
 from .optim import (
     SCHEDULERS,
     build_optimizer,

@@ -5,7 +5,7 @@ import omegaconf
 import torch
 import torch.nn as nn
 
-from clinfonce_plugin.cfgcheck import REQUIRED, fill_defaults
+from clinfonce_plugin.config import REQUIRED, fill_defaults
 
 from .base import BaseMethod
 from .losses import nt_xent_masked

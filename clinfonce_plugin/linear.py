@@ -17,7 +17,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from .checkpoints import check_finite, safe_load, state_dict_of
 from .config import check_linear_cfg
 from .data.registry import DATASETS, open_split
-from .data.transforms import TransformedImages, eval_transform
+from .data.indexed import TransformedImages
+from .data.transforms import eval_transform
 from .errors import CheckpointError, ConfigError
 from .host.backbone import make_backbone
 from .zoo import resolve_pretrained

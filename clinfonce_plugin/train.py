@@ -18,9 +18,9 @@ from . import host
 from .callbacks import FiniteLoss, PeriodicCheckpoint, RNGState
 from .checkpoints import safe_load
 from .config import check_pretrain_cfg
-from .data.indexed import IndexedDataset
+from .data.indexed import IndexedDataset, TransformedImages
 from .data.registry import DATASETS, open_split, verify_split
-from .data.transforms import TransformedImages, eval_transform, pretrain_transform
+from .data.transforms import eval_transform, pretrain_transform
 from .errors import ConfigError, Interrupted
 from .host.backbone import apply_plugin_stem
 from .rundir import RunDir
@@ -121,6 +121,9 @@ def pretrain(cfg: omegaconf.DictConfig, source: Any = None,
     pl.seed_everything(cfg.seed, workers=True)
 
     model = build_method(cfg, sample_info=train.info)
+    if getattr(model, "embedding_dataset", False) is None:
+        # the k-means embedding pass reuses the split read above (metadata read once)
+        model.embedding_dataset = TransformedImages(train.dataset, eval_transform(cfg))
     # a method may wrap the training set itself (e.g. WCL's KNN multi-crop); default: index
     # wrapping with the augmentation pipelines of cfg.augmentations
     make_train_dataset = getattr(model, "make_train_dataset", None)

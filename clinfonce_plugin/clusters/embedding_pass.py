@@ -18,20 +18,6 @@ from clinfonce_plugin.metrics.information import conditional_entropy, mutual_inf
 from clinfonce_plugin.utils.distributed import all_gather_no_grad, get_rank, get_world_size
 
 
-class TransformedImages(Dataset):
-    """``base[i] = (image, target)`` -> ``(transform(image), target)``; index i unchanged."""
-
-    def __init__(self, base: Dataset, transform: Callable[[Any], torch.Tensor]) -> None:
-        self.base, self.transform = base, transform
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, i: int):
-        image, target = self.base[i]
-        return self.transform(image), target
-
-
 def shard_indexes(n: int, rank: int, world_size: int) -> range:
     """Dataset indexes embedded by ``rank``: rank, rank + W, rank + 2W, ... (< n)."""
     return range(rank, n, world_size)

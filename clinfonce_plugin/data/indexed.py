@@ -60,3 +60,18 @@ def resolve_index(i: int, n: int) -> int:
 def host_target(target: Any) -> int:
     """The host's target convention: an int >= 0, or -1 for unknown (None or negative)."""
     return -1 if target is None or int(target) < 0 else int(target)
+
+
+class TransformedImages(Dataset):
+    """``base[i] = (image, target)`` -> ``(transform(image), target)``; index i unchanged
+    (evaluation, features, the k-means embedding pass)."""
+
+    def __init__(self, base: Dataset, transform: Callable[[Any], torch.Tensor]) -> None:
+        self.base, self.transform = base, transform
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        image, target = self.base[i]
+        return self.transform(image), target

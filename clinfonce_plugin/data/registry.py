@@ -119,3 +119,11 @@ def build_dataset(name: str, root: Union[str, Path], split: Split,
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}. Choose from {sorted(DATASETS)}")
     return DATASETS[name](root, split, transform)
+
+
+def training_sample_info(cfg, sample_info: Optional[SampleInfo] = None) -> SampleInfo:
+    """The training split's SampleInfo: the one given (the runner reads the split once and
+    passes it), or read from ``cfg.data``."""
+    if sample_info is not None:
+        return sample_info
+    return open_split(cfg.data, "train").info

@@ -1,12 +1,8 @@
 """The transforms of a run, built from its ``augmentations`` by the resolved host: the
-multi-crop pretrain pipeline, the deterministic evaluation transform, and the one
-``(transform(image), target)`` wrapper."""
-from typing import Any, Callable
-
+multi-crop pretrain pipeline and the deterministic evaluation transform (applied to a
+dataset by ``data.indexed.TransformedImages``)."""
 import omegaconf
-import torch
 from omegaconf import OmegaConf
-from torch.utils.data import Dataset
 
 from clinfonce_plugin import host
 
@@ -32,17 +28,3 @@ def eval_transform(cfg: omegaconf.DictConfig):
         if key in node:
             node[key].prob = 0.0
     return host.build_transform_pipeline(cfg.data.dataset, node)
-
-
-class TransformedImages(Dataset):
-    """``base[i] = (image, target)`` -> ``(transform(image), target)``; index i unchanged."""
-
-    def __init__(self, base: Dataset, transform: Callable[[Any], torch.Tensor]) -> None:
-        self.base, self.transform = base, transform
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, i: int):
-        image, target = self.base[i]
-        return self.transform(image), target

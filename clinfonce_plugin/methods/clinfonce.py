@@ -7,13 +7,14 @@ import torch
 from omegaconf import OmegaConf, open_dict
 
 from clinfonce_plugin.config import ConfigError, fill_defaults
-from clinfonce_plugin.clusters.embedding_pass import TransformedImages, embed_dataset, label_metrics
+from clinfonce_plugin.clusters.embedding_pass import embed_dataset, label_metrics
+from clinfonce_plugin.data.indexed import TransformedImages
 from clinfonce_plugin.clusters.registry import CLUSTER_PROVIDERS, build_from_spec
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.heads import mlp
 from clinfonce_plugin.host import BaseMethod
 from clinfonce_plugin.losses import cl_infonce
-from clinfonce_plugin.training_set import training_sample_info
+from clinfonce_plugin.data.registry import training_sample_info
 from clinfonce_plugin.utils.distributed import all_gather_no_grad, get_rank, get_world_size
 
 METHOD_KWARGS = {
@@ -93,6 +94,10 @@ class ClInfoNCE(BaseMethod):
             OmegaConf.to_container(kw.clusters, resolve=True),
             training_sample_info(cfg, sample_info),
             embedding_dims={"backbone": self.features_dim, "projector": kw.proj_output_dim})
+        # identical on every rank (static, or refreshed identically): DDP need not broadcast
+        # the N-sized ids every step
+        self._ddp_params_and_buffers_to_ignore = [
+            f"provider.{name}" for name, _ in self.provider.named_buffers()]
         if self.provider.dynamic:
             # (image tensor, target) items of the training set in dataset order; built from
             # cfg.data on the first refresh unless set beforehand (tests, benchmarks)
@@ -151,10 +156,10 @@ class ClInfoNCE(BaseMethod):
     def _train_images(self) -> torch.utils.data.Dataset:
         if self.embedding_dataset is None:
             # imported here: the data registry and transforms are only needed by this pass
-            from clinfonce_plugin.data.registry import build_dataset
-            from clinfonce_plugin.train import eval_transform
+            from clinfonce_plugin.data.registry import open_split
+            from clinfonce_plugin.data.transforms import eval_transform
 
-            base, _, _ = build_dataset(self.cfg.data.dataset, self.cfg.data.train_path, split="train")
+            base = open_split(self.cfg.data, "train").dataset
             self.embedding_dataset = TransformedImages(base, eval_transform(self.cfg))
         if len(self.embedding_dataset) != self.provider.ids.numel():
             raise ValueError(f"the embedding dataset has {len(self.embedding_dataset)} images, "

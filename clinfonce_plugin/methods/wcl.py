@@ -17,7 +17,7 @@ from clinfonce_plugin.data.knn_multicrop import KnnMultiCrop, split_crop_pipelin
 from clinfonce_plugin.heads import mlp
 from clinfonce_plugin.host import BaseMethod
 from clinfonce_plugin.losses import instance_nce, multicrop_nce, multicrop_swap, wcl_swap
-from clinfonce_plugin.training_set import training_sample_info
+from clinfonce_plugin.data.registry import training_sample_info
 from clinfonce_plugin.utils.distributed import all_gather_no_grad, gather_with_grad
 
 # WCL Table 2 rows (the multi-crop terms join whenever small crops are configured)

@@ -3,12 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from clinfonce_plugin.clusters.embedding_pass import (
-    TransformedImages,
-    embed_dataset,
-    label_metrics,
-    shard_indexes,
-)
+from clinfonce_plugin.clusters.embedding_pass import embed_dataset, label_metrics, shard_indexes
+from clinfonce_plugin.data.indexed import TransformedImages
 from tests.helpers import slow_mi_and_cond_entropy
 
 

@@ -1,5 +1,5 @@
 """Installs clinfonce_plugin: cluster-aware contrastive learning for solo-learn."""
-from setuptools import Extension, find_packages, setup
+from setuptools import find_packages, setup
 
 REQUIREMENTS = [
     "torch>=2.1",
@@ -33,8 +33,4 @@ setup(
     extras_require=EXTRAS,
     include_package_data=True,
     package_data={"clinfonce_plugin": ["py.typed"]},
-    # the O(N) CPU kernel of WCL's weak labels; optional: without a C compiler the package
-    # installs anyway and clusters.components falls back to numpy pointer doubling
-    ext_modules=[Extension("clinfonce_plugin.clusters._components",
-                           ["clinfonce_plugin/clusters/_components.c"], optional=True)],
 )

@@ -54,7 +54,9 @@ def make_cfg(method: str, backbone: str, batch: int, small: int, hidden: int) ->
     })
 
 
-def build(method: str, backbone: str, batch: int, small: int, hidden: int):
+def build_model(method: str, backbone: str, batch: int, small: int, hidden: int):
+    """(model in train mode with logging switched off, its SGD optimiser, one fixed batch of
+    random crops)."""
     cfg = make_cfg(method, backbone, batch, small, hidden)
     cls = host.METHODS[method]
     torch.manual_seed(0)
@@ -70,7 +72,11 @@ def build(method: str, backbone: str, batch: int, small: int, hidden: int):
     crops = [torch.randn(batch, 3, 32, 32, generator=g) for _ in range(2)]
     crops += [torch.randn(batch, 3, 16, 16, generator=g) for _ in range(small)]
     data = (torch.arange(batch), crops, torch.arange(batch) % 10)
+    return model, opt, data
 
+
+def make_step(model, opt, data):
+    """One optimizer step of ``model`` on ``data``, as a function of no argument."""
     def step():
         opt.zero_grad(set_to_none=True)
         out = model.training_step(data, 0)
@@ -79,6 +85,11 @@ def build(method: str, backbone: str, batch: int, small: int, hidden: int):
         opt.step()
 
     return step
+
+
+def build(method: str, backbone: str, batch: int, small: int, hidden: int):
+    """One optimizer step of ``method`` on a fixed batch, as a function of no argument."""
+    return make_step(*build_model(method, backbone, batch, small, hidden))
 
 
 def run(backbone: str, batch: int, small: int, hidden: int, rounds: int, warmup: int) -> dict:

@@ -7,15 +7,15 @@ links are taken as undirected edges, and each connected component is one weak cl
 Every node has exactly one out-edge, so the graph is a *functional graph*: each weakly
 connected component is one cycle with in-trees hanging off it. ``components_torch``
 uses that structure to label components exactly in at most ceil(log2 N) pointer-doubling
-rounds plus one scatter, on the tensor's device and, off the CPU, without any host
-synchronisation. On the CPU a small C kernel (``_components.c``, built by setup.py when a
-compiler is available) does the same in one O(N) union-find pass.
+rounds plus one scatter, in torch on the tensor's device (CPU or accelerator); off the CPU
+without any host synchronisation. ``components_scipy`` is the reference backend
+(``scipy.sparse.csgraph.connected_components`` on the host).
 
 Labels are canonical: a component is named by its smallest node index and the names are
 then renumbered 0..C-1 in increasing order of that index. Both backends return the same
 labels, so results compare with ``==``.
 
-Plain torch + scipy (+ the optional C kernel): no host import.
+Plain torch + scipy: no host import.
 """
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -25,11 +25,6 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from clinfonce_plugin.utils.distributed import all_gather_no_grad, get_rank, is_dist
-
-try:  # the O(N) C kernel (setup.py builds it when a compiler is there; optional)
-    from clinfonce_plugin.clusters import _components as _kernel
-except ImportError:  # pragma: no cover - depends on the build
-    _kernel = None
 
 __all__ = [
     "nearest_neighbour",
@@ -127,15 +122,11 @@ def components_torch(nn_idx: torch.Tensor, validate: bool = True) -> torch.Tenso
        ``label = first[rep]``.
     3. Roots (``label == arange``) are renumbered 0..C-1 by a cumulative sum.
 
-    On an accelerator all T rounds run, so nothing is read back to the host. On the CPU
-    the labels come from the compiled kernel ``_components`` when it is built (one O(N)
-    union-find pass whose roots are the smallest nodes: same labels, one call instead of
-    ~20 numpy operations, which cost 5-10 us each right after the similarity GEMM).
-    Without it the same rounds run on a zero-copy numpy view (an op costs ~1 us there
-    instead of torch's ~5 us) and stop early once ``p[p] == p``: then every ``p[i]`` is a
-    fixed point of f^(2^t), i.e. on a cycle whose length divides 2^t, so ``m`` there
-    already spans the whole cycle. A batch 1-NN graph (tails of a few nodes, 2-cycles)
-    needs about 3 rounds.
+    On an accelerator all T rounds run, so nothing is read back to the host. On the CPU,
+    where reading a tensor costs nothing, the rounds stop early once ``p[p] == p``: then
+    every ``p[i]`` is a fixed point of f^(2^t), i.e. on a cycle whose length divides 2^t,
+    so ``m`` there already spans the whole cycle. A batch 1-NN graph (tails of a few nodes,
+    2-cycles) needs about 3 rounds instead of ceil(log2 N).
 
     Args:
         nn_idx: (N,) integer tensor, nn_idx[i] = the node i links to.
@@ -147,59 +138,31 @@ def components_torch(nn_idx: torch.Tensor, validate: bool = True) -> torch.Tenso
     """
     nn_idx = torch.as_tensor(nn_idx)
     _check_nn(nn_idx, validate)
-    if nn_idx.device.type == "cpu":
-        idx = nn_idx.detach().numpy()
-        if _kernel is not None:
-            return torch.from_numpy(_label_kernel(idx))
-        return torch.from_numpy(_pointer_doubling_numpy(idx))
-    return _pointer_doubling_torch(nn_idx)
-
-
-def _label_kernel(nn_idx: np.ndarray) -> np.ndarray:
-    """The labels of :func:`components_torch` by the C kernel's union-find (raises
-    ValueError on an index outside [0, N), whatever ``validate`` said)."""
-    idx = np.ascontiguousarray(nn_idx, dtype=np.int64)
-    out = np.empty_like(idx)
-    _kernel.label(idx, out)
-    return out
+    return _pointer_doubling(nn_idx, stop_early=nn_idx.device.type == "cpu")
 
 
 @torch.no_grad()
-def _pointer_doubling_torch(nn_idx: torch.Tensor) -> torch.Tensor:
-    """Steps 1-3 of :func:`components_torch` in torch, all ceil(log2 N) rounds."""
+def _pointer_doubling(nn_idx: torch.Tensor, stop_early: bool) -> torch.Tensor:
+    """Steps 1-3 of :func:`components_torch`; ``stop_early`` ends the rounds once
+    ``p[p] == p`` (one host read per round)."""
     n = nn_idx.numel()
     node = torch.arange(n, device=nn_idx.device)
     pointer = nn_idx.long()
-    smallest = node.clone()
+    smallest = node
+    # index_select rather than t[idx]: the same gather, without advanced indexing's
+    # overhead (3x per call at N = 4096 on the CPU)
     for _ in range((n - 1).bit_length()):  # ceil(log2 n) for n >= 1
-        smallest = torch.minimum(smallest, smallest[pointer])
-        pointer = pointer[pointer]
-    rep = smallest[pointer]
-    first = torch.full((n,), n, dtype=torch.long, device=nn_idx.device)
-    first = first.scatter_reduce(0, rep, node, reduce="amin")
-    label = first[rep]
-    rank = torch.cumsum((label == node).long(), dim=0) - 1
-    return rank[label]
-
-
-def _pointer_doubling_numpy(nn_idx: np.ndarray) -> np.ndarray:
-    """Steps 1-3 of :func:`components_torch` in numpy, stopping once ``p[p] == p``."""
-    pointer = nn_idx.astype(np.int64, copy=False)
-    n = pointer.size
-    node = np.arange(n, dtype=np.int64)
-    smallest = node.copy()
-    for _ in range((n - 1).bit_length()):
-        np.minimum(smallest, smallest[pointer], out=smallest)
-        jumped = pointer[pointer]
-        if np.array_equal(jumped, pointer):
+        smallest = torch.minimum(smallest, smallest.index_select(0, pointer))
+        jumped = pointer.index_select(0, pointer)
+        if stop_early and torch.equal(jumped, pointer):
             break
         pointer = jumped
-    rep = smallest[pointer]
-    first = np.full(n, n, dtype=np.int64)
-    np.minimum.at(first, rep, node)
-    label = first[rep]
-    rank = np.cumsum(label == node) - 1
-    return rank[label]
+    rep = smallest.index_select(0, pointer)
+    first = torch.full((n,), n, dtype=torch.long, device=nn_idx.device)
+    first.scatter_reduce_(0, rep, node, reduce="amin")
+    label = first.index_select(0, rep)
+    rank = torch.cumsum(label == node, dim=0) - 1
+    return rank.index_select(0, label)
 
 
 def _canonical_numpy(labels: np.ndarray) -> np.ndarray:
@@ -270,7 +233,7 @@ def weak_labels_of_views(views: Sequence[torch.Tensor],
     Each view keeps its own 1-NN graph (a (n, N) similarity per view), but the views'
     graphs are labelled as ONE disjoint union in a single call, and under DDP their
     neighbour lists are gathered in one collective: the fixed per-call cost of labelling
-    (about 0.1 ms on the CPU) is paid once per step instead of once per view. The labels
+    (a few dozen small tensor ops) is paid once per step instead of once per view. The labels
     are those of separate calls: view i's nodes follow the earlier views' in the union, so
     its first node is the smallest of its component and gets label C_<i (the number of
     components of the earlier views); subtracting it restores the canonical 0..C_i - 1.

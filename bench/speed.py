@@ -32,8 +32,8 @@ from clinfonce_plugin.clusters.sample_info import SampleInfo  # noqa: E402
 from clinfonce_plugin.losses import cl_infonce  # noqa: E402
 from _timing import alternate, timed  # noqa: E402
 
-TARGETS = {"clinfonce step": 1.02, "wcl step": 1.05, "cl_infonce loss": 1.05,
-           "weak labels / similarity": 0.05}
+# (weak labels are measured as a share of a whole WCL step by bench/weak_labels.py)
+TARGETS = {"clinfonce step": 1.02, "wcl step": 1.05, "cl_infonce loss": 1.05}
 
 
 def host_nt_xent():

@@ -2,7 +2,7 @@
 
 The host (solo-learn or the bundled runtime) trains on batches
 ``(indexes, [crop_1 .. crop_n], targets)``; the index travels with every sample so that
-cluster providers can look up per-sample cluster ids (``cluster_ids[indexes]``).
+cluster providers can look up per-sample cluster ids (``provider(indexes)``).
 """
 from typing import Any, Callable, List, Tuple
 

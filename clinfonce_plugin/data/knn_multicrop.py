@@ -29,7 +29,12 @@ from torch.utils.data import Dataset
 
 from clinfonce_plugin.clusters.neighbours import BACKENDS, knn_table
 from clinfonce_plugin.data.indexed import host_target, resolve_index
-from clinfonce_plugin.utils.distributed import all_gather_no_grad, get_world_size, is_dist
+from clinfonce_plugin.utils.distributed import (
+    all_gather_no_grad,
+    all_ranks_agree,
+    get_world_size,
+    is_dist,
+)
 
 __all__ = [
     "KnnMultiCrop",
@@ -269,8 +274,7 @@ def ensure_identical_across_ranks(table: torch.Tensor) -> Tuple[torch.Tensor, bo
     """
     if not is_dist() or get_world_size() == 1:
         return table, True
-    sums = all_gather_no_grad(table_checksum(table).unsqueeze(0))
-    if bool((sums == sums[0]).all()):
+    if all_ranks_agree(table_checksum(table)):  # the fingerprint, not the N x K table
         return table, True
     warnings.warn("KNN multi-crop: the ranks computed different neighbour tables; "
                   "using rank 0's")

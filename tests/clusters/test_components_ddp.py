@@ -1,13 +1,9 @@
 """WCL weak labels under DDP: 2 gloo processes give the single-process labels, on both ranks."""
-import os
-import socket
-
 import numpy as np
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from clinfonce_plugin.clusters.components import weak_labels, weak_labels_of_views
+from tests.ddp import run_ranks
 
 WORLD_SIZE = 2
 
@@ -30,44 +26,30 @@ def _second_view(batches):
     return torch.nn.functional.normalize(batches["gauss"][:48, :6], dim=1)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank: int, port: int, out_dir: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD_SIZE
-    )
-    try:
-        results = {}
-        for name, batch in _batches().items():
-            n = batch.shape[0] // WORLD_SIZE
-            rows = batch[rank * n : (rank + 1) * n]
-            for backend in ("torch", "scipy"):
-                # weak_labels gathers the rows itself ...
-                results[(name, backend, "gather")] = weak_labels(rows, backend=backend)
-                # ... or reuses a batch the caller gathered already for the loss
-                results[(name, backend, "given")] = weak_labels(
-                    rows, v_all=batch, row_offset=rank * n, backend=backend
-                )
-        # two views labelled in one call: one gather of both views' neighbour lists
-        batches = _batches()
-        views = [batches["ties"], _second_view(batches)]
-        n = views[0].shape[0] // WORLD_SIZE
+def _worker(rank: int) -> dict:
+    results = {}
+    for name, batch in _batches().items():
+        n = batch.shape[0] // WORLD_SIZE
+        rows = batch[rank * n : (rank + 1) * n]
         for backend in ("torch", "scipy"):
-            results[("views", backend)] = weak_labels_of_views(
-                [v[rank * n : (rank + 1) * n] for v in views], backend=backend)
-        torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+            # weak_labels gathers the rows itself ...
+            results[(name, backend, "gather")] = weak_labels(rows, backend=backend)
+            # ... or reuses a batch the caller gathered already for the loss
+            results[(name, backend, "given")] = weak_labels(
+                rows, v_all=batch, row_offset=rank * n, backend=backend
+            )
+    # two views labelled in one call: one gather of both views' neighbour lists
+    batches = _batches()
+    views = [batches["ties"], _second_view(batches)]
+    n = views[0].shape[0] // WORLD_SIZE
+    for backend in ("torch", "scipy"):
+        results[("views", backend)] = weak_labels_of_views(
+            [v[rank * n : (rank + 1) * n] for v in views], backend=backend)
+    return results
 
 
-def test_ddp_labels_equal_single_process(tmp_path):
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
-    per_rank = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD_SIZE)]
+def test_ddp_labels_equal_single_process():
+    per_rank = run_ranks(_worker, world_size=WORLD_SIZE)
     batches = _batches()
     views = [weak_labels(batches["ties"]), weak_labels(_second_view(batches))]
     for backend in ("torch", "scipy"):

@@ -597,7 +597,8 @@ def test_a_ddp_step_gathers_each_large_view_once(ddp_results):
         ("all_gather", (1,), long): 1,  # the bank: rows per rank
         ("all_gather", (4, 96), f32): 1,  # the bank: features of the first large crop
         ("all_reduce", (8, 16), f32): 4,  # backward of the four gathers
-        ("all_gather", (1, 2), long): 1,  # epoch end: the table's fingerprint
+        ("all_reduce", (2, 2), long): 1,  # epoch end: the table's fingerprint agreed ...
+        ("all_reduce", (1,), f32): 1,  # ... and the verdict shared (all_ranks_agree)
     })
     for res in ddp_results:
         assert collections.Counter(res["collectives"]) == expected

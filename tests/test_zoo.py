@@ -84,7 +84,7 @@ def test_missing_zoo_file_and_unknown_name_are_clear_errors(tmp_path):
 @pytest.mark.parametrize("text,match", [
     ('{"x": {"file": "x.ckpt"}}', "lacks 'sha256'"),
     ('{"x": {"file": "x.ckpt", "sha256": "abc"}}', "sha256 must be 64 hex digits"),
-    ('{"x": {"file": "x.ckpt",\n "sha256": }}', r"manifest.json:2:13: invalid JSON"),
+    ('{"x": {"file": "x.ckpt",\n "sha256": }}', r"manifest.json:2:12: invalid JSON: Expecting value"),
     ('["x"]', "expected a JSON object"),
 ])
 def test_malformed_manifests_are_named_errors(tmp_path, text, match):

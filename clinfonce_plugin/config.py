@@ -38,6 +38,7 @@ class Key:
     high: Optional[float] = None
     low_open: bool = False
     choices: Optional[Tuple[Any, ...]] = None
+    fill: bool = True  # False: an unset key stays absent (the host picks a default)
 
 
 @dataclass(frozen=True)
@@ -162,8 +163,10 @@ UNSUPPORTED: Dict[str, Unsupported] = {
 AUGMENTATION: Dict[str, Any] = {
     "crop_size": Key(REQUIRED, "int", "output size in pixels", low=1),
     "num_crops": Key(REQUIRED, "int", "crops of this pipeline", low=1),
-    "mean": Key(None, "list", "normalisation mean (default: the dataset's)"),
-    "std": Key(None, "list", "normalisation std (default: the dataset's)"),
+    "mean": Key(None, "list", "normalisation mean (default: the host's for the dataset)",
+                fill=False),
+    "std": Key(None, "list", "normalisation std (default: the host's for the dataset)",
+               fill=False),
     "rrc": {
         "enabled": Key(True, "bool", "random resized crop (else resize)"),
         "crop_min_scale": Key(0.08, "float", "smallest area fraction", low=0, high=1),
@@ -387,7 +390,10 @@ def _fill(node, path, table, sources, unsupported, rel, ignore) -> None:
             if not present:
                 if spec.default is REQUIRED:
                     raise _error(sources, full(key), "required key is missing")
-                node[key] = spec.default
+                if spec.fill:
+                    node[key] = spec.default
+                elif key in node:
+                    del node[key]  # an explicit null: the host's default, as when absent
                 continue
             value = node[key]
             if isinstance(value, (DictConfig, ListConfig)):

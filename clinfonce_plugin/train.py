@@ -194,16 +194,18 @@ def _fit(cfg, model, train_loader, val_loader, run: RunDir, ckpt: Optional[str],
     try:
         trainer.fit(model, train_loader, val_loader, **_fit_kwargs(ckpt))
     except SystemExit:
-        if trainer.interrupted:  # Lightning turns Ctrl-C into sys.exit(1) after its shutdown
-            last = run.last_checkpoint
-            where = (f"its last checkpoint is {last}; continue with resume=true"
-                     if os.path.isfile(last) else "no checkpoint was written yet")
-            raise Interrupted(f"interrupted at epoch {trainer.current_epoch}, step "
-                              f"{trainer.global_step}: {where}") from None
-        raise
+        # Lightning >= 2.2 turns Ctrl-C into sys.exit(1) after its shutdown
+        if not trainer.interrupted:
+            raise
+    if trainer.interrupted:  # older Lightning returns from fit instead
+        last = run.last_checkpoint
+        where = (f"its last checkpoint is {last}; continue with resume=true"
+                 if os.path.isfile(last) else "no checkpoint was written yet")
+        raise Interrupted(f"interrupted at epoch {trainer.current_epoch}, step "
+                          f"{trainer.global_step}: {where}")
 
     final = os.path.join(run.partial, f"{cfg.name}.ckpt")
-    trainer.save_checkpoint(final)
+    trainer.save_checkpoint(final, weights_only=False)
     if trainer.is_global_zero:
         run.finish()
     trainer.strategy.barrier("clinfonce.finish")

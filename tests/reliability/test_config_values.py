@@ -120,3 +120,15 @@ def test_documented_keys_are_set_on_the_command_line_without_plus(tmp_path):
     assert proc.stderr.strip().splitlines()[-1] == (
         f"error: resume_from_checkpoint {missing} does not exist")
     assert not (tmp_path / "absent").exists()  # refused before the data was generated
+
+
+def test_unset_normalisation_stays_absent_for_the_host_to_choose(tmp_path):
+    # solo-learn's transform reads cfg.get("mean", <dataset default>): a filled-in None
+    # would reach Normalize
+    path, check = _check(tmp_path)
+    cfg = check()
+    assert "mean" not in cfg.augmentations[0] and "std" not in cfg.augmentations[0]
+    raw = OmegaConf.load(path)
+    raw.augmentations[0].mean = None
+    cfg = check_pretrain_cfg(raw, {"synthetic_cub"}, host.METHODS, str(path))
+    assert "mean" not in cfg.augmentations[0]

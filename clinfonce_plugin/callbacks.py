@@ -13,6 +13,7 @@ import torch
 from .errors import TrainingDiverged
 
 LAST = "last.ckpt"
+_LIGHTNING_BEFORE_2_2 = tuple(int(x) for x in pl.__version__.split(".")[:2]) < (2, 2)
 
 
 class PeriodicCheckpoint(pl.Callback):
@@ -44,7 +45,21 @@ class PeriodicCheckpoint(pl.Callback):
 class RNGState(pl.Callback):
     """Stores the torch, numpy and python generators in the checkpoint and restores them on
     resume: the next epoch's shuffle and (in-process) augmentations then match an
-    uninterrupted run. Saved as plain tensors (loads with weights_only=True)."""
+    uninterrupted run. Saved as plain tensors (loads with weights_only=True).
+
+    The state is saved at the end of an epoch and put back when the checkpoint is loaded.
+    Lightning before 2.2 (solo-learn pins 2.1.2) runs code that draws random numbers after
+    the checkpoint is loaded and before the epoch's data iterator starts; there the state is
+    put back once more at the start of the first resumed epoch (found by the SIGKILL-resume
+    test, which passes on both versions)."""
+
+    def __init__(self) -> None:
+        self._pending: Optional[Dict[str, Any]] = None
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._pending is not None:
+            self._restore(self._pending)
+            self._pending = None
 
     def state_dict(self) -> Dict[str, Any]:
         _, keys, pos, has_gauss, gauss = np.random.get_state()
@@ -59,6 +74,12 @@ class RNGState(pl.Callback):
         return state
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self._restore(state)
+        if _LIGHTNING_BEFORE_2_2:
+            self._pending = state
+
+    @staticmethod
+    def _restore(state: Dict[str, Any]) -> None:
         torch.set_rng_state(state["torch"])
         np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32),
                              state["numpy_pos"], state["numpy_has_gauss"],

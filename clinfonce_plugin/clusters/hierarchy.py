@@ -27,7 +27,7 @@ def read_pairs(path: str) -> List[Tuple[str, str]]:
         ValueError: a line without exactly two fields, naming ``file:line`` and the line.
     """
     pairs: List[Tuple[str, str]] = []
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8-sig") as handle:  # a BOM some editors add is no name
         for number, raw in enumerate(handle, start=1):
             fields = raw.split("#", 1)[0].split()
             if not fields:

@@ -88,10 +88,26 @@ def _resolve_root(root: Union[str, Path], folder: str, files: Sequence[str]) -> 
     return root
 
 
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only: the official CIFAR batches need
+    nothing else, and a crafted file cannot name a function to run."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar"),
+               ("_codecs", "encode")}  # bytes in protocol-2 pickles: str.encode only
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name} (only numpy arrays "
+                                         f"and plain containers are read)")
+        return super().find_class(module, name)
+
+
 def _load(path: Path) -> Dict[bytes, Any]:
     try:
         with open(path, "rb") as f:
-            obj = pickle.load(f, encoding="bytes")
+            obj = _ArraysOnly(f, encoding="bytes").load()
     except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
         raise ValueError(f"{path}: not a CIFAR python pickle ({type(err).__name__}: {err})"
                          ) from None

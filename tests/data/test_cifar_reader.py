@@ -135,3 +135,21 @@ def test_malformed_files_are_errors_naming_the_file(tmp_path):
         read_cifar10(root)
     with pytest.raises(ValueError, match=r"unknown CIFAR split 'all'"):
         read_cifar10(root, "all")
+
+
+def test_a_crafted_cifar_pickle_runs_nothing(tmp_path):
+    import pickle
+
+    from clinfonce_plugin.data.cifar import _load
+
+    marker = tmp_path / "written_by_the_pickle"
+
+    class WritesAFile:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({b"data": WritesAFile()}, protocol=2))
+    with pytest.raises(ValueError, match=r"refused to load (io|builtins)\.open"):
+        _load(path)
+    assert not marker.exists()

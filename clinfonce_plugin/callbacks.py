@@ -34,7 +34,7 @@ class PeriodicCheckpoint(pl.Callback):
         if (trainer.current_epoch + 1) % self.every_n_epochs != 0:
             return
         tmp = self.path + ".tmp"
-        trainer.save_checkpoint(tmp, weights_only=False)  # collective: rank 0 writes
+        trainer.save_checkpoint(tmp)  # collective: every rank builds it, rank 0 writes
         if trainer.is_global_zero:
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())

@@ -205,7 +205,7 @@ def _fit(cfg, model, train_loader, val_loader, run: RunDir, ckpt: Optional[str],
                           f"{trainer.global_step}: {where}")
 
     final = os.path.join(run.partial, f"{cfg.name}.ckpt")
-    trainer.save_checkpoint(final, weights_only=False)
+    trainer.save_checkpoint(final)
     if trainer.is_global_zero:
         run.finish()
     trainer.strategy.barrier("clinfonce.finish")

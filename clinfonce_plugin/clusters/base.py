@@ -149,11 +149,19 @@ class ClusterProvider(nn.Module):
                   f"cluster: every pair is a positive and the cluster loss cannot separate "
                   f"images; check its parameters", file=sys.stderr)
         self.ids.copy_(torch.from_numpy(ids))
+        self._num_clusters = k
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        # the ids changed under the module: K follows them (ids are contiguous: max + 1)
+        self._num_clusters = int(self.ids.max()) + 1 if self.ids.numel() else 0
 
     @property
     def num_clusters(self) -> int:
-        """K, the number of distinct cluster ids (ids are contiguous: max + 1)."""
-        return int(self.ids.max()) + 1
+        """K, the number of distinct cluster ids, derived from the ids whenever they are
+        written (build, refresh, checkpoint load): the training step reads it without an
+        N-sized reduction or a device synchronisation."""
+        return self._num_clusters
 
     def forward(self, indexes: torch.Tensor) -> torch.Tensor:
         """Looks up the cluster ids of dataset indexes.

@@ -87,10 +87,15 @@ def test_ids_are_an_int64_buffer_in_the_state_dict_and_move_with_the_module():
 
 def test_a_fresh_provider_loads_the_ids_of_a_state_dict():
     other = make([0, 0, 1])
-    other.load_state_dict(make([1, 0, 1]).state_dict())
-    assert other.ids.tolist() == [1, 0, 1] and other.num_clusters == 2
+    other.load_state_dict(make([2, 0, 1]).state_dict())
+    assert other.ids.tolist() == [2, 0, 1] and other.num_clusters == 3  # K follows the ids
     idx = torch.tensor([0, 2])
-    assert other(idx).tolist() == [1, 1]
+    assert other(idx).tolist() == [2, 1]
+    # loaded as a submodule (the method's checkpoint), K follows too
+    holder = torch.nn.Module()
+    holder.provider = make([0, 0, 0])
+    holder.load_state_dict({"provider.ids": torch.tensor([0, 1, 1])})
+    assert holder.provider.num_clusters == 2
 
 
 def test_stats_on_a_known_partition():

@@ -103,6 +103,12 @@ PRETRAIN: Dict[str, Any] = {
                              "(auto: when the split has fewer than 100,000 images)"),
         "generate": Key(False, "bool", "synthetic_cub only: generate the dataset at a "
                         "train_path other than the default"),
+        "annotations": Key(None, "str", "custom only: CSV with a path column and optional "
+                           "label, split and attribute columns"),
+        "class_list": Key(None, "str", "imagenet100 only: file of the class wnids, one per "
+                          "line"),
+        "split_seed": Key(0, "int", "utzappos only: seed of the random 7:3 train/test split",
+                          low=0),
         "num_classes": Key(None, "int", "derived from the dataset", low=1),
         "num_large_crops": Key(None, "int", "derived from augmentations", low=0),
         "num_small_crops": Key(None, "int", "derived from augmentations", low=0),
@@ -200,6 +206,10 @@ LINEAR: Dict[str, Any] = {
     "data": {
         "dataset": Key(None, "str", "default: the pretrain run's"),
         "train_path": Key(None, "str", "default: the pretrain run's"),
+        "val_path": Key(None, "str", "default: the pretrain run's"),
+        "annotations": Key(None, "str", "default: the pretrain run's"),
+        "class_list": Key(None, "str", "default: the pretrain run's"),
+        "split_seed": Key(None, "int", "default: the pretrain run's", low=0),
         "num_workers": Key(2, "int", "data-loader workers", low=0),
         "verify_images": Key("auto", "bool|str", "as in pretraining"),
     },

@@ -99,14 +99,20 @@ class LinearProbe(pl.LightningModule):
         return [opt], [sched]
 
 
+# data keys a linear config inherits from the pretrain run when it leaves them unset
+INHERITED_DATA_KEYS = ("dataset", "train_path", "val_path", "annotations", "class_list",
+                       "split_seed")
+
+
 def linear_eval(cfg: omegaconf.DictConfig, source: Optional[str] = None) -> dict:
     """Runs the linear protocol; returns and writes {'top1', 'top5', ...} (percent)."""
     cfg = check_linear_cfg(cfg, source)
     ckpt = resolve_pretrained(cfg.pretrained)
     backbone, dim, pre_cfg = load_pretrained_backbone(ckpt)
     with open_dict(cfg):
-        cfg.data.dataset = cfg.data.dataset or pre_cfg.data.dataset
-        cfg.data.train_path = cfg.data.train_path or pre_cfg.data.train_path
+        for key in INHERITED_DATA_KEYS:  # unset: the pretrain run's value
+            if cfg.data.get(key) is None:
+                cfg.data[key] = pre_cfg.data.get(key)
         cfg.data.generate = bool(pre_cfg.data.get("generate", False))
     if cfg.data.dataset not in DATASETS:
         raise ConfigError(f"data.dataset: unknown dataset {cfg.data.dataset!r}. "
@@ -114,7 +120,10 @@ def linear_eval(cfg: omegaconf.DictConfig, source: Optional[str] = None) -> dict
     pl.seed_everything(cfg.seed, workers=True)
     transform = eval_transform(pre_cfg)
     train = open_split(cfg.data, "train", verify=True)
-    test = open_split(cfg.data, "test", verify=True)
+    # the test split is read from data.val_path when set (a separate test folder), else
+    # from the root that holds both splits
+    test = open_split(cfg.data, "test", verify=True,
+                      root=cfg.data.val_path or cfg.data.train_path)
     if any(split.info.labels is None or (split.info.labels < 0).any() for split in (train, test)):
         raise ConfigError(f"data.dataset={cfg.data.dataset}: linear evaluation needs a label "
                           f"for every image, and {cfg.data.train_path} has unlabelled ones")

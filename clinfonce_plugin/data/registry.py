@@ -2,7 +2,7 @@
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 from torch.utils.data import Dataset
 
@@ -25,7 +25,8 @@ DEFAULT_SYNTHETIC_ROOT = Path("datasets") / "synthetic_cub"
 
 
 def build_synthetic_cub(root: Union[str, Path], split: Split,
-                        transform: Optional[Callable] = None, generate: bool = False) -> Built:
+                        transform: Optional[Callable] = None,
+                        generate: Optional[bool] = False) -> Built:
     """The synthetic CUB-format dataset: root holds exactly the CUB layout and is read by
     the CUB reader. A missing root is generated with the default parameters (deterministic,
     seconds, nothing downloaded) when it is the documented default ``datasets/synthetic_cub``
@@ -34,7 +35,7 @@ def build_synthetic_cub(root: Union[str, Path], split: Split,
     """
     if not Path(root).exists():
         default = Path(os.path.abspath(root)) == Path(os.path.abspath(DEFAULT_SYNTHETIC_ROOT))
-        if not (default or generate):
+        if not (default or bool(generate)):
             raise FileNotFoundError(
                 f"synthetic_cub root {str(root)!r} does not exist; the dataset is generated "
                 f"automatically only at the default {DEFAULT_SYNTHETIC_ROOT}/ (relative to the "
@@ -70,6 +71,17 @@ DATASETS: Dict[str, Callable[..., Built]] = {
     "cifar100": build_cifar100,
 }
 
+# The ``data.*`` keys (besides train_path) a reader takes, passed as keyword arguments by
+# ``open_split``; their defaults live in ``config.PRETRAIN["data"]``, the one place.
+DATASET_OPTIONS: Dict[str, Tuple[str, ...]] = {
+    "synthetic_cub": ("generate",),
+}
+
+
+def dataset_options(name: str, data_cfg) -> Dict[str, Any]:
+    """The keyword arguments of dataset ``name``'s reader, read from ``data_cfg``."""
+    return {key: data_cfg.get(key) for key in DATASET_OPTIONS.get(name, ())}
+
 
 @dataclass
 class OpenSplit:
@@ -88,10 +100,7 @@ def open_split(data_cfg, split: Split, verify: bool = False,
     root = root if root is not None else data_cfg.train_path
     name = data_cfg.dataset
     try:
-        if name == "synthetic_cub":
-            built = build_synthetic_cub(root, split, generate=bool(data_cfg.get("generate")))
-        else:
-            built = build_dataset(name, root, split)
+        built = build_dataset(name, root, split, **dataset_options(name, data_cfg))
     except (ValueError, FileNotFoundError, OSError) as err:
         if isinstance(err, DataError):
             raise
@@ -111,14 +120,15 @@ def verify_split(opened: OpenSplit, data_cfg, where: str) -> None:
 
 
 def build_dataset(name: str, root: Union[str, Path], split: Split,
-                  transform: Optional[Callable] = None) -> Built:
+                  transform: Optional[Callable] = None, **options: Any) -> Built:
     """(dataset of (image, target), SampleInfo of that split, num_classes) for a registered name.
 
-    The dataset's index i and SampleInfo row i describe the same image.
+    ``options`` are the reader's ``data.*`` keys (``DATASET_OPTIONS``). The dataset's index
+    i and SampleInfo row i describe the same image.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}. Choose from {sorted(DATASETS)}")
-    return DATASETS[name](root, split, transform)
+    return DATASETS[name](root, split, transform, **options)
 
 
 def training_sample_info(cfg, sample_info: Optional[SampleInfo] = None) -> SampleInfo:

@@ -106,9 +106,23 @@ def open_split(data_cfg, split: Split, verify: bool = False,
             raise
         raise DataError(f"data.dataset={name}: {err}") from None
     opened = OpenSplit(*built)
+    if os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0":
+        print(f"[clinfonce] {describe_split(opened, name, split)} (from {root})")
     if verify:
         verify_split(opened, data_cfg, f"{name} {split} split at {root}")
     return opened
+
+
+def describe_split(opened: OpenSplit, name: str, split: Split) -> str:
+    """One line with the counts a reader must report: images, classes, labelled images and
+    attribute columns, e.g. ``cub train: 5994 images, 200 classes, 312 attributes``."""
+    info = opened.info
+    parts = [f"{info.num_samples} images", f"{opened.num_classes} classes"]
+    if info.labels is not None and (info.labels < 0).any():
+        parts.append(f"{int((info.labels >= 0).sum())} labelled")
+    if info.attributes is not None:
+        parts.append(f"{info.attributes.shape[1]} attributes")
+    return f"{name} {split}: " + ", ".join(parts)
 
 
 def verify_split(opened: OpenSplit, data_cfg, where: str) -> None:

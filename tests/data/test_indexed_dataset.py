@@ -5,6 +5,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from clinfonce_plugin.data import DATASETS, IndexedDataset, build_dataset, read_cub
+from tests.data.conftest import IMAGES
 
 
 class Toy(Dataset):
@@ -110,3 +111,17 @@ def test_cub_through_indexed_dataset_and_loader(cub_tree):
     assert indexes.tolist() == [0, 1, 2, 3, 4]
     assert targets.tolist() == info.labels.tolist() == [0, 0, 1, 1, 2]
     assert crops[0][:, 0, 0, 0].tolist() == [7, 8, 9, 10, 11]  # image widths, in index order
+
+
+
+def test_open_split_reports_the_counts(cub_tree, capsys):
+    from omegaconf import OmegaConf
+
+    from clinfonce_plugin.data.registry import open_split
+
+    cfg = OmegaConf.create({"dataset": "cub", "train_path": str(cub_tree.root)})
+    open_split(cfg, "train")
+    n_train = sum(1 for _, _, t in IMAGES.values() if t == 1)
+    expected = (f"cub train: {n_train} images, {len(cub_tree.class_names)} classes, "
+                f"{len(cub_tree.attribute_names)} attributes (from {cub_tree.root})")
+    assert expected in capsys.readouterr().out

@@ -10,6 +10,7 @@ from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.data.cifar import CifarImages, read_cifar10, read_cifar100
 from clinfonce_plugin.data.cub import CubImages, Split, read_cub
 from clinfonce_plugin.data.images import should_verify, verify_images
+from clinfonce_plugin.data.wider import WiderImages, read_wider
 from clinfonce_plugin.errors import DataError
 
 Built = Tuple[Dataset, SampleInfo, int]
@@ -64,11 +65,20 @@ def build_cifar100(root: Union[str, Path], split: Split,
     return CifarImages(data, transform), data.sample_info(), data.num_classes
 
 
+def build_wider_attribute(root: Union[str, Path], split: Split,
+                          transform: Optional[Callable] = None) -> Built:
+    """WIDER Attribute from its official layout; root holds wider_attribute_annotation/ and
+    Image/. Train = the trainval file (official train + val), test = the test file."""
+    meta = read_wider(root)
+    return WiderImages(meta, split, transform), meta.sample_info(split), meta.num_classes
+
+
 DATASETS: Dict[str, Callable[..., Built]] = {
     "cub": build_cub,
     "synthetic_cub": build_synthetic_cub,
     "cifar10": build_cifar10,
     "cifar100": build_cifar100,
+    "wider_attribute": build_wider_attribute,
 }
 
 # The ``data.*`` keys (besides train_path) a reader takes, passed as keyword arguments by

@@ -63,6 +63,7 @@ IMAGE_DIR = "Image"
 ANNOTATION_DIR_CANDIDATES = ("wider_attribute_annotation", ".", "Annotations", "Anno")
 NUM_ATTRIBUTES = 14  # of the release; used when a file has no attribute_id_map
 ATTRIBUTE_VALUES = (1, -1, 0)  # positive, negative, unspecified
+_VALUE_SET = frozenset(ATTRIBUTE_VALUES)
 IMAGE_FORMAT = ('{"file_name": "<split>/<scene_dir>/<file>.jpg", "scene_id": <int>, '
                 '"targets": [{"attribute": [...], "bbox": [x, y, w, h]}, ...]}')
 
@@ -291,7 +292,7 @@ def read_wider_annotations(path: Union[str, Path]) -> WiderAnnotations:
 
     file_names: List[str] = []
     scene_ids = np.zeros(len(images), dtype=np.int64)
-    attributes = np.zeros((len(images), num_attributes), dtype=np.uint8)
+    person_values: List[List[int]] = []  # every person's list, image by image
     num_persons = np.zeros(len(images), dtype=np.int64)
     first_seen: Dict[str, int] = {}
     allowed = "1 (positive), -1 (negative) or 0 (unspecified)"
@@ -336,15 +337,21 @@ def read_wider_annotations(path: Union[str, Path]) -> WiderAnnotations:
                 source = "attribute_id_map" if attribute_map is not None else "the release"
                 raise fail(i, name, f"targets[{j}].attribute has {len(values)} values, "
                                     f"expected {num_attributes} (one per attribute of {source})")
-            for a, value in enumerate(values):
-                if not _is_int(value) or value not in ATTRIBUTE_VALUES:
-                    raise fail(i, name, f"targets[{j}].attribute[{a}] is {json.dumps(value)}, "
-                                        f"expected {allowed}")
-                if value == 1:
-                    attributes[i, a] = 1
+            # type() is int: rejects true/false and 1.0, which compare equal to 1
+            if not (all(type(v) is int for v in values) and _VALUE_SET.issuperset(values)):
+                a, value = next((a, v) for a, v in enumerate(values)
+                                if not _is_int(v) or v not in ATTRIBUTE_VALUES)
+                raise fail(i, name, f"targets[{j}].attribute[{a}] is {json.dumps(value)}, "
+                                    f"expected {allowed}")
+            person_values.append(values)
         file_names.append(name)
         scene_ids[i] = scene
         num_persons[i] = len(targets)
+    # OR over the persons of each image: positive (1) when any person's value is 1
+    attributes = np.zeros((len(images), num_attributes), dtype=np.uint8)
+    if person_values:
+        owner = np.repeat(np.arange(len(images)), num_persons)
+        np.maximum.at(attributes, owner, (np.asarray(person_values) == 1).astype(np.uint8))
     return WiderAnnotations(
         file=path,
         file_names=file_names,

@@ -91,11 +91,15 @@ class WiderAnnotations:
     num_persons: np.ndarray
     attribute_names: Optional[List[str]]
     scene_names: Optional[Dict[int, str]]
-    text: str = field(repr=False, default="")
 
     def where(self, index: int) -> str:
-        """``file:line:column`` of image ``index``'s object (``file`` when unknown)."""
-        return _where(self.file, self.text, index)
+        """``file:line:column`` of image ``index``'s object (``file`` when unknown). Reads
+        the file again: only error messages need it, so the text is not kept."""
+        try:
+            text = self.file.read_bytes().decode("utf-8-sig")
+        except (OSError, UnicodeDecodeError):
+            return str(self.file)
+        return _where(self.file, text, index)
 
 
 @dataclass
@@ -227,7 +231,7 @@ def _load_json(path: Path) -> Tuple[Any, str]:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        line, col = _line_col(raw[:err.start].decode("utf-8", "replace"), err.start)
+        line = raw[:err.start].count(b"\n") + 1
         raise ValueError(f"{path}:{line}: not UTF-8 text (byte {err.start}: {err.reason}); "
                          f"expected a UTF-8 JSON file") from None
     try:
@@ -361,7 +365,6 @@ def read_wider_annotations(path: Union[str, Path]) -> WiderAnnotations:
         attribute_names=None if attribute_map is None else [attribute_map[a] for a in
                                                             range(num_attributes)],
         scene_names=scene_map,
-        text=text,
     )
 
 

@@ -144,17 +144,15 @@ def test_non_utf8_file(tree):
 @pytest.mark.parametrize("key,line,label", [
     ("scene_id", 5, r"images\[3\] \('train/3--Riot/3_Riot_Riot_3_7.jpg'\)"),
     ("targets", 5, r"images\[3\] \('train/3--Riot/3_Riot_Riot_3_7.jpg'\)"),
-    ("file_name", 5, r"images\[3\]"),
+    ("file_name", 5, r"images\[3\]"),  # no name to show
 ])
 def test_missing_key_names_image_and_line(tree, key, line, label):
     entries = tree.entries("trainval")
     del entries[3][key]
     tree.write_json("trainval", entries)
-    message = _error(ValueError, tree.root,
-                     rf"^{re.escape(str(tree.trainval_json))}:{line}:1: {label}: no '{key}' key; "
-                     r"expected \{\"file_name\"")
-    if key == "file_name":
-        assert "(" not in message.split(": no")[0].split("images[3]")[1]
+    _error(ValueError, tree.root,
+           rf"^{re.escape(str(tree.trainval_json))}:{line}:1: {label}: no '{key}' key; "
+           r"expected \{\"file_name\"")
 
 
 def test_attribute_list_of_wrong_length(tree):

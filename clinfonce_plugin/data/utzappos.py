@@ -225,6 +225,14 @@ class _Row:
     values: Dict[str, List[str]]
 
 
+def _split_cell(cell: str, cache: Dict[str, List[str]]) -> List[str]:
+    """The values of a (possibly multi-valued) field; cells repeat, so each is split once."""
+    values = cache.get(cell)
+    if values is None:
+        values = cache[cell] = [v.strip() for v in cell.split(MULTI_SEPARATOR) if v.strip()]
+    return values
+
+
 def _read_meta(path: Path) -> List[_Row]:
     rows = _csv_rows(path)
     first = next(rows, None)
@@ -235,33 +243,38 @@ def _read_meta(path: Path) -> List[_Row]:
         raise ValueError(f"{path}:{line}: expected the header {','.join(COLUMNS)} (any "
                          f"order), got {','.join(header)}")
     at = {name: header.index(name) for name in COLUMNS}
+    attribute_at = [(name, at[name]) for name in ATTRIBUTES]
+    cid_at, category_at, label_at = at[CID], at[CATEGORY], at[LABEL]
+    cells: Dict[str, List[str]] = {}
     out: List[_Row] = []
     seen: Dict[str, int] = {}
     for line, row in rows:
         if len(row) != len(header):
             raise _fields_error(path, line, header, row)
-
-        def bad(column: str, why: str) -> ValueError:
-            return ValueError(f"{path}:{line}:{at[column] + 1}: column {column} {why}, "
-                              f"got {row[at[column]]!r}")
-
-        cid = row[at[CID]]
+        cid = row[cid_at]
         key = _cid_key(cid)
         if key is None:
-            raise bad(CID, "must be '<product id>-<colour id>' (its image is "
-                           "<product id>.<colour id>.jpg)")
+            raise _bad_field(path, line, header, row, CID,
+                             "must be '<product id>-<colour id>' (its image is "
+                             "<product id>.<colour id>.jpg)")
         if cid in seen:
             raise ValueError(f"{path}:{line}: CID {cid} already given on line {seen[cid]}")
         seen[cid] = line
-        for column in (CATEGORY, LABEL):
-            if not row[at[column]] or MULTI_SEPARATOR in row[at[column]]:
-                raise bad(column, "must hold exactly one value")
-        values = {name: [v.strip() for v in row[at[name]].split(MULTI_SEPARATOR) if v.strip()]
-                  for name in ATTRIBUTES}
-        out.append(_Row(line, cid, key, row[at[CATEGORY]], row[at[LABEL]], values))
+        for column in (category_at, label_at):
+            if not row[column] or MULTI_SEPARATOR in row[column]:
+                raise _bad_field(path, line, header, row, header[column],
+                                 "must hold exactly one value")
+        values = {name: _split_cell(row[j], cells) for name, j in attribute_at}
+        out.append(_Row(line, cid, key, row[category_at], row[label_at], values))
     if not out:
         raise ValueError(f"{path}: no rows after the header")
     return out
+
+
+def _bad_field(path: Path, line: int, header: List[str], row: List[str], column: str,
+               why: str) -> ValueError:
+    j = header.index(column)
+    return ValueError(f"{path}:{line}:{j + 1}: column {column} {why}, got {row[j]!r}")
 
 
 def _bin_key(name: str) -> str:
@@ -375,16 +388,25 @@ def read_utzappos(root: Union[str, Path]) -> ZapposMetadata:
     class_names = sorted(category_of, key=lambda label: (category_of[label][0], label))
     class_index = {name: i for i, name in enumerate(class_names)}
 
+    seen_values: Dict[str, set] = {attribute: set() for attribute in ATTRIBUTES}
+    for row in rows:
+        for attribute in ATTRIBUTES:
+            seen_values[attribute].update(row.values[attribute])
     attribute_names: List[str] = []
+    column: Dict[Tuple[str, str], int] = {}
     for attribute in ATTRIBUTES:
-        values = sorted({v for row in rows for v in row.values[attribute]})
-        attribute_names.extend(f"{attribute}::{v}" for v in values)
-    column = {name: j for j, name in enumerate(attribute_names)}
-    table = np.zeros((len(rows), len(attribute_names)), dtype=np.uint8)
+        for v in sorted(seen_values[attribute]):
+            column[attribute, v] = len(attribute_names)
+            attribute_names.append(f"{attribute}::{v}")
+    ones_rows: List[int] = []
+    ones_cols: List[int] = []
     for i, row in enumerate(rows):
         for attribute in ATTRIBUTES:
             for v in row.values[attribute]:
-                table[i, column[f"{attribute}::{v}"]] = 1
+                ones_rows.append(i)
+                ones_cols.append(column[attribute, v])
+    table = np.zeros((len(rows), len(attribute_names)), dtype=np.uint8)
+    table[ones_rows, ones_cols] = 1
 
     meta = ZapposMetadata(
         root=root, image_dir=image_dir, cids=[r.cid for r in rows], paths=paths,

@@ -4,7 +4,7 @@ The Cl-InfoNCE repository (github.com/Crazy-Jack/Cl-InfoNCE) ships
 ``data_processing/UT-zappos50K/rank_H/meta_data_train.csv`` and ``meta_data_val.csv``: the
 35,017 + 15,008 image paths of its 7:3 split. From a local clone of that folder this script
 builds a UT-Zappos50K tree with the same 50,025 file names (one tiny white JPEG each, random
-attribute values, meta-data.csv rows shuffled), reads it with ``data.split_seed=0`` and
+attribute values, meta-data.csv rows shuffled, a matching meta-data-bin.csv), reads it with ``data.split_seed=0`` and
 reports whether the reader's train and test splits are the official ones, in the same
 order, whether its labels partition the images like the official ``class`` column, and how
 long a read takes. Nothing is downloaded:
@@ -16,6 +16,7 @@ import csv
 import io
 import os
 import random
+import re
 import sys
 import tempfile
 import time
@@ -27,7 +28,7 @@ from PIL import Image  # noqa: E402
 
 from clinfonce_plugin.clusters.precomputed import PrecomputedProvider  # noqa: E402
 from clinfonce_plugin.data.registry import build_dataset  # noqa: E402
-from clinfonce_plugin.data.utzappos import COLUMNS, read_utzappos  # noqa: E402
+from clinfonce_plugin.data.utzappos import ATTRIBUTES, COLUMNS, read_utzappos  # noqa: E402
 
 # placeholder values: the check is about rows, paths and the split, not attribute statistics
 VALUES = {"HeelHeight": ["Flat", "Under 1in", "1in - 1 3/4in", ""],
@@ -65,6 +66,17 @@ def build_tree(root, paths, seed=0):
         writer = csv.writer(f)
         writer.writerow(COLUMNS)
         writer.writerows(rows)
+    # meta-data-bin.csv in make.names spelling, so that the cross-check runs at full size
+    bin_columns = []
+    for j, name in enumerate(COLUMNS[1:], start=1):
+        if name in ATTRIBUTES or name == "SubCategory":
+            values = sorted({v for row in rows for v in row[j].split(";") if v})
+            bin_columns += [(j, v, re.sub(r"[^0-9A-Za-z]", ".", f"{name}.{v}")) for v in values]
+    with open(os.path.join(root, "ut-zap50k-data", "meta-data-bin.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["CID"] + [c for _, _, c in bin_columns])
+        for row in rows:
+            writer.writerow([row[0]] + [int(v in row[j].split(";")) for j, v, _ in bin_columns])
 
 
 def main(argv=None):
@@ -80,8 +92,14 @@ def main(argv=None):
     build_tree(root, [p for p, _ in train + val])
 
     start = time.process_time()
-    read_utzappos(root)
+    meta = read_utzappos(root)
     read_cpu = time.process_time() - start
+    bin_path = os.path.join(root, "ut-zap50k-data", "meta-data-bin.csv")
+    os.rename(bin_path, bin_path + ".off")
+    start = time.process_time()
+    read_utzappos(root)
+    read_cpu_nobin = time.process_time() - start
+    os.rename(bin_path + ".off", bin_path)
     _, info, num_classes = build_dataset("utzappos", root, "train", split_seed=0)
     _, test_info, _ = build_dataset("utzappos", root, "test", split_seed=0)
 
@@ -103,7 +121,10 @@ def main(argv=None):
           f"{len(pairs) == num_classes == len({b for _, b in pairs})}")
     print(f"precomputed provider on meta_data_train.csv, k=20: {provider.num_clusters} "
           f"clusters")
-    print(f"CPU time: read_utzappos {read_cpu:.2f} s; precomputed csv match {match_cpu:.2f} s")
+    print(f"meta-data-bin.csv columns compared: {len(meta.bin_checked)} (of "
+          f"{meta.attributes.shape[1]} attribute columns)")
+    print(f"CPU time: read_utzappos {read_cpu_nobin:.2f} s without meta-data-bin.csv, "
+          f"{read_cpu:.2f} s with it; precomputed csv match {match_cpu:.2f} s")
     print(f"tree left in {workdir}")
 
 

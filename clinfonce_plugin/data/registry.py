@@ -11,6 +11,7 @@ from clinfonce_plugin.data.cifar import CifarImages, read_cifar10, read_cifar100
 from clinfonce_plugin.data.cub import CubImages, Split, read_cub
 from clinfonce_plugin.data.images import should_verify, verify_images
 from clinfonce_plugin.data.wider import WiderImages, read_wider
+from clinfonce_plugin.data.utzappos import ZapposImages, read_utzappos
 from clinfonce_plugin.errors import DataError
 
 Built = Tuple[Dataset, SampleInfo, int]
@@ -71,6 +72,14 @@ def build_wider_attribute(root: Union[str, Path], split: Split,
     Image/. Train = the trainval file (official train + val), test = the test file."""
     meta = read_wider(root)
     return WiderImages(meta, split, transform), meta.sample_info(split), meta.num_classes
+def build_utzappos(root: Union[str, Path], split: Split, transform: Optional[Callable] = None,
+                   split_seed: Optional[int] = None) -> Built:
+    """UT-Zappos50K from the official release; root holds ut-zap50k-images-square (or
+    ut-zap50k-images) and ut-zap50k-data. The 7:3 train/test split is drawn with
+    ``split_seed`` (data.split_seed)."""
+    meta = read_utzappos(root)
+    return (ZapposImages(meta, split, split_seed, transform), meta.sample_info(split, split_seed),
+            meta.num_classes)
 
 
 DATASETS: Dict[str, Callable[..., Built]] = {
@@ -79,12 +88,14 @@ DATASETS: Dict[str, Callable[..., Built]] = {
     "cifar10": build_cifar10,
     "cifar100": build_cifar100,
     "wider_attribute": build_wider_attribute,
+    "utzappos": build_utzappos,
 }
 
 # The ``data.*`` keys (besides train_path) a reader takes, passed as keyword arguments by
 # ``open_split``; their defaults live in ``config.PRETRAIN["data"]``, the one place.
 DATASET_OPTIONS: Dict[str, Tuple[str, ...]] = {
     "synthetic_cub": ("generate",),
+    "utzappos": ("split_seed",),
 }
 
 

@@ -187,6 +187,8 @@ def test_runner_switches_pipelines_at_the_epoch_and_on_resume(tiny_cub, tmp_path
     # resumed at epoch 2 >= N = 1: the normal pipeline from the first resumed batch
     _, signs = _run(config, augs, tiny_cub, out, max_epochs=3, switch=1, resume=resume)
     assert signs.epochs() == {2: {"normal"}}
+    if config.startswith("wcl"):
+        return  # the resume logic does not depend on the dataset type: tested once
     # resumed at epoch 2 < N = 3: the warm-up pipeline until epoch 3
     _, signs = _run(config, augs, tiny_cub, out, max_epochs=4, switch=3, resume=resume)
     assert signs.epochs() == {2: {"warmup"}, 3: {"normal"}}

@@ -192,3 +192,43 @@ def test_runner_switches_pipelines_at_the_epoch_and_on_resume(tiny_cub, tmp_path
     # resumed at epoch 2 < N = 3: the warm-up pipeline until epoch 3
     _, signs = _run(config, augs, tiny_cub, out, max_epochs=4, switch=3, resume=resume)
     assert signs.epochs() == {2: {"warmup"}, 3: {"normal"}}
+
+
+def test_an_error_in_the_warmup_file_names_that_file_and_line(tmp_path):
+    """``- augmentations@warmup_augmentations: <file>`` in defaults: the CLI maps the
+    package back to the augmentation file for error locations."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    (tmp_path / "augmentations").mkdir()
+    good = [augmentation(32, 2)]
+    bad = [augmentation(32, 2)]
+    bad[0]["colour"] = 1
+    (tmp_path / "augmentations" / "good.yaml").write_text(yaml.safe_dump(good))
+    (tmp_path / "augmentations" / "weak.yaml").write_text(yaml.safe_dump(bad))
+    (tmp_path / "run_synthetic_cub.yaml").write_text(
+        "defaults:\n  - _self_\n  - augmentations: good.yaml\n"
+        "  - augmentations@warmup_augmentations: weak.yaml\n"
+        "method: simclr\nbackbone:\n  name: test_resnet\n"
+        "data:\n  dataset: synthetic_cub\n  train_path: x\n"
+        "optimizer:\n  name: sgd\n  batch_size: 4\n  lr: 0.1\n"
+        "max_epochs: 3\nwarmup_augmentation_epochs: 1\n")
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys\nfrom clinfonce_plugin import host\n"
+        "from clinfonce_plugin.cli import hydra_main\n"
+        "from clinfonce_plugin.config import check_pretrain_cfg\n"
+        "from clinfonce_plugin.data.registry import DATASETS\n"
+        f"hydra_main({str(tmp_path)!r}, lambda cfg, src: check_pretrain_cfg(cfg, DATASETS, "
+        "host.METHODS, src))\n")
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = subprocess.run([sys.executable, str(script), "--config-name", "run_synthetic_cub.yaml"],
+                         capture_output=True, text=True, cwd=repo,
+                         env={**os.environ, "PYTHONPATH": repo})
+    weak = tmp_path / "augmentations" / "weak.yaml"
+    line = next(i for i, text in enumerate(weak.read_text().splitlines(), 1)
+                if text.startswith("  colour:"))
+    assert out.returncode == 2, out.stderr
+    assert f"{weak}:{line}: warmup_augmentations[0].colour: unknown key" in out.stdout + out.stderr

@@ -110,3 +110,44 @@ class FiniteLoss(pl.Callback):
             f"the loss is {value} at epoch {trainer.current_epoch}, step {trainer.global_step} "
             f"({last}); training stopped before the weights changed. Lower optimizer.lr "
             f"(now {getattr(pl_module, 'lr', '?')}) or check the data")
+
+
+class AugmentationClock(pl.Callback):
+    """Sets the ``EpochClock`` the scheduled augmentations of the training set read in the
+    dataloader workers: the epoch about to be trained, before its batches are made.
+
+    Lightning creates the training iterator (starting the workers' prefetching) before
+    ``on_train_start``, so the first epoch is set earlier: 0 at ``setup``, or on resume the
+    checkpoint's next epoch when the checkpoint is loaded (after ``setup``, before the
+    iterator). Later epochs are set at the end of the previous one, before the next
+    iterator starts; ``on_train_start`` and ``on_train_epoch_start`` set the same values
+    again."""
+
+    def __init__(self, clock) -> None:
+        self.clock = clock
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.clock.set(0)
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: Dict[str, Any]) -> None:
+        self.clock.set(resume_epoch(checkpoint))
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.clock.set(trainer.current_epoch)
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.clock.set(trainer.current_epoch)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.clock.set(trainer.current_epoch + 1)
+
+
+def resume_epoch(checkpoint: Dict[str, Any]) -> int:
+    """The epoch a Lightning checkpoint resumes training at: the fit loop's count of
+    processed epochs (an epoch-end checkpoint counts its epoch as processed, a mid-epoch one
+    does not: that epoch is trained again), which Lightning turns into ``current_epoch``."""
+    try:
+        return int(checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (KeyError, TypeError):
+        return int(checkpoint.get("epoch", 0))

@@ -55,10 +55,12 @@ def _sources(config_dir: str) -> Sources:
     for group, choice in hc.runtime.choices.items():
         if group.startswith("hydra") or choice is None:
             continue
+        # "group@package": a group's file placed at another key (warmup_augmentations)
+        group, _, package = group.partition("@")
         file = os.path.join(config_dir, group, choice if choice.endswith(".yaml")
                             else f"{choice}.yaml")
         if os.path.isfile(file):
-            groups[group.replace("/", ".")] = file
+            groups[(package or group).replace("/", ".")] = file
     overrides = [o.lstrip("+") for o in hc.overrides.task]
     return Sources(primary=primary, groups=groups, overrides=overrides)
 

@@ -150,6 +150,11 @@ PRETRAIN: Dict[str, Any] = {
     },
     "method_kwargs": Key({}, "dict", "the method's own keys (see docs/configuration.md)"),
     "augmentations": Key(REQUIRED, "list", "list of crop pipelines"),
+    "warmup_augmentations": Key(None, "list", "crop pipelines used instead of augmentations "
+                                "while epoch < warmup_augmentation_epochs; the same entries' "
+                                "crop_size and num_crops as augmentations"),
+    "warmup_augmentation_epochs": Key(0, "int", "epochs trained with warmup_augmentations "
+                                      "(0: none)", low=0),
 }
 
 # solo-learn keys the runner does not act on: refused unless at their neutral value
@@ -466,18 +471,44 @@ def validate_run_name(name: Any, where: str = "name") -> str:
     return name
 
 
-def _check_augmentations(cfg: DictConfig, sources: Sources) -> None:
-    augs = cfg.get("augmentations")
+def _check_pipelines(cfg: DictConfig, key: str, sources: Sources) -> ListConfig:
+    augs = cfg.get(key)
     if not isinstance(augs, ListConfig) or len(augs) == 0:
-        raise _error(sources, "augmentations", "expected a non-empty list of crop pipelines "
+        raise _error(sources, key, "expected a non-empty list of crop pipelines "
                      "(see scripts/pretrain/augmentations/)")
     for i in range(len(augs)):
-        fill_section(cfg, f"augmentations[{i}]", AUGMENTATION, sources)
+        fill_section(cfg, f"{key}[{i}]", AUGMENTATION, sources)
         node = augs[i]
         if node.rrc.crop_min_scale > node.rrc.crop_max_scale:
-            raise _error(sources, f"augmentations[{i}].rrc.crop_min_scale",
+            raise _error(sources, f"{key}[{i}].rrc.crop_min_scale",
                          f"must not exceed crop_max_scale ({node.rrc.crop_max_scale}), got "
                          f"{node.rrc.crop_min_scale}")
+    return augs
+
+
+def _check_augmentations(cfg: DictConfig, sources: Sources) -> None:
+    augs = _check_pipelines(cfg, "augmentations", sources)
+    epochs = cfg.warmup_augmentation_epochs
+    if cfg.warmup_augmentations is None:
+        if epochs:
+            raise _error(sources, "warmup_augmentation_epochs", f"is {epochs} but "
+                         f"warmup_augmentations is not set: give both or neither")
+        return
+    if not epochs:
+        raise _error(sources, "warmup_augmentations", "is set but "
+                     "warmup_augmentation_epochs is 0: give both or neither")
+    if epochs >= cfg.max_epochs:
+        raise _error(sources, "warmup_augmentation_epochs", f"must be smaller than "
+                     f"max_epochs ({cfg.max_epochs}), got {epochs}: augmentations would "
+                     f"never be used")
+    warm = _check_pipelines(cfg, "warmup_augmentations", sources)
+    # the crops of a batch must not change shape or count at the switch
+    shape = [(a.crop_size, a.num_crops) for a in augs]
+    warm_shape = [(a.crop_size, a.num_crops) for a in warm]
+    if warm_shape != shape:
+        raise _error(sources, "warmup_augmentations", f"must give the same crops as "
+                     f"augmentations, entry by entry as (crop_size, num_crops): expected "
+                     f"{shape}, got {warm_shape}")
 
 
 def check_pretrain_cfg(cfg: DictConfig, datasets: Iterable[str], methods: Iterable[str],

@@ -15,12 +15,13 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 from . import host
-from .callbacks import FiniteLoss, PeriodicCheckpoint, RNGState
+from .callbacks import AugmentationClock, FiniteLoss, PeriodicCheckpoint, RNGState
 from .checkpoints import safe_load
 from .config import check_pretrain_cfg
 from .data.indexed import IndexedDataset, TransformedImages
 from .data.registry import DATASETS, open_split, verify_split
-from .data.transforms import eval_transform, pretrain_transform
+from .data.augmentation_schedule import EpochClock
+from .data.transforms import crop_pipelines, eval_transform, pretrain_transform
 from .errors import ConfigError, Interrupted
 from .host.backbone import apply_plugin_stem
 from .rundir import RunDir
@@ -124,13 +125,17 @@ def pretrain(cfg: omegaconf.DictConfig, source: Any = None,
     if getattr(model, "embedding_dataset", False) is None:
         # the k-means embedding pass reuses the split read above (metadata read once)
         model.embedding_dataset = TransformedImages(train.dataset, eval_transform(cfg))
+    # the epoch the workers' scheduled augmentations read (set by AugmentationClock); made
+    # before the dataloader so that its workers share it
+    clock = EpochClock() if cfg.warmup_augmentation_epochs else None
     # a method may wrap the training set itself (e.g. WCL's KNN multi-crop); default: index
     # wrapping with the augmentation pipelines of cfg.augmentations
     make_train_dataset = getattr(model, "make_train_dataset", None)
     if make_train_dataset is not None:
-        train_set = make_train_dataset(train.dataset, pretrain_transform(cfg))
+        train_set = make_train_dataset(train.dataset, pretrain_transform(cfg, clock),
+                                       crops=crop_pipelines(cfg, clock))
     else:
-        train_set = IndexedDataset(train.dataset, pretrain_transform(cfg))
+        train_set = IndexedDataset(train.dataset, pretrain_transform(cfg, clock))
     workers = int(cfg.data.num_workers)
     if len(train_set) < cfg.optimizer.batch_size:
         raise ConfigError(f"optimizer.batch_size={cfg.optimizer.batch_size} is larger than the "
@@ -159,6 +164,8 @@ def pretrain(cfg: omegaconf.DictConfig, source: Any = None,
             with open(args_path + ".tmp", "w") as f:
                 json.dump(OmegaConf.to_container(cfg, resolve=True), f, indent=2, default=str)
             os.replace(args_path + ".tmp", args_path)
+        if clock is not None:
+            callbacks = list(callbacks or []) + [AugmentationClock(clock)]
         return _fit(cfg, model, train_loader, val_loader, run, ckpt, callbacks)
     finally:
         if owner:

@@ -19,9 +19,27 @@ PRETRAIN = sorted(glob.glob(os.path.join(REPO, "scripts/pretrain/*.yaml")))
 LINEAR = sorted(glob.glob(os.path.join(REPO, "scripts/linear/*.yaml")))
 # configs written ahead of their dataset reader (a later issue adds it): until the reader is
 # registered, the check must refuse them with the "unknown dataset" error
-AHEAD_OF_READER = {"clinfonce_kmeans_utzappos.yaml": "utzappos",
-                   "clinfonce_kmeans_imagenet100.yaml": "imagenet100",
-                   "wcl_imagenet100.yaml": "imagenet100"}
+AHEAD_OF_READER = {
+    "clinfonce_hierarchy_imagenet100.yaml": "imagenet100",
+    "clinfonce_instance_imagenet100.yaml": "imagenet100",
+    "clinfonce_instance_utzappos.yaml": "utzappos",
+    "clinfonce_instance_wider_attribute.yaml": "wider_attribute",
+    "clinfonce_kmeans_imagenet100.yaml": "imagenet100",
+    "clinfonce_kmeans_utzappos.yaml": "utzappos",
+    "clinfonce_kmeans_wider_attribute.yaml": "wider_attribute",
+    "clinfonce_labels_imagenet100.yaml": "imagenet100",
+    "clinfonce_labels_utzappos.yaml": "utzappos",
+    "clinfonce_labels_wider_attribute.yaml": "wider_attribute",
+    "clinfonce_utzappos.yaml": "utzappos",
+    "clinfonce_wider_attribute.yaml": "wider_attribute",
+    "cluster_ce_hierarchy_imagenet100.yaml": "imagenet100",
+    "cluster_ce_utzappos.yaml": "utzappos",
+    "cluster_ce_wider_attribute.yaml": "wider_attribute",
+    "wcl_imagenet100.yaml": "imagenet100",
+    "wcl_instance_imagenet100.yaml": "imagenet100",
+    "wcl_multicrop_imagenet100.yaml": "imagenet100",
+    "wcl_twoview_imagenet100.yaml": "imagenet100",
+}
 
 
 def _compose(folder, path):
@@ -41,8 +59,13 @@ def test_pretrain_config_passes_the_checks(path):
         assert cfg.data.dataset == dataset
         with pytest.raises(ConfigError, match=rf"{re.escape(path)}:\d+: data.dataset: unknown dataset '{dataset}'\. Choose from"):
             check_pretrain_cfg(cfg, DATASETS, host.METHODS, path)
-        return
-    cfg = check_pretrain_cfg(cfg, DATASETS, host.METHODS, path)
+        # every other key is still checked, as if the reader were registered
+        cfg = _compose("scripts/pretrain", path)
+        OmegaConf.set_struct(cfg, False)
+        datasets = set(DATASETS) | {dataset}
+    else:
+        datasets = DATASETS
+    cfg = check_pretrain_cfg(cfg, datasets, host.METHODS, path)
     cfg.data.num_classes = 2
     cfg.data.num_large_crops, cfg.data.num_small_crops = 2, 0
     host.METHODS[cfg.method].add_and_assert_specific_cfg(cfg)
@@ -76,3 +99,67 @@ def test_readme_and_docs_commands_name_existing_configs():
 def test_readme_stays_short():
     # the details live in docs/ (issue 12): the README says what, how to run, where to read on
     assert len(_read(os.path.join(REPO, "README.md")).splitlines()) <= 200
+
+
+# The papers' values, written out by hand from the papers (Cl-InfoNCE App. E, WCL Sec. 4.1):
+# config -> (effective lr after solo-learn's batch x devices / 256 scaling, total batch,
+# temperature, momentum, epochs). None: the method has no temperature.
+PAPER = {
+    "clinfonce_utzappos.yaml": (0.17, 128, 0.07, 0.95, 1000),
+    "clinfonce_labels_utzappos.yaml": (0.17, 128, 0.07, 0.95, 1000),
+    "clinfonce_instance_utzappos.yaml": (0.17, 128, 0.07, 0.95, 1000),
+    "clinfonce_kmeans_utzappos.yaml": (0.1, 128, 0.1, 0.95, 1000),
+    "clinfonce_wider_attribute.yaml": (0.1, 40, 0.1, 0.95, 1000),
+    "clinfonce_kmeans_wider_attribute.yaml": (0.1, 40, 0.1, 0.95, 1000),
+    "clinfonce_cub.yaml": (0.1, 128, 0.1, 0.95, 1000),
+    "clinfonce_kmeans_cub.yaml": (0.1, 128, 0.1, 0.95, 1000),
+    "clinfonce_kmeans_imagenet100.yaml": (0.03, 128, 0.2, 0.95, 200),
+    "clinfonce_hierarchy_imagenet100.yaml": (0.1, 128, 0.1, 0.95, 200),
+    "wcl_cifar10.yaml": (0.25, 256, 0.1, 0.9, 400),
+    "wcl_instance_cifar100.yaml": (0.25, 256, 0.1, 0.9, 400),
+    "wcl_imagenet100.yaml": (0.075 * 2048 ** 0.5, 2048, 0.1, 0.9, 200),
+    "wcl_twoview_imagenet100.yaml": (0.075 * 2048 ** 0.5, 2048, 0.1, 0.9, 200),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER))
+def test_configs_hold_the_papers_values(name):
+    cfg = _compose("scripts/pretrain", os.path.join(REPO, "scripts/pretrain", name))
+    lr, batch, tau, momentum, epochs = PAPER[name]
+    devices = len(cfg.devices) if not isinstance(cfg.devices, int) else cfg.devices
+    total = cfg.optimizer.batch_size * devices
+    assert total == batch
+    assert cfg.optimizer.lr * total / 256 == pytest.approx(lr, rel=1e-5)
+    assert cfg.method_kwargs.get("temperature") == tau
+    assert cfg.optimizer.kwargs.momentum == momentum and cfg.max_epochs == epochs
+
+
+def test_kmeans_cluster_counts_follow_appendix_e():
+    for name, k in (("clinfonce_kmeans_utzappos.yaml", 1000), ("clinfonce_kmeans_cub.yaml", 1000),
+                    ("clinfonce_kmeans_wider_attribute.yaml", 1000),
+                    ("clinfonce_kmeans_imagenet100.yaml", 2500)):
+        cfg = _compose("scripts/pretrain", os.path.join(REPO, "scripts/pretrain", name))
+        assert cfg.method_kwargs.clusters.k == k, name
+
+
+def test_wcl_imagenet_configs_warm_up_with_the_weaker_augmentation():
+    for name in ("wcl_imagenet100.yaml", "wcl_multicrop_imagenet100.yaml",
+                 "wcl_twoview_imagenet100.yaml", "wcl_instance_imagenet100.yaml"):
+        cfg = _compose("scripts/pretrain", os.path.join(REPO, "scripts/pretrain", name))
+        assert cfg.warmup_augmentation_epochs == 10
+        # MoCo v2's jitter 0.4/0.4/0.4/0.1 on the large views, SimCLR's 0.8/0.8/0.8/0.2 after
+        assert cfg.warmup_augmentations[0].color_jitter.brightness == 0.4
+        assert cfg.augmentations[0].color_jitter.brightness == 0.8
+        assert [(a.crop_size, a.num_crops) for a in cfg.warmup_augmentations] == \
+            [(a.crop_size, a.num_crops) for a in cfg.augmentations]
+
+
+def test_linear_configs_follow_each_papers_protocol():
+    for path in LINEAR:
+        cfg = _compose("scripts/linear", path)
+        name = os.path.basename(path)
+        if name.startswith("wcl_") and "synthetic" not in name:
+            # WCL Sec. 4.1: 80 epochs, momentum 0.9, lr 0.1 x batch/256, no weight decay
+            assert cfg.max_epochs == 80 and cfg.optimizer.momentum == 0.9, name
+            assert cfg.optimizer.lr == pytest.approx(0.1 * cfg.optimizer.batch_size / 256), name
+            assert cfg.optimizer.weight_decay == 0.0, name

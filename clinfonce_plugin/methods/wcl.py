@@ -13,7 +13,7 @@ from clinfonce_plugin.clusters.components import component_stats, purity, weak_l
 from clinfonce_plugin.clusters.neighbours import BACKENDS as KNN_BACKENDS
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.data.indexed import IndexedDataset
-from clinfonce_plugin.data.knn_multicrop import KnnMultiCrop, split_crop_pipelines
+from clinfonce_plugin.data.knn_multicrop import KnnMultiCrop
 from clinfonce_plugin.heads import mlp
 from clinfonce_plugin.host import BaseMethod
 from clinfonce_plugin.losses import instance_nce, multicrop_nce, multicrop_swap, wcl_swap
@@ -236,15 +236,17 @@ class WCL(BaseMethod):
         if self.knn is not None:  # logs the new table's statistics
             self.log_dict(self.knn.epoch_end(self.current_epoch), on_epoch=True, sync_dist=True)
 
-    def make_train_dataset(self, base: Dataset, transform) -> Dataset:
+    def make_train_dataset(self, base: Dataset, transform, crops=None) -> Dataset:
         """The training set the runner loads: KNN multi-crop when enabled (the shared
         neighbour table is created here, before the dataloader workers exist), else index
-        wrapping with the host's crop pipeline ``transform``."""
+        wrapping with the host's crop pipeline ``transform``. ``crops`` = (large, small)
+        per-crop transforms (the runner passes those of its augmentation schedule); default:
+        built from ``cfg.augmentations``."""
         if self.knn is None:
             return IndexedDataset(base, transform)
-        from clinfonce_plugin import host
+        if crops is None:
+            from clinfonce_plugin.data.transforms import crop_pipelines
 
-        large, small = split_crop_pipelines(
-            self.cfg.augmentations,
-            lambda aug: host.build_transform_pipeline(self.cfg.data.dataset, aug))
+            crops = crop_pipelines(self.cfg)
+        large, small = crops
         return self.knn.make_dataset(base, large, small)

@@ -104,8 +104,11 @@ def _images_below(folder: Path, stop_at_first: bool = False) -> List[str]:
     """Image paths below ``folder``, relative to it, in ImageFolder order (folders sorted by
     path, files sorted within each)."""
     found = []
-    for dirpath, dirnames, filenames in sorted(os.walk(folder, followlinks=True)):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+    walk = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]  # prunes the walk
+        walk.append((dirpath, filenames))
+    for dirpath, filenames in sorted(walk):
         rel = os.path.relpath(dirpath, folder)
         for name in sorted(filenames):
             if is_image_name(name):

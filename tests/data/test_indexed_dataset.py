@@ -81,7 +81,7 @@ def test_bad_transform():
 
 
 def test_registry_names():
-    assert sorted(DATASETS) == ["cifar10", "cifar100", "cub", "synthetic_cub"]
+    assert sorted(DATASETS) == ["cifar10", "cifar100", "cub", "custom", "synthetic_cub"]
 
 
 def test_unknown_dataset_lists_valid_names(cub_tree):

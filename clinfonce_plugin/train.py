@@ -85,7 +85,9 @@ def _accelerator(cfg) -> str:
 
 def _devices(cfg, accelerator: str):
     devices = cfg.devices
-    if accelerator == "cpu":
+    # Lightning's CPU accelerator takes a count, not a device list (solo-learn's parse_cfg
+    # turns devices into one); "auto" without a GPU is the CPU
+    if accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available()):
         return len(devices) if isinstance(devices, (list, omegaconf.ListConfig)) else devices
     return OmegaConf.to_container(devices) if isinstance(devices, omegaconf.ListConfig) else devices
 

@@ -106,7 +106,9 @@ def test_custom_csv_clinfonce_pretrain_then_linear(custom_data, tmp_path):
 @pytest.mark.parametrize("config", ["clinfonce_custom", "simclr_synthetic_cub"])
 def test_unlabelled_folder_trains_with_attributes_and_simclr(custom_data, tmp_path, config):
     _, flat = custom_data
-    cfg = _cfg(config, flat, str(tmp_path), "attributes.csv", **{"backbone.name": "test_resnet"})
+    # accelerator auto: on this CPU machine a device count (solo-learn makes devices a list)
+    cfg = _cfg(config, flat, str(tmp_path), "attributes.csv", accelerator="auto",
+               **{"backbone.name": "test_resnet"})
     if config == "clinfonce_custom":
         cfg.method_kwargs.clusters.k = 2
     ckpt = pretrain(cfg)  # the FiniteLoss callback stops a run whose loss is not finite

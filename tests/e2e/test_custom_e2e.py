@@ -14,6 +14,7 @@ from PIL import Image
 
 from clinfonce_plugin.errors import ConfigError, DataError
 from clinfonce_plugin.linear import linear_eval
+from clinfonce_plugin.select_k import run_select_k
 from clinfonce_plugin.train import pretrain
 from tests.helpers import yaml_linear_cfg, yaml_pretrain_cfg
 
@@ -150,3 +151,18 @@ def test_main_pretrain_reports_a_bad_csv_as_one_error_line(custom_data, tmp_path
     assert errors == [f"error: data.dataset=custom: {bad}:3: column 'split': 'valid', expected "
                       f"'train' or 'test'"]
     assert "Traceback" not in proc.stderr
+
+
+def test_select_k_sweeps_csv_attributes_and_refuses_unlabelled_data(custom_data, tmp_path):
+    root, flat = custom_data
+    cfg = _cfg("clinfonce_custom", root, str(tmp_path), "annotations.csv")
+    cfg.select_k = {"plot": False}
+    result = run_select_k(cfg)
+    # 6 binary columns: stripes, color::blue/green/red, tags::rock/sea
+    assert list(result.ks) == [1, 2, 3, 4, 5, 6]
+    assert int(result.num_clusters[0]) == 2  # k=1: stripes (1 bit: 12 of the 24 train rows)
+    cfg = _cfg("clinfonce_custom", flat, str(tmp_path), "attributes.csv")
+    cfg.select_k = {"plot": False}
+    with pytest.raises(DataError, match=rf"select_k: dataset 'custom' at {flat} provides no "
+                                        r"labels, .*: put the images in class folders"):
+        run_select_k(cfg)

@@ -136,6 +136,22 @@ def test_csv_attributes_are_binarised_by_hand_table(tmp_path):
            "size (categorical, 2 values) -> 9 binary" in info.extra["layout"]
 
 
+def test_the_example_of_the_docs(tmp_path):
+    # docs/datasets.md, section custom: the CSV and the table written there
+    root = tree(tmp_path / "images", ["gull/01.png", "gull/02.jpg", "tern/07.png"])
+    csv = write(tmp_path / "a.csv", "path,label,split,stripes,color,tags\n"
+                "gull/01.png,gull,train,1,grey,sea;rock\ngull/02.jpg,gull,test,0,white,sea\n"
+                "tern/07.png,tern,train,1,white,rock\n")
+    _, tr, _ = read(root, annotations=str(csv))
+    _, te, _ = read(root, "test", annotations=str(csv), train_path=str(root))
+    assert tr.class_names == ["gull", "tern"] and tr.labels.tolist() == [0, 1]
+    assert tr.attribute_names == ["stripes", "color::grey", "color::white", "tags::rock",
+                                  "tags::sea"]
+    assert tr.paths == ["gull/01.png", "tern/07.png"] and te.paths == ["gull/02.jpg"]
+    assert tr.attributes.tolist() == [[1, 1, 0, 1, 1], [1, 0, 1, 1, 0]]
+    assert te.attributes.tolist() == [[0, 0, 1, 0, 1]] and te.labels.tolist() == [0]
+
+
 def test_attributes_provider_reads_the_csv_attributes(tmp_path):
     root = tree(tmp_path / "flat", ATTR_FILES)
     _, info, _ = read(root, annotations=str(write(tmp_path / "a.csv", ATTR_CSV)))

@@ -85,7 +85,7 @@ def test_registry_names():
 
 
 def test_unknown_dataset_lists_valid_names(cub_tree):
-    with pytest.raises(ValueError, match=r"unknown dataset 'cub200'. Choose from \['cifar10', 'cifar100', 'cub', 'synthetic_cub'\]"):
+    with pytest.raises(ValueError, match=r"unknown dataset 'cub200'. Choose from \['cifar10', 'cifar100', 'cub', 'custom', 'synthetic_cub'\]"):
         build_dataset("cub200", cub_tree.root, "train")
 
 

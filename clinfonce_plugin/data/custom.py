@@ -102,19 +102,19 @@ def _visible(entries) -> list:
 
 def _images_below(folder: Path, stop_at_first: bool = False) -> List[str]:
     """Image paths below ``folder``, relative to it, in ImageFolder order (folders sorted by
-    path, files sorted within each)."""
+    path, files sorted within each); with ``stop_at_first``, one image found or none."""
     found = []
     walk = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]  # prunes the walk
-        walk.append((dirpath, filenames))
-    for dirpath, filenames in sorted(walk):
+        images = [name for name in filenames if is_image_name(name)]
+        if stop_at_first and images:  # any image will do: no need to walk the rest
+            return [os.path.relpath(os.path.join(dirpath, images[0]), folder)]
+        walk.append((dirpath, images))
+    for dirpath, images in sorted(walk):
         rel = os.path.relpath(dirpath, folder)
-        for name in sorted(filenames):
-            if is_image_name(name):
-                found.append(name if rel == "." else f"{Path(rel).as_posix()}/{name}")
-                if stop_at_first:
-                    return found
+        found += [name if rel == "." else f"{Path(rel).as_posix()}/{name}"
+                  for name in sorted(images)]
     return found
 
 

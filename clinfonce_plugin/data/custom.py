@@ -64,6 +64,9 @@ PATH, LABEL, SPLIT = "path", "label", "split"
 SPLIT_VALUES = ("train", "test")
 MULTI_SEPARATOR = ";"
 VALUE_SEPARATOR = "::"  # <column>::<value>, as CUB's attribute names
+# one byte per image and binary column: an identifier or free-text column (a value per image)
+# would need images^2 bytes, so a column is refused above this many cells (1 GiB)
+MAX_BINARY_CELLS = 2 ** 30
 LABELS_HINT = ("put the images in class folders (<root>/<class>/<image>) or add a 'label' "
                "column to data.annotations")
 LAYOUTS = "either <root>/<class>/<image> (class folders) or <root>/<image> (flat, no labels)"
@@ -269,16 +272,27 @@ def _binarise(file: str, name: str, cells: List[str], lines: List[int]
                                   f"values separated by {MULTI_SEPARATOR!r}")
             sets.append(set(parts))
         values = _value_order(set().union(*sets))
+        _check_size(file, name, len(values), len(cells))
         columns = [np.array([v in s for s in sets]) for v in values]
         kind = "multi-valued"
     elif set(cells) <= {"0", "1"}:
         return [name], [np.array([c == "1" for c in cells])], f"{name} (binary)"
     else:
         values = _value_order(cells)
+        _check_size(file, name, len(values), len(cells))
         columns = [np.array([c == v for c in cells]) for v in values]
         kind = "categorical"
     names = [f"{name}{VALUE_SEPARATOR}{v}" for v in values]
     return names, columns, f"{name} ({kind}, {len(values)} values)"
+
+
+def _check_size(file: str, name: str, num_values: int, num_rows: int) -> None:
+    if num_values * num_rows > MAX_BINARY_CELLS:
+        raise ValueError(f"{file}: column {name!r}: {num_values} distinct values over {num_rows} "
+                         f"rows would make {num_values} binary columns "
+                         f"({num_values * num_rows / 2 ** 30:.1f} GiB); expected an attribute "
+                         f"with few values (an identifier or free text is not one: remove the "
+                         f"column)")
 
 
 def read_annotations(file: Union[str, Path], root: Union[str, Path]) -> Annotations:
@@ -334,10 +348,12 @@ def read_annotations(file: Union[str, Path], root: Union[str, Path]) -> Annotati
             out.attribute_names += names
             columns += values
             out.columns.append(description)
-        clash = [n for i, n in enumerate(out.attribute_names) if n in out.attribute_names[:i]]
-        if clash:
-            raise ValueError(f"{file}:{header_line}: the binarised attribute {clash[0]!r} comes "
-                             f"from two columns; expected distinct names")
+        seen_names: set = set()
+        for n in out.attribute_names:
+            if n in seen_names:
+                raise ValueError(f"{file}:{header_line}: the binarised attribute {n!r} comes "
+                                 f"from two columns; expected distinct names")
+            seen_names.add(n)
         out.attributes = np.stack(columns, axis=1).astype(np.uint8)
     return out
 

@@ -284,6 +284,20 @@ def test_malformed_csv_names_file_line_and_column(flat, tmp_path, text, pattern)
         read(flat, annotations=str(csv))
 
 
+def test_identifier_columns_and_name_clashes_are_refused(flat, tmp_path, monkeypatch):
+    import clinfonce_plugin.data.custom as custom
+
+    monkeypatch.setattr(custom, "MAX_BINARY_CELLS", 8)  # 3 rows x 3 values = 9 cells
+    csv = write(tmp_path / "id.csv", "path,photo_id,kind\na.png,p1,x\nb.png,p2,y\nc.png,p3,x\n")
+    with pytest.raises(ValueError, match=rf"^{csv}: column 'photo_id': 3 distinct values over 3 "
+                                         r"rows would make 3 binary columns .*remove the column"):
+        read(flat, annotations=str(csv))
+    clash = write(tmp_path / "c.csv", "path,c,c::x\na.png,x,1\nb.png,y,0\n")
+    with pytest.raises(ValueError, match=rf"^{clash}:1: the binarised attribute 'c::x' comes from "
+                                         r"two columns"):
+        read(flat, annotations=str(clash))
+
+
 def test_paths_mixing_class_folders_and_top_level_need_a_label_column(tmp_path):
     root = tree(tmp_path / "d", ["a/1.png", "top.png"])
     csv = write(tmp_path / "m.csv", "path\na/1.png\ntop.png\n")

@@ -64,6 +64,8 @@ def _cfg(config, root, out_dir, annotations, **overrides):
     cfg = yaml_pretrain_cfg(config, "symmetric_32", root, out_dir, max_epochs=1)
     cfg.data.dataset = "custom"
     cfg.data.annotations = annotations
+    if cfg.method == "cluster_ce":  # no projector: the helper's projector size does not apply
+        cfg.method_kwargs.pop("proj_hidden_dim")
     for key, value in overrides.items():
         node, leaf = cfg, key.split(".")
         for part in leaf[:-1]:
@@ -126,6 +128,8 @@ def test_unlabelled_folder_trains_with_attributes_and_simclr(custom_data, tmp_pa
      r"method supcon needs a label for every image, but the custom train split .* has no labels"),
     ("clinfonce_custom", {"method_kwargs.clusters": {"provider": "labels"}}, ConfigError,
      r"method clinfonce: labels: no sample has a label \(all 32 are -1, unknown\)"),
+    ("cluster_ce_synthetic_cub", {"method_kwargs.clusters": {"provider": "labels"}}, ConfigError,
+     r"method cluster_ce: labels: no sample has a label"),
 ])
 def test_labels_based_uses_refuse_unlabelled_data(custom_data, tmp_path, config, overrides,
                                                   error, pattern):

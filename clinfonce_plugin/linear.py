@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from .checkpoints import check_finite, safe_load, state_dict_of
 from .config import check_linear_cfg
-from .data.registry import DATASETS, open_split
+from .data.registry import DATASETS, open_split, require_labels
 from .data.indexed import TransformedImages
 from .data.transforms import eval_transform
 from .errors import CheckpointError, ConfigError
@@ -120,13 +120,13 @@ def linear_eval(cfg: omegaconf.DictConfig, source: Optional[str] = None) -> dict
     pl.seed_everything(cfg.seed, workers=True)
     transform = eval_transform(pre_cfg)
     train = open_split(cfg.data, "train", verify=True)
+    require_labels(train, "linear evaluation",
+                   f"the {cfg.data.dataset} train split at {cfg.data.train_path}")
     # the test split is read from data.val_path when set (a separate test folder), else
     # from the root that holds both splits
-    test = open_split(cfg.data, "test", verify=True,
-                      root=cfg.data.val_path or cfg.data.train_path)
-    if any(split.info.labels is None or (split.info.labels < 0).any() for split in (train, test)):
-        raise ConfigError(f"data.dataset={cfg.data.dataset}: linear evaluation needs a label "
-                          f"for every image, and {cfg.data.train_path} has unlabelled ones")
+    test_root = cfg.data.val_path or cfg.data.train_path
+    test = open_split(cfg.data, "test", verify=True, root=test_root)
+    require_labels(test, "linear evaluation", f"the {cfg.data.dataset} test split at {test_root}")
     num_classes = train.num_classes
     workers = int(cfg.data.num_workers)
     x_tr, y_tr = extract_features(backbone, TransformedImages(train.dataset, transform),

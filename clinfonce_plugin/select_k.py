@@ -70,6 +70,7 @@ def run_select_k(cfg: DictConfig, source: Optional[str] = None) -> SelectionResu
     """
     from . import host  # the pretrain checks validate method and dataset names
     from .config import check_pretrain_cfg
+    from .data.custom import LABELS_HINT
     from .data.registry import DATASETS, open_split
 
     OmegaConf.set_struct(cfg, False)
@@ -79,8 +80,10 @@ def run_select_k(cfg: DictConfig, source: Optional[str] = None) -> SelectionResu
     if info.attributes is None:
         raise DataError(f"select_k: dataset {cfg.data.dataset!r} at {cfg.data.train_path} "
                          "provides no attributes; the k selection sweeps attribute clusters")
-    if info.labels is None:
-        raise DataError(f"select_k: dataset {cfg.data.dataset!r} provides no labels")
+    if info.labels is None or not (np.asarray(info.labels) >= 0).any():
+        raise DataError(f"select_k: dataset {cfg.data.dataset!r} at {cfg.data.train_path} "
+                        f"provides no labels, and k is chosen by measuring the clusters "
+                        f"against them: {LABELS_HINT} (dataset custom)")
     binary, _ = binarize_attributes(info.attributes, info.attribute_names)
     num_columns = binary.shape[1]
     ks: List[int] = options["ks"] or list(range(1, min(num_columns, MAX_DEFAULT_K) + 1))

@@ -18,13 +18,18 @@ from . import host
 from .callbacks import AugmentationClock, FiniteLoss, PeriodicCheckpoint, RNGState
 from .checkpoints import safe_load
 from .config import check_pretrain_cfg
-from .data.indexed import IndexedDataset, TransformedImages
-from .data.registry import DATASETS, open_split, verify_split
 from .data.augmentation_schedule import EpochClock
+from .data.indexed import IndexedDataset, TransformedImages
+from .data.registry import DATASETS, open_split, require_labels, verify_split
 from .data.transforms import crop_pipelines, eval_transform, pretrain_transform
 from .errors import ConfigError, Interrupted
 from .host.backbone import apply_plugin_stem
 from .rundir import RunDir
+
+
+# host methods whose positives are the targets: images without a label would be grouped
+# together (solo-learn's SupCon) or silently fall back to SimCLR
+HOST_LABEL_METHODS = ("supcon",)
 
 
 def prepare_cfg(cfg: omegaconf.DictConfig, source: Any = None) -> omegaconf.DictConfig:
@@ -40,7 +45,15 @@ def _prepare(cfg: omegaconf.DictConfig, source: Any = None):
         # loaded weights-only first: a file from outside the run must not run code
         safe_load(cfg.resume_from_checkpoint, "resume_from_checkpoint")
     train = open_split(cfg.data, "train")
-    cfg.data.num_classes = train.num_classes
+    where = f"the {cfg.data.dataset} train split at {cfg.data.train_path}"
+    if cfg.method in HOST_LABEL_METHODS:
+        require_labels(train, f"method {cfg.method}", where)
+    if cfg.data.val_path:
+        require_labels(train, "the online linear probe (data.val_path is set)", where,
+                       "; or leave data.val_path unset to pretrain without the probe")
+    # the host's online probe is a layer with num_classes outputs: at least one, never
+    # trained when no image has a label (its loss is skipped)
+    cfg.data.num_classes = max(1, train.num_classes)
     cfg = host.prepare_host_cfg(cfg)
     host.METHODS[cfg.method].add_and_assert_specific_cfg(cfg)
     return cfg, train
@@ -73,7 +86,9 @@ def _accelerator(cfg) -> str:
 
 def _devices(cfg, accelerator: str):
     devices = cfg.devices
-    if accelerator == "cpu":
+    # Lightning's CPU accelerator takes a count, not a device list (solo-learn's parse_cfg
+    # turns devices into one); "auto" without a GPU is the CPU
+    if accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available()):
         return len(devices) if isinstance(devices, (list, omegaconf.ListConfig)) else devices
     return OmegaConf.to_container(devices) if isinstance(devices, omegaconf.ListConfig) else devices
 
@@ -119,6 +134,10 @@ def pretrain(cfg: omegaconf.DictConfig, source: Any = None,
     verify_split(train, cfg.data, f"{cfg.data.dataset} train split at {cfg.data.train_path}")
     val = open_split(cfg.data, "test", verify=True, root=cfg.data.val_path) \
         if cfg.data.val_path else None
+    if val is not None:
+        require_labels(val, "the online linear probe (data.val_path is set)",
+                       f"the {cfg.data.dataset} test split at {cfg.data.val_path}",
+                       "; or leave data.val_path unset to pretrain without the probe")
     pl.seed_everything(cfg.seed, workers=True)
 
     model = build_method(cfg, sample_info=train.info)

@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .base import REQUIRED, ClusterProvider, check_int, resolve_path
-from .labels import checked_labels, group_with_singletons
+from .labels import checked_labels, group_with_singletons, require_some_known
 
 VIRTUAL_ROOT = "<root>"
 
@@ -152,8 +152,8 @@ class HierarchyProvider(ClusterProvider):
     ancestor at ``level`` in the tree built by ``LabelTree`` (root = level 1; several
     roots get a virtual root ``"<root>"``; a node with several parents keeps the one of
     smallest depth, ties by smallest name). A leaf shallower than ``level`` is its own
-    cluster. Samples with label -1 get singleton clusters. Every class name must be a
-    node of the tree.
+    cluster. Samples with label -1 get singleton clusters (a dataset with no label at all is
+    refused). Every class name must be a node of the tree.
 
     Extra cfg settings:
         pairs_file (str): "parent child" text file (``wordnet.is_a.txt`` format);
@@ -190,6 +190,7 @@ class HierarchyProvider(ClusterProvider):
         self.level = level
 
         labels = checked_labels(self.name, self.info.labels)
+        require_some_known(self.name, labels)
         class_names = self.info.class_names
         if class_names is None:
             raise ValueError("hierarchy: needs SampleInfo.class_names to place labels in the tree")

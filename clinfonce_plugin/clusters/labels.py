@@ -50,6 +50,17 @@ def checked_labels(owner: str, labels) -> np.ndarray:
     return labels.astype(np.int64)
 
 
+def require_some_known(owner: str, labels: np.ndarray) -> None:
+    """ValueError when no sample has a label: every cluster would be a singleton, i.e.
+    SimCLR under another name."""
+    if labels.size and (labels < 0).all():
+        raise ValueError(
+            f"{owner}: no sample has a label (all {labels.size} are -1, unknown), so every "
+            f"image would be a cluster of its own (SimCLR); label the images (dataset custom: "
+            f"class folders <root>/<class>/<image> or a 'label' column in data.annotations) "
+            f"or use the 'instance', 'attributes' or 'kmeans' provider")
+
+
 class LabelsProvider(ClusterProvider):
     """Implements label clusters (https://arxiv.org/abs/2202.06670, Sec. 3.2; SupCon).
 
@@ -63,6 +74,7 @@ class LabelsProvider(ClusterProvider):
 
     def _build(self) -> np.ndarray:
         labels = checked_labels(self.name, self.info.labels)
+        require_some_known(self.name, labels)
         return group_with_singletons(labels, labels >= 0)
 
     def _describe_extra(self) -> str:

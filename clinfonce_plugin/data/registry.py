@@ -9,9 +9,10 @@ from torch.utils.data import Dataset
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.data.cifar import CifarImages, read_cifar10, read_cifar100
 from clinfonce_plugin.data.cub import CubImages, Split, read_cub
+from clinfonce_plugin.data.custom import LABELS_HINT, CustomImages, read_custom
 from clinfonce_plugin.data.images import should_verify, verify_images
-from clinfonce_plugin.data.wider import WiderImages, read_wider
 from clinfonce_plugin.data.utzappos import ZapposImages, read_utzappos
+from clinfonce_plugin.data.wider import WiderImages, read_wider
 from clinfonce_plugin.errors import DataError
 
 Built = Tuple[Dataset, SampleInfo, int]
@@ -72,6 +73,8 @@ def build_wider_attribute(root: Union[str, Path], split: Split,
     Image/. Train = the trainval file (official train + val), test = the test file."""
     meta = read_wider(root)
     return WiderImages(meta, split, transform), meta.sample_info(split), meta.num_classes
+
+
 def build_utzappos(root: Union[str, Path], split: Split, transform: Optional[Callable] = None,
                    split_seed: Optional[int] = None) -> Built:
     """UT-Zappos50K from the official release; root holds ut-zap50k-images-square (or
@@ -82,6 +85,15 @@ def build_utzappos(root: Union[str, Path], split: Split, transform: Optional[Cal
             meta.num_classes)
 
 
+def build_custom(root: Union[str, Path], split: Split, transform: Optional[Callable] = None,
+                 annotations: Optional[str] = None, train_path: Optional[str] = None) -> Built:
+    """The user's own image folder (class folders or flat) with an optional annotations CSV
+    (``data.annotations``); see ``data/custom.py``. The test split is the CSV's ``test`` rows
+    or the folder ``root`` (``data.val_path``); ``train_path`` is the training folder."""
+    data = read_custom(root, split, annotations, train_path)
+    return CustomImages(data, transform), data.sample_info(), data.num_classes
+
+
 DATASETS: Dict[str, Callable[..., Built]] = {
     "cub": build_cub,
     "synthetic_cub": build_synthetic_cub,
@@ -89,6 +101,7 @@ DATASETS: Dict[str, Callable[..., Built]] = {
     "cifar100": build_cifar100,
     "wider_attribute": build_wider_attribute,
     "utzappos": build_utzappos,
+    "custom": build_custom,
 }
 
 # The ``data.*`` keys (besides train_path) a reader takes, passed as keyword arguments by
@@ -96,6 +109,9 @@ DATASETS: Dict[str, Callable[..., Built]] = {
 DATASET_OPTIONS: Dict[str, Tuple[str, ...]] = {
     "synthetic_cub": ("generate",),
     "utzappos": ("split_seed",),
+    # train_path too: the test split is read with root = data.val_path, and the CSV's paths
+    # and the training class names refer to the training folder
+    "custom": ("annotations", "train_path"),
 }
 
 
@@ -143,7 +159,21 @@ def describe_split(opened: OpenSplit, name: str, split: Split) -> str:
         parts.append(f"{int((info.labels >= 0).sum())} labelled")
     if info.attributes is not None:
         parts.append(f"{info.attributes.shape[1]} attributes")
-    return f"{name} {split}: " + ", ".join(parts)
+    layout = info.extra.get("layout")  # how a reader interpreted the files, when it says
+    return f"{name} {split}: " + ", ".join(parts) + (f" [{layout}]" if layout else "")
+
+
+def require_labels(opened: OpenSplit, use: str, where: str, otherwise: str = "") -> None:
+    """DataError unless every image of the split has a label: ``use`` (e.g. "linear
+    evaluation") cannot run on images without one; ``otherwise`` ends the message with the
+    alternative to labelling the data."""
+    labels = opened.info.labels
+    unknown = opened.info.num_samples if labels is None else int((labels < 0).sum())
+    if unknown:
+        what = ("has no labels" if unknown == opened.info.num_samples
+                else f"has {unknown} of {opened.info.num_samples} images without a label")
+        raise DataError(f"{use} needs a label for every image, but {where} {what}: "
+                        f"{LABELS_HINT} (dataset custom){otherwise}")
 
 
 def verify_split(opened: OpenSplit, data_cfg, where: str) -> None:

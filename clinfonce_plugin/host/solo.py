@@ -5,8 +5,10 @@
   backbone table under their timm names;
 - ``prepare_cfg`` adapts a checked config to solo-learn's ``parse_cfg`` (device list, dataset
   names it does not know);
-- ``make_backbone`` builds a bare backbone exactly as solo-learn's BaseMethod does.
+- ``make_backbone`` builds a bare backbone exactly as solo-learn's BaseMethod does;
+- the online probe's loss is zero, not NaN, on a batch without labels (unlabelled data).
 """
+import functools
 import importlib
 import importlib.util
 from typing import Tuple
@@ -52,6 +54,27 @@ def register_timm_backbones(backbones: dict, names) -> None:
             backbones[name] = lambda method, _n=name, **kw: TimmBackbone(_n, **kw)
 
 
+def zero_probe_loss_without_labels(base: type) -> None:
+    """solo-learn's online probe loss is ``cross_entropy(logits, targets, ignore_index=-1)``:
+    NaN for a batch with no known target (unlabelled data, e.g. a flat custom folder), which
+    makes the whole training loss NaN. Wraps ``base._base_shared_step`` (once) so that such a
+    batch gives a zero probe loss, as the bundled runtime does; labelled batches are
+    untouched."""
+    original = base._base_shared_step
+    if getattr(original, "_zero_without_labels", False):
+        return
+
+    @functools.wraps(original)
+    def _base_shared_step(self, X, targets):
+        out = original(self, X, targets)
+        if not bool((targets != -1).any()):
+            out["loss"] = out["logits"].sum() * 0.0  # keeps the graph, contributes nothing
+        return out
+
+    _base_shared_step._zero_without_labels = True
+    base._base_shared_step = _base_shared_step
+
+
 def _solo_version() -> str:
     try:
         from importlib.metadata import version
@@ -84,6 +107,7 @@ def load() -> dict:
     from solo.methods.base import BaseMethod
 
     register_timm_backbones(BaseMethod._BACKBONES, CPU_BACKBONES)
+    zero_probe_loss_without_labels(BaseMethod)
 
     def prepare_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
         """solo-learn's parse_cfg on a checked config: it counts devices with len(devices)

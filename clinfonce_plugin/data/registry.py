@@ -10,6 +10,7 @@ from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.data.cifar import CifarImages, read_cifar10, read_cifar100
 from clinfonce_plugin.data.cub import CubImages, Split, read_cub
 from clinfonce_plugin.data.images import should_verify, verify_images
+from clinfonce_plugin.data.imagenet import build_imagenet100
 from clinfonce_plugin.errors import DataError
 
 Built = Tuple[Dataset, SampleInfo, int]
@@ -69,12 +70,14 @@ DATASETS: Dict[str, Callable[..., Built]] = {
     "synthetic_cub": build_synthetic_cub,
     "cifar10": build_cifar10,
     "cifar100": build_cifar100,
+    "imagenet100": build_imagenet100,
 }
 
 # The ``data.*`` keys (besides train_path) a reader takes, passed as keyword arguments by
 # ``open_split``; their defaults live in ``config.PRETRAIN["data"]``, the one place.
 DATASET_OPTIONS: Dict[str, Tuple[str, ...]] = {
     "synthetic_cub": ("generate",),
+    "imagenet100": ("class_list",),
 }
 
 

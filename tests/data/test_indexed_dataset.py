@@ -81,11 +81,11 @@ def test_bad_transform():
 
 
 def test_registry_names():
-    assert sorted(DATASETS) == ["cifar10", "cifar100", "cub", "synthetic_cub"]
+    assert sorted(DATASETS) == ["cifar10", "cifar100", "cub", "imagenet100", "synthetic_cub"]
 
 
 def test_unknown_dataset_lists_valid_names(cub_tree):
-    with pytest.raises(ValueError, match=r"unknown dataset 'cub200'. Choose from \['cifar10', 'cifar100', 'cub', 'synthetic_cub'\]"):
+    with pytest.raises(ValueError, match=r"unknown dataset 'cub200'. Choose from \['cifar10', 'cifar100', 'cub', 'imagenet100', 'synthetic_cub'\]"):
         build_dataset("cub200", cub_tree.root, "train")
 
 

@@ -8,7 +8,7 @@ downloaded.
 
 The official validation tarball is flat (``val/ILSVRC2012_val_00000001.JPEG`` ...): it must
 first be sorted into ``val/<wnid>/`` folders with the usual re-organisation script (the
-one PyTorch's ImageNet example and solo-learn point to); a flat ``val/`` is an error that
+``valprep.sh`` PyTorch's ImageNet example points to); a flat ``val/`` is an error that
 says so.
 
 The class list (``data.class_list``) is a text file of wnids, whitespace separated (one per

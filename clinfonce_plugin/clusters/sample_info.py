@@ -4,7 +4,7 @@ Readers in ``clinfonce_plugin.data`` fill it; providers in ``clinfonce_plugin.cl
 read it. It is plain numpy so that neither side depends on the other's classes.
 """
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -23,6 +23,9 @@ class SampleInfo:
         attribute_names: A names, one per attribute column.
         paths: N image paths relative to the dataset root, used to key precomputed files.
         root: dataset root directory, for providers that resolve relative files.
+        hierarchy: (parent, child) class-name pairs the dataset defines itself (CIFAR-100:
+            superclass -> class), used by the ``hierarchy`` provider when no pairs file
+            is given.
     """
 
     num_samples: int
@@ -32,6 +35,7 @@ class SampleInfo:
     attribute_names: Optional[List[str]] = None
     paths: Optional[List[str]] = None
     root: Optional[str] = None
+    hierarchy: Optional[List[Tuple[str, str]]] = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:

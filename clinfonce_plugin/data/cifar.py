@@ -65,13 +65,28 @@ class CifarData:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    def hierarchy(self) -> Optional[List[Tuple[str, str]]]:
+        """(superclass name, class name) of every class present in the split (CIFAR-100),
+        sorted; None for CIFAR-10. A class seen under two superclasses is an error."""
+        if self.coarse_labels is None:
+            return None
+        pairs = np.unique(np.stack([self.coarse_labels, self.labels], axis=1), axis=0)
+        fine, counts = np.unique(pairs[:, 1], return_counts=True)
+        if (counts > 1).any():
+            bad = int(fine[np.argmax(counts > 1)])
+            supers = [self.coarse_names[c] for c in pairs[pairs[:, 1] == bad, 0]]
+            raise ValueError(f"{self.root}: class {self.class_names[bad]!r} has images in "
+                             f"several superclasses {supers}; each CIFAR-100 class belongs "
+                             f"to one superclass")
+        return [(self.coarse_names[c], self.class_names[f]) for c, f in pairs.tolist()]
+
     def sample_info(self) -> SampleInfo:
         extra: Dict[str, Any] = {}
         if self.coarse_labels is not None:
             extra = {"coarse_labels": self.coarse_labels, "coarse_names": self.coarse_names}
         return SampleInfo(num_samples=len(self.labels), labels=self.labels,
                           class_names=list(self.class_names), paths=list(self.paths),
-                          root=str(self.root), extra=extra)
+                          root=str(self.root), hierarchy=self.hierarchy(), extra=extra)
 
 
 def _resolve_root(root: Union[str, Path], folder: str, files: Sequence[str]) -> Path:

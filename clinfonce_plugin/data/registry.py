@@ -10,6 +10,7 @@ from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.data.cifar import CifarImages, read_cifar10, read_cifar100
 from clinfonce_plugin.data.cub import CubImages, Split, read_cub
 from clinfonce_plugin.data.custom import LABELS_HINT, CustomImages, read_custom
+from clinfonce_plugin.data.imagenet import build_imagenet100
 from clinfonce_plugin.data.images import should_verify, verify_images
 from clinfonce_plugin.data.utzappos import ZapposImages, read_utzappos
 from clinfonce_plugin.data.wider import WiderImages, read_wider
@@ -102,6 +103,7 @@ DATASETS: Dict[str, Callable[..., Built]] = {
     "wider_attribute": build_wider_attribute,
     "utzappos": build_utzappos,
     "custom": build_custom,
+    "imagenet100": build_imagenet100,
 }
 
 # The ``data.*`` keys (besides train_path) a reader takes, passed as keyword arguments by
@@ -112,6 +114,7 @@ DATASET_OPTIONS: Dict[str, Tuple[str, ...]] = {
     # train_path too: the test split is read with root = data.val_path, and the CSV's paths
     # and the training class names refer to the training folder
     "custom": ("annotations", "train_path"),
+    "imagenet100": ("class_list",),
 }
 
 

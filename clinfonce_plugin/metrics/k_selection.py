@@ -1,10 +1,12 @@
-"""Choice of the number k of attributes that define the clusters.
+"""Choice of the number k of attributes (or the hierarchy level l) that define the clusters.
 
 Implements the k-selection of Cl-InfoNCE (https://arxiv.org/abs/2202.06670), Sec. 4 and
 Fig. 4: for attribute clusters Z_k built from the top-k attributes, I(Z_k;T) with the
 downstream labels T rises with k while H(Z_k|T) also rises (finer clusters split each
 class). Both are min-max normalised over the range of k and the chosen k is where the
-normalised I(Z;T) meets the normalised -H(Z|T).
+normalised I(Z;T) meets the normalised -H(Z|T). The same sweep over hierarchy levels l
+gives Cl-InfoNCE Fig. 6 (I(Z;T) and H(Z|T) against l); the swept integer is called
+``parameter`` ("k" or "level") in the table and the plot.
 """
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Sequence, Tuple
@@ -14,6 +16,8 @@ import numpy as np
 from clinfonce_plugin.metrics.information import conditional_entropy, mutual_information
 
 __all__ = ["SelectionResult", "choose_k", "select_k", "format_table", "plot_selection"]
+
+AXIS_LABELS = {"k": "k (number of attributes)", "level": "level l of the hierarchy (root = 1)"}
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -118,6 +122,7 @@ class SelectionResult:
     neg_cond_ent_norm: np.ndarray
     chosen_index: int
     rule: str
+    parameter: str = "k"
 
     @property
     def chosen_k(self) -> int:
@@ -140,7 +145,7 @@ class SelectionResult:
 
 
 def select_k(cluster_fn: Callable[[int], np.ndarray], labels, ks: Sequence[int],
-             ignore_label: int = -1) -> SelectionResult:
+             ignore_label: int = -1, parameter: str = "k") -> SelectionResult:
     """Sweeps k, measures I(Z_k;T) and H(Z_k|T) in bits and applies :func:`choose_k`.
 
     Args:
@@ -149,6 +154,7 @@ def select_k(cluster_fn: Callable[[int], np.ndarray], labels, ks: Sequence[int],
         labels: (N,) integer downstream labels T.
         ks: the k to try (distinct integers, any order; the result is sorted by k).
         ignore_label: samples with this label (unknown target) are left out of I and H.
+        parameter: what the swept integers are ("k", "level"), for the table and plot.
 
     Returns:
         :class:`SelectionResult`.
@@ -187,13 +193,14 @@ def select_k(cluster_fn: Callable[[int], np.ndarray], labels, ks: Sequence[int],
         neg_cond_ent_norm=details["neg_cond_ent_norm"],
         chosen_index=index,
         rule=str(details["rule"]),
+        parameter=parameter,
     )
 
 
 def format_table(result: SelectionResult) -> str:
     """Markdown table of a sweep; the chosen row is bold and marked ``<- chosen``."""
     lines = [
-        "| k | clusters | I(Z;T) [bits] | H(Z\\|T) [bits] | I norm | -H norm | |",
+        f"| {result.parameter} | clusters | I(Z;T) [bits] | H(Z\\|T) [bits] | I norm | -H norm | |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for row in result.rows():
@@ -216,7 +223,7 @@ def format_table(result: SelectionResult) -> str:
 def plot_selection(result: SelectionResult, path: str) -> str:
     """Draws Fig. 4 of Cl-InfoNCE for a sweep and writes it as a PNG.
 
-    Two curves over k (normalised I(Z;T) and normalised -H(Z|T)) and a vertical line at
+    Two curves over k or l (normalised I(Z;T) and normalised -H(Z|T)) and a vertical line at
     the chosen k. Needs matplotlib (``pip install clinfonce-plugin[plots]``); uses the Agg
     canvas directly, so the global pyplot backend is left untouched.
 
@@ -235,8 +242,9 @@ def plot_selection(result: SelectionResult, path: str) -> str:
     ax = fig.add_subplot(1, 1, 1)
     ax.plot(result.ks, result.mi_norm, marker="o", label="I(Z;T) (normalised)")
     ax.plot(result.ks, result.neg_cond_ent_norm, marker="s", label="-H(Z|T) (normalised)")
-    ax.axvline(result.chosen_k, color="gray", linestyle="--", label=f"chosen k = {result.chosen_k}")
-    ax.set_xlabel("k (number of attributes)")
+    ax.axvline(result.chosen_k, color="gray", linestyle="--",
+               label=f"chosen {result.parameter} = {result.chosen_k}")
+    ax.set_xlabel(AXIS_LABELS.get(result.parameter, result.parameter))
     ax.set_ylabel("normalised value")
     ax.set_ylim(-0.05, 1.05)
     ax.legend(loc="best", fontsize="small")

@@ -9,14 +9,13 @@ from clinfonce_plugin.clusters.hierarchy import HierarchyProvider, LabelTree, re
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 
 # A DAG with two multi-parent nodes:
-#   goldfish: parents fish (depth 2) and pet (depth 1) -> keeps pet (smaller depth, even
-#             though "fish" < "pet" by name)
+#   goldfish: parents fish (depth 2) and pet (depth 1) -> keeps fish (greater depth)
 #   dog:      parents mammal and pet, both depth 1 -> keeps mammal (smaller name)
 # Expected pruned tree (level = depth + 1):
 #   L1 animal
 #   L2 aquatic            bird      mammal        pet
-#   L3 fish               sparrow   cat, dog      goldfish
-#   L4 salmon
+#   L3 fish               sparrow   cat, dog
+#   L4 goldfish, salmon
 PAIRS = [
     ("animal", "mammal"), ("animal", "bird"), ("animal", "pet"), ("animal", "aquatic"),
     ("aquatic", "fish"), ("fish", "goldfish"), ("pet", "goldfish"), ("fish", "salmon"),
@@ -37,7 +36,7 @@ def build(level, pairs=PAIRS, **kw):
 
 def test_pruned_tree_ancestors():
     p = build(2)
-    assert p.ancestors("goldfish") == ["animal", "pet", "goldfish"]
+    assert p.ancestors("goldfish") == ["animal", "aquatic", "fish", "goldfish"]
     assert p.ancestors("dog") == ["animal", "mammal", "dog"]
     assert p.ancestors("salmon") == ["animal", "aquatic", "fish", "salmon"]
     assert p.ancestors("cat") == ["animal", "mammal", "cat"]
@@ -47,10 +46,10 @@ def test_pruned_tree_ancestors():
 @pytest.mark.parametrize("level, ids, names", [
     # one cluster for every labelled sample; the unknown (-1) sample is a singleton
     (1, [0, 0, 0, 0, 0, 0, 0, 1], ["animal", None]),
-    # cat, dog -> mammal; goldfish -> pet; salmon -> aquatic; sparrow -> bird
-    (2, [2, 2, 3, 0, 1, 2, 3, 4], ["aquatic", "bird", "mammal", "pet", None]),
-    # salmon -> fish; the others are their own level-3 node
-    (3, [0, 1, 3, 2, 4, 1, 3, 5], ["cat", "dog", "fish", "goldfish", "sparrow", None]),
+    # cat, dog -> mammal; goldfish, salmon -> aquatic; sparrow -> bird
+    (2, [2, 2, 0, 0, 1, 2, 0, 3], ["aquatic", "bird", "mammal", None]),
+    # goldfish, salmon -> fish; the others are their own level-3 node
+    (3, [0, 1, 2, 2, 3, 1, 2, 4], ["cat", "dog", "fish", "sparrow", None]),
     # deep levels give the leaves
     (4, [0, 1, 2, 3, 4, 1, 2, 5], CLASSES + [None]),
     (50, [0, 1, 2, 3, 4, 1, 2, 5], CLASSES + [None]),
@@ -96,11 +95,11 @@ def test_class_that_is_an_inner_node():
 
 
 def test_lookup_on_torch_indexes():
-    assert build(2)(torch.tensor([3, 7, 0])).tolist() == [0, 4, 2]
+    assert build(2)(torch.tensor([3, 7, 0])).tolist() == [0, 3, 2]
 
 
-def shortest_depths_by_enumeration(pairs):
-    """Brute force: depth of a node = length of the shortest root->node path."""
+def longest_depths_by_enumeration(pairs):
+    """Brute force: depth of a node = length of the longest root->node path."""
     parents = {}
     for p, c in pairs:
         parents.setdefault(c, set()).add(p)
@@ -111,7 +110,7 @@ def shortest_depths_by_enumeration(pairs):
             return [0]
         return [d + 1 for p in parents[node] for d in all_depths(p)]
 
-    return {n: min(all_depths(n)) for n in parents}, parents
+    return {n: max(all_depths(n)) for n in parents}, parents
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -123,16 +122,24 @@ def test_random_dag_pruning_rule(seed):
     for i in range(1, len(nodes)):
         for j in rng.sample(range(i), k=min(i, rng.choice([1, 1, 2, 3]))):
             pairs.append((nodes[j], nodes[i]))  # edges go forward: acyclic, root nodes[0]
-    depth, parents = shortest_depths_by_enumeration(pairs)
+    depth, parents = longest_depths_by_enumeration(pairs)
     tree = LabelTree(pairs, "random")
     for n in nodes:
         path = tree.ancestors(n)
         assert path[0] == nodes[0] and path[-1] == n
-        assert len(path) - 1 == depth[n]  # tree depth = shortest DAG distance
+        assert len(path) - 1 == depth[n]  # tree depth = longest DAG distance
         for parent, child in zip(path, path[1:]):
             assert parent in parents[child]
-            best = min(parents[child], key=lambda q: (depth[q], q))
+            best = min(parents[child], key=lambda q: (-depth[q], q))
             assert parent == best
+        # where the official rule gives one answer, it is ours at every level
+        official = official_level_sets(pairs, n)
+        if all(len(s) <= 1 for s in official.values()):
+            assert not tree.is_ambiguous(n)
+            for level, ancestors in official.items():
+                assert tree.ancestor_at(n, level) == (ancestors.pop() if ancestors else n)
+        else:
+            assert tree.is_ambiguous(n)
 
 
 def test_pairs_file_wordnet_format_resolved_under_root(tmp_path):
@@ -200,13 +207,25 @@ def test_class_missing_from_tree_names_class_and_file(tmp_path):
         HierarchyProvider(info([0, 1], ["cat", "unicorn"]), pairs_file=str(path), level=1)
 
 
-@pytest.mark.parametrize("kw", [
-    {"level": 1},
-    {"level": 1, "pairs": [["a", "b"]], "pairs_file": "x.txt"},
-])
-def test_exactly_one_source(kw):
-    with pytest.raises(ValueError, match="give exactly one of 'pairs_file'"):
-        HierarchyProvider(info([0], ["b"]), **kw)
+def test_at_most_one_source():
+    with pytest.raises(ValueError, match="give at most one of 'pairs_file'"):
+        HierarchyProvider(info([0], ["b"]), level=1, pairs=[["a", "b"]], pairs_file="x.txt")
+
+
+def test_without_pairs_a_dataset_without_hierarchy_is_an_error():
+    with pytest.raises(ValueError, match=r"this dataset provides no class hierarchy of its "
+                                         r"own \(only cifar100 does.*give 'pairs_file'"):
+        HierarchyProvider(info([0], ["b"]), level=1)
+
+
+def test_without_pairs_the_dataset_hierarchy_is_used(capsys):
+    # two superclasses, three classes; a virtual root sits above the superclasses
+    i = SampleInfo(num_samples=4, labels=np.array([0, 1, 2, 2]), class_names=["x", "y", "z"],
+                   hierarchy=[("A", "x"), ("A", "y"), ("B", "z")])
+    assert HierarchyProvider(i, level=1).ids.tolist() == [0, 0, 0, 0]
+    assert HierarchyProvider(i, level=2).ids.tolist() == [0, 0, 1, 1]
+    assert HierarchyProvider(i, level=3).ids.tolist() == [0, 1, 2, 2]
+    assert "roots" not in capsys.readouterr().err  # the virtual root is expected here
 
 
 @pytest.mark.parametrize("level", [0, -2, "2", 1.5, True])
@@ -269,3 +288,66 @@ def test_several_roots_print_a_warning_that_names_the_level_shift(capsys):
     assert "warning: hierarchy pairs has 2 roots ['animal', 'plant']" in err
     assert "level 1 is '<root>'" in err
     assert p.ids.tolist() == [0, 1]  # level 2 = the two real roots
+
+
+def official_level_sets(pairs, cls, levels=range(1, 12)):
+    """The official Cl-InfoNCE rule spelled out on the DAG (imagenet_hierarchy.py,
+    build_level_hierarchy + pruned_imgnet_is_a): every root->cls path is a branch of the
+    unrolled tree with the root at level 1; at level l the candidates are the nodes at
+    position l of the paths that go deeper than l. {level: set of candidates}; an empty
+    set means the class is its own cluster, two or more mean the code drops the class."""
+    parents = {}
+    for p, c in pairs:
+        parents.setdefault(c, set()).add(p)
+
+    def paths(node):
+        if node not in parents:
+            return [[node]]
+        return [q + [node] for p in parents[node] for q in paths(p)]
+
+    every = paths(cls)
+    return {level: {p[level - 1] for p in every if len(p) > level} for level in levels}
+
+
+# The two pruning rules differ on a redundant edge into a class. r -> a -> b -> {c1, c3},
+# r -> d -> c2, and the redundant a -> c1 (a is already an ancestor of c1 through b):
+#   shortest-depth parent: c1 keeps a and sits at level 3 beside b
+#   official / deepest:    c1 keeps b and sits at level 4 beside c3
+SHORTCUT = [("r", "a"), ("a", "b"), ("b", "c1"), ("b", "c3"), ("a", "c1"), ("r", "d"),
+            ("d", "c2")]
+
+
+@pytest.mark.parametrize("level, ids, names", [
+    # samples: c1, c2, c3
+    (1, [0, 0, 0], ["r"]),
+    (2, [0, 1, 0], ["a", "d"]),            # shortest rule: the same
+    (3, [0, 1, 0], ["b", "c2"]),           # shortest rule: c1 | c2 | c3 -> b, 3 clusters
+    (4, [0, 1, 2], ["c1", "c2", "c3"]),
+])
+def test_redundant_edge_into_a_class_follows_the_official_rule(level, ids, names, capsys):
+    i = info(labels=[0, 1, 2], classes=["c1", "c2", "c3"])
+    p = HierarchyProvider(i, pairs=[list(x) for x in SHORTCUT], level=level)
+    assert p.ids.tolist() == ids and p.cluster_names == names
+    assert p.ancestors("c1") == ["r", "a", "b", "c1"]
+    official = official_level_sets(SHORTCUT, "c1", levels=[1, 2, 3, 4])
+    assert official == {1: {"r"}, 2: {"a"}, 3: {"b"}, 4: set()}
+    assert "several paths" not in capsys.readouterr().err  # the official code keeps c1 too
+
+
+def test_a_class_the_official_code_would_drop_is_kept_with_a_warning(capsys):
+    # c4 has parents d (depth 1) and b (depth 2) on different branches: the paths
+    # disagree at level 2 (a vs d), so the official code drops it; here it keeps b
+    pairs = SHORTCUT + [("d", "c4"), ("b", "c4")]
+    assert official_level_sets(pairs, "c4", levels=[2])[2] == {"a", "d"}
+    p = HierarchyProvider(info(labels=[0, 1], classes=["c2", "c4"]),
+                          pairs=[list(x) for x in pairs], level=2)
+    assert p.ancestors("c4") == ["r", "a", "b", "c4"]
+    assert p.ids.tolist() == [1, 0] and p.cluster_names == ["a", "d"]
+    err = capsys.readouterr().err
+    assert "1 class(es) have several paths to the root that disagree ['c4']" in err
+
+
+def test_only_classes_with_samples_need_a_node():
+    # "unicorn" labels no sample, so its absence from the tree does not matter
+    p = HierarchyProvider(info([0, 0], ["cat", "unicorn"]), pairs=[["animal", "cat"]], level=1)
+    assert p.ids.tolist() == [0, 0]

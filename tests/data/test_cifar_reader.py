@@ -153,3 +153,37 @@ def test_a_crafted_cifar_pickle_runs_nothing(tmp_path):
     with pytest.raises(ValueError, match=r"refused to load (io|builtins)\.open"):
         _load(path)
     assert not marker.exists()
+
+
+def test_cifar100_superclasses_are_a_two_level_hierarchy(tmp_path):
+    from clinfonce_plugin.clusters.hierarchy import HierarchyProvider
+
+    root, splits = write_cifar100(tmp_path)
+    _, info, _ = build_dataset("cifar100", str(root), "train")
+    fine, coarse = splits["train"][1], splits["train"][2]  # as written by the fixture
+    assert info.hierarchy == sorted({(f"super{c}", f"class{f}") for f, c in zip(fine, coarse)})
+    # level 1 = the virtual root above the 20 superclasses, 2 = superclasses, 3 = classes
+    assert HierarchyProvider(info, level=1).ids.tolist() == [0] * len(fine)
+    level2 = HierarchyProvider(info, level=2)
+    assert [level2.cluster_names[i] for i in level2.ids.tolist()] == [f"super{c}" for c in coarse]
+    level3 = HierarchyProvider(info, level=3)
+    assert [level3.cluster_names[i] for i in level3.ids.tolist()] == [f"class{f}" for f in fine]
+
+
+def test_cifar100_class_in_two_superclasses_is_an_error(tmp_path):
+    root, _ = write_cifar100(tmp_path)
+    _dump(root / "train", {b"data": _rows(2, 0), b"fine_labels": [5, 5],
+                           b"coarse_labels": [1, 2]})
+    with pytest.raises(ValueError, match=r"class 'class5' has images in several superclasses "
+                                         r"\['super1', 'super2'\]"):
+        build_dataset("cifar100", str(root), "train")
+
+
+def test_cifar10_has_no_hierarchy_for_the_provider(tmp_path):
+    from clinfonce_plugin.clusters.hierarchy import HierarchyProvider
+
+    root, _ = write_cifar10(tmp_path)
+    _, info, _ = build_dataset("cifar10", str(root), "test")
+    assert info.hierarchy is None
+    with pytest.raises(ValueError, match=r"provides no class hierarchy of its own"):
+        HierarchyProvider(info, level=2)

@@ -82,7 +82,8 @@ def test_bad_transform():
 # ----------------------------------------------------------------------------- registry
 
 
-NAMES = ["cifar10", "cifar100", "cub", "custom", "synthetic_cub", "utzappos", "wider_attribute"]
+NAMES = ["cifar10", "cifar100", "cub", "custom", "imagenet100", "synthetic_cub", "utzappos",
+         "wider_attribute"]
 
 
 def test_registry_names():

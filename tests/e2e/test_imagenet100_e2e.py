@@ -1,0 +1,51 @@
+"""One epoch of clinfonce with WordNet hierarchy clusters on a tiny ImageNet-100 tree in the
+official layout (train/<wnid>, val/<wnid>, a class list, wordnet.is_a.txt), then linear
+evaluation of the checkpoint."""
+import json
+import os
+
+import pytest
+import torch
+
+from clinfonce_plugin.linear import linear_eval
+from clinfonce_plugin.train import pretrain
+from tests.helpers import yaml_linear_cfg, yaml_pretrain_cfg
+from tests.imagenet_fixture import IMAGES, write_imagenet_tree
+
+LISTED = ("n01440764", "n01443537", "n02085620", "n02123045")
+
+
+@pytest.mark.slow
+def test_hierarchy_clinfonce_on_imagenet100_then_linear(tmp_path, capsys):
+    root = str(write_imagenet_tree(tmp_path))
+    cfg = yaml_pretrain_cfg("clinfonce_hierarchy_cifar100", "symmetric_32", root,
+                            str(tmp_path / "runs"), max_epochs=1)
+    cfg.name = "clinfonce-hierarchy-imagenet100-test"
+    cfg.data.dataset = "imagenet100"
+    cfg.data.class_list = "classes.txt"          # found under the root
+    cfg.data.val_path = root                     # online probe on val/<wnid>
+    cfg.backbone = {"name": "resnet18", "cifar_stem": True}
+    cfg.accelerator, cfg.devices, cfg.precision = "cpu", 1, "32-true"
+    cfg.method_kwargs.clusters = {"provider": "hierarchy", "pairs_file": "wordnet.is_a.txt",
+                                  "level": 3}
+    ckpt = pretrain(cfg)
+    out = capsys.readouterr().out
+    assert "imagenet100 train: 16 images, 4 classes" in out
+    assert "imagenet100 test: 6 images, 4 classes" in out
+    run_dir = os.path.dirname(ckpt)
+    args = json.load(open(os.path.join(run_dir, "args.json")))
+    assert args["data"]["num_classes"] == 4 and args["data"]["class_list"] == "classes.txt"
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    # level 3 of the fixture's WordNet fragment: fish n02512053 (tench 4 + goldfish 3
+    # images) and mammal n01861778 (Chihuahua 5 + tabby 4), samples in sorted-wnid order;
+    # cluster ids follow the sorted node names, so mammal is 0 and fish 1
+    expected = [1] * (IMAGES["n01440764"][0] + IMAGES["n01443537"][0]) + \
+               [0] * (IMAGES["n02085620"][0] + IMAGES["n02123045"][0])
+    assert state["provider.ids"].tolist() == expected
+
+    lin = yaml_linear_cfg("clinfonce_hierarchy_cifar100", ckpt, root, max_epochs=2)
+    lin.data.dataset = "imagenet100"             # class_list comes from the pretrain run
+    lin.accelerator = "cpu"
+    res = linear_eval(lin)
+    assert res["num_train"] == 16 and res["num_test"] == sum(IMAGES[w][1] for w in LISTED)
+    assert 0.0 <= res["top1"] <= res["top5"] <= 100.0

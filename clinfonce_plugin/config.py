@@ -105,7 +105,7 @@ PRETRAIN: Dict[str, Any] = {
                         "train_path other than the default"),
         "annotations": Key(None, "str", "custom only: CSV with a path column and optional "
                            "label, split and attribute columns"),
-        "class_list": Key(None, "str", "imagenet100 only (required there): file of the "
+        "class_list": Key(None, "str", "imagenet100 (required) and imagenet (optional: every class folder): file of the "
                           "class wnids, whitespace separated"),
         "split_seed": Key(0, "int", "utzappos only: seed of the random 7:3 train/test split",
                           low=0),

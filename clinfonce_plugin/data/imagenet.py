@@ -1,5 +1,5 @@
-"""Reader for an ImageNet folder restricted to a class list (ImageNet-100); nothing is
-downloaded.
+"""Reader for an ImageNet folder: every class (``imagenet``, ImageNet-1K) or the classes of a
+class list (``imagenet100``); nothing is downloaded.
 
 ``root`` is the ImageNet (ILSVRC-2012) directory with one folder per class in each split::
 
@@ -70,7 +70,7 @@ def _split_dir(split: Split) -> str:
 
 
 def _resolve_class_list(class_list: Optional[str], root: Path) -> Path:
-    if class_list is None:
+    if class_list is None:  # only imagenet100 requires one (imagenet reads every folder)
         raise ValueError("imagenet100 needs data.class_list: a file of the wnids to keep, "
                          "e.g. Cl-InfoNCE's selected_100_classes.txt or the CMC/solo-learn "
                          "ImageNet-100 list (see docs/datasets.md)")
@@ -91,9 +91,23 @@ def _images_in(folder: str) -> List[str]:
                       and e.is_file())
 
 
-def list_imagenet(root: Union[str, Path], split: Split, class_list: Optional[str]
-                  ) -> Tuple[List[str], np.ndarray, List[str], Path]:
+def _all_classes(train_dir: Path) -> List[Tuple[str, int]]:
+    """Every class folder of ``train/`` as (wnid, 0) pairs (no file line to point at)."""
+    if not train_dir.is_dir():
+        raise FileNotFoundError(f"imagenet: {train_dir} is missing; expected the ImageNet "
+                                f"folder layout {LAYOUT}")
+    with os.scandir(train_dir) as entries:
+        wnids = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+    if not wnids:
+        raise ValueError(f"imagenet: {train_dir} holds no class folder (expected {LAYOUT})")
+    return [(w, 0) for w in wnids]
+
+
+def list_imagenet(root: Union[str, Path], split: Split, class_list: Optional[str],
+                  all_classes: bool = False) -> Tuple[List[str], np.ndarray, List[str], Path]:
     """Lists one split: (paths relative to root, labels, sorted wnids, class-list file).
+    With ``all_classes`` and no class list, the classes are every folder of ``train/`` (the
+    returned file is then ``train/``).
 
     Raises:
         ValueError: missing class list, a listed wnid without a folder in the split
@@ -106,8 +120,12 @@ def list_imagenet(root: Union[str, Path], split: Split, class_list: Optional[str
     if not root.is_dir():
         raise FileNotFoundError(f"imagenet100 root {str(root)!r} is not a directory; expected "
                                 f"the ImageNet folder holding {LAYOUT}")
-    list_file = _resolve_class_list(class_list, root)
-    listed = read_class_list(list_file)
+    if all_classes and class_list is None:
+        list_file = root / "train"
+        listed = _all_classes(list_file)
+    else:
+        list_file = _resolve_class_list(class_list, root)
+        listed = read_class_list(list_file)
     if not split_dir.is_dir():
         raise FileNotFoundError(f"imagenet100: {split_dir} is missing; expected the ImageNet "
                                 f"folder layout {LAYOUT} under {root}")
@@ -117,7 +135,8 @@ def list_imagenet(root: Union[str, Path], split: Split, class_list: Optional[str
                          f"ImageNet validation re-organisation script first (expected {LAYOUT})")
     for wnid, line in listed:
         if not (split_dir / wnid).is_dir():
-            raise ValueError(f"{list_file}:{line}: class {wnid!r} has no folder {split_dir / wnid}"
+            where = f"{list_file}:{line}: class" if line else "train/ class"
+            raise ValueError(f"{where} {wnid!r} has no folder {split_dir / wnid}"
                              f" (expected {LAYOUT})")
     wnids = sorted(w for w, _ in listed)
     paths: List[str] = []
@@ -166,6 +185,16 @@ def build_imagenet100(root: Union[str, Path], split: Split, transform: Optional[
     are tried from the working directory, then under root): the dataset, its SampleInfo
     (labels in sorted-wnid order, class names = wnids) and the number of classes."""
     paths, labels, wnids, _ = list_imagenet(root, split, class_list)
+    info = SampleInfo(num_samples=len(paths), labels=labels, class_names=wnids, paths=paths,
+                      root=str(root))
+    return FolderImages(Path(root), paths, labels, transform), info, len(wnids)
+
+
+def build_imagenet(root: Union[str, Path], split: Split, transform: Optional[Callable] = None,
+                   class_list: Optional[str] = None):
+    """ImageNet-1K (every class folder of ``train/``, or the wnids of ``class_list`` when
+    given): as ``build_imagenet100``, whose reader it is."""
+    paths, labels, wnids, _ = list_imagenet(root, split, class_list, all_classes=True)
     info = SampleInfo(num_samples=len(paths), labels=labels, class_names=wnids, paths=paths,
                       root=str(root))
     return FolderImages(Path(root), paths, labels, transform), info, len(wnids)

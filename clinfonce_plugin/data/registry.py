@@ -10,7 +10,7 @@ from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.data.cifar import CifarImages, read_cifar10, read_cifar100
 from clinfonce_plugin.data.cub import CubImages, Split, read_cub
 from clinfonce_plugin.data.custom import LABELS_HINT, CustomImages, read_custom
-from clinfonce_plugin.data.imagenet import build_imagenet100
+from clinfonce_plugin.data.imagenet import build_imagenet, build_imagenet100
 from clinfonce_plugin.data.images import should_verify, verify_images
 from clinfonce_plugin.data.utzappos import ZapposImages, read_utzappos
 from clinfonce_plugin.data.wider import WiderImages, read_wider
@@ -104,6 +104,7 @@ DATASETS: Dict[str, Callable[..., Built]] = {
     "utzappos": build_utzappos,
     "custom": build_custom,
     "imagenet100": build_imagenet100,
+    "imagenet": build_imagenet,
 }
 
 # The ``data.*`` keys (besides train_path) a reader takes, passed as keyword arguments by
@@ -115,6 +116,7 @@ DATASET_OPTIONS: Dict[str, Tuple[str, ...]] = {
     # and the training class names refer to the training folder
     "custom": ("annotations", "train_path"),
     "imagenet100": ("class_list",),
+    "imagenet": ("class_list",),
 }
 
 

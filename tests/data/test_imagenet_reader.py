@@ -154,3 +154,30 @@ def test_wnids_sit_in_the_wordnet_pairs_file(tree):
         names = [p.cluster_names[i] for i in p.ids.tolist()]
         assert names == [per_class[label] for label in info.labels.tolist()]
     assert np.unique(p.ids).size == 4
+
+
+# ----------------------------------------------------------------------------- imagenet (1K)
+
+
+@pytest.mark.parametrize("split, sub, column", [("train", "train", 0), ("test", "val", 1)])
+def test_imagenet_without_class_list_reads_every_class_folder(tree, split, sub, column):
+    ds, info, num_classes = build_dataset("imagenet", tree, split)
+    every = sorted(IMAGES)  # the unlisted wnid is a class here
+    assert num_classes == 5 and info.class_names == every
+    expected_labels = [c for c, w in enumerate(every) for _ in range(IMAGES[w][column])]
+    assert info.labels.tolist() == expected_labels
+    assert info.paths[:IMAGES[every[0]][column]] == [
+        f"{sub}/{every[0]}/{n}" for n in sorted(image_names(every[0], sub))]
+
+
+def test_imagenet_with_class_list_equals_imagenet100(tree):
+    _, full, n_full = build_dataset("imagenet", tree, "train", class_list="classes.txt")
+    _, subset, n_sub = build(tree)
+    assert n_full == n_sub == 4 and full.paths == subset.paths
+    assert full.labels.tolist() == subset.labels.tolist()
+
+
+def test_imagenet_val_class_missing_names_the_folder(tree):
+    shutil.rmtree(tree / "val" / "n01530575")
+    with pytest.raises(ValueError, match=r"train/ class 'n01530575' has no folder .*val"):
+        build_dataset("imagenet", tree, "test")

@@ -82,7 +82,7 @@ def test_bad_transform():
 # ----------------------------------------------------------------------------- registry
 
 
-NAMES = ["cifar10", "cifar100", "cub", "custom", "imagenet100", "synthetic_cub", "utzappos",
+NAMES = ["cifar10", "cifar100", "cub", "custom", "imagenet", "imagenet100", "synthetic_cub", "utzappos",
          "wider_attribute"]
 
 

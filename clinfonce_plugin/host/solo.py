@@ -16,6 +16,7 @@ from typing import Tuple
 import omegaconf
 import timm
 import torch.nn as nn
+from torchvision import transforms
 
 from .runtime.backbones import apply_cifar_stem, build_backbone
 
@@ -138,6 +139,22 @@ def load() -> dict:
             dim = model.num_features
         return model, dim
 
+    def centre_cropped(build):
+        """solo-learn's pipeline with rrc disabled only resizes the shorter side, so a
+        non-square image stays non-square and cannot be batched; the runtime resizes and
+        centre-crops. Resize + centre-crop first: solo-learn's own resize of the square
+        crop_size image is then a no-op (PIL returns same-size resizes unchanged), so the
+        deterministic pipeline equals the runtime's on both hosts."""
+        def build_pipeline(dataset, cfg):
+            pipeline = build(dataset, cfg)
+            if cfg.rrc.enabled:
+                return pipeline
+            size = cfg.crop_size
+            return transforms.Compose([
+                transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC),
+                transforms.CenterCrop(size), pipeline])
+        return build_pipeline
+
     return {
         "HOST_NAME": "solo-learn",
         "BaseMethod": BaseMethod,
@@ -145,7 +162,7 @@ def load() -> dict:
         "parse_cfg": pretrain.parse_cfg,
         "prepare_host_cfg": prepare_cfg,
         "make_host_backbone": make_backbone,
-        "build_transform_pipeline": build_transform_pipeline,
+        "build_transform_pipeline": centre_cropped(build_transform_pipeline),
         "NCropAugmentation": NCropAugmentation,
         "FullTransformPipeline": FullTransformPipeline,
     }

@@ -107,3 +107,31 @@ def test_the_same_config_builds_the_same_backbone_on_both_hosts(cfg_factory, nam
         # solo-learn's own resnet18 (torchvision) against the runtime's timm resnet18: the
         # same architecture, so the same number of parameters (the CIFAR stem included)
         assert count(bare) == count(runtime)
+
+
+@pytest.mark.parametrize("size", [(45, 32), (20, 61)])
+def test_eval_transform_resizes_and_centre_crops_non_square_images(size, tmp_path):
+    """The deterministic pipeline (validation, features, k-means pass) of either host gives a
+    square crop_size image: resize of the shorter side (bicubic) then centre crop, as an
+    independent torchvision composition computes it."""
+    from torchvision import transforms as T
+
+    from clinfonce_plugin.config import check_pretrain_cfg
+    from clinfonce_plugin.data.registry import DATASETS
+    from clinfonce_plugin.data.transforms import eval_transform
+    from tests.helpers import yaml_pretrain_cfg
+
+    cfg = yaml_pretrain_cfg("clinfonce_synthetic_cub", "symmetric_32", str(tmp_path),
+                            str(tmp_path))
+    cfg.data.dataset = "imagenet100"  # a dataset without fixed statistics of its own
+    cfg = check_pretrain_cfg(cfg, DATASETS, host.METHODS)  # fills every augmentation key
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    out = eval_transform(cfg)(image)
+    node = cfg.augmentations[0]
+    mean = node.get("mean") or (0.485, 0.456, 0.406)
+    std = node.get("std") or (0.229, 0.224, 0.225)
+    reference = T.Compose([T.Resize(32, interpolation=T.InterpolationMode.BICUBIC),
+                           T.CenterCrop(32), T.ToTensor(), T.Normalize(mean, std)])(image)
+    assert tuple(out.shape) == (3, 32, 32)
+    assert torch.allclose(out, reference, atol=1e-5)

@@ -21,6 +21,7 @@ from .data.indexed import TransformedImages
 from .data.transforms import eval_transform
 from .errors import CheckpointError, ConfigError
 from .host.backbone import make_backbone
+from .utils.devices import resolve_accelerator
 from .zoo import resolve_pretrained
 
 
@@ -137,7 +138,8 @@ def linear_eval(cfg: omegaconf.DictConfig, source: Optional[str] = None) -> dict
     probe = LinearProbe(dim, num_classes, mean, std, cfg.optimizer, cfg.max_epochs)
     out_dir = cfg.get("output_dir") or os.path.dirname(os.path.abspath(ckpt))
     name = cfg.get("name") or f"linear-{pre_cfg.name}"
-    trainer = pl.Trainer(max_epochs=cfg.max_epochs, accelerator=cfg.get("accelerator") or "cpu",
+    trainer = pl.Trainer(max_epochs=cfg.max_epochs,
+                         accelerator=resolve_accelerator(cfg.get("accelerator")),
                          devices=1, logger=CSVLogger(out_dir, name="linear_logs", version=name),
                          enable_checkpointing=False,
                          enable_progress_bar=cfg.get("enable_progress_bar", True),

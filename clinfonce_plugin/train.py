@@ -25,6 +25,8 @@ from .data.transforms import crop_pipelines, eval_transform, pretrain_transform
 from .errors import ConfigError, Interrupted
 from .host.backbone import apply_plugin_stem
 from .rundir import RunDir
+from .utils.devices import resolve_accelerator
+from .utils.devices import resolve_accelerator
 
 
 # host methods whose positives are the targets: images without a label would be grouped
@@ -77,11 +79,7 @@ def build_method(cfg: omegaconf.DictConfig, sample_info=None) -> pl.LightningMod
 
 
 def _accelerator(cfg) -> str:
-    acc = cfg.accelerator
-    if acc in ("gpu", "cuda") and not torch.cuda.is_available():
-        print("[clinfonce] no GPU on this machine: training on the CPU")
-        return "cpu"
-    return acc
+    return resolve_accelerator(cfg.accelerator)
 
 
 def _devices(cfg, accelerator: str):

@@ -49,5 +49,5 @@ def run_ranks(fn: Callable[..., Any], *args: Any, world_size: int = 2) -> List[A
     with tempfile.TemporaryDirectory() as out_dir:
         mp.spawn(_rank_main, args=(fn, world_size, free_port(), out_dir, args),
                  nprocs=world_size, join=True)
-        return [torch.load(os.path.join(out_dir, f"rank{rank}.pt"), weights_only=False)
+        return [torch.load(os.path.join(out_dir, f"rank{rank}.pt"), weights_only=True)
                 for rank in range(world_size)]

@@ -4,8 +4,8 @@ linear evaluation: the scripts/ config with only the data root changed."""
 import os
 
 import pytest
-import torch
 
+from clinfonce_plugin.checkpoints import safe_load
 from clinfonce_plugin.linear import linear_eval
 from clinfonce_plugin.train import pretrain
 from tests.data.test_cifar_reader import write_cifar100
@@ -23,7 +23,7 @@ def test_superclass_clinfonce_on_cifar100_then_linear(tmp_path):
     cfg.accelerator, cfg.devices, cfg.precision = "cpu", 1, "32-true"
     assert cfg.method_kwargs.clusters.level == 2 and "pairs_file" not in cfg.method_kwargs.clusters
     ckpt = pretrain(cfg)
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    state = safe_load(ckpt)["state_dict"]
     # level 2 = the superclasses "super<c>"; ids number the node names in sorted order
     names = sorted({f"super{c}" for c in coarse})
     assert state["provider.ids"].tolist() == [names.index(f"super{c}") for c in coarse]

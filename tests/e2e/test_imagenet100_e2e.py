@@ -5,8 +5,8 @@ import json
 import os
 
 import pytest
-import torch
 
+from clinfonce_plugin.checkpoints import safe_load
 from clinfonce_plugin.linear import linear_eval
 from clinfonce_plugin.train import pretrain
 from tests.helpers import yaml_linear_cfg, yaml_pretrain_cfg
@@ -35,7 +35,7 @@ def test_hierarchy_clinfonce_on_imagenet100_then_linear(tmp_path, capsys):
     run_dir = os.path.dirname(ckpt)
     args = json.load(open(os.path.join(run_dir, "args.json")))
     assert args["data"]["num_classes"] == 4 and args["data"]["class_list"] == "classes.txt"
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    state = safe_load(ckpt)["state_dict"]
     # level 3 of the fixture's WordNet fragment: fish n02512053 (tench 4 + goldfish 3
     # images) and mammal n01861778 (Chihuahua 5 + tabby 4), samples in sorted-wnid order;
     # cluster ids follow the sorted node names, so mammal is 0 and fish 1

@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
-import torch
 from omegaconf import OmegaConf
 
+from clinfonce_plugin.checkpoints import safe_load
 from clinfonce_plugin.errors import UserError
 from clinfonce_plugin.linear import linear_eval
 from clinfonce_plugin.train import pretrain
@@ -34,7 +34,7 @@ def test_attribute_clinfonce_pretrain_then_linear(tiny_cub, tmp_path):
     assert not os.path.exists(run_dir + ".partial")  # nothing half-written left behind
     args = json.load(open(os.path.join(run_dir, "args.json")))
     assert args["method"] == "clinfonce" and args["data"]["num_classes"] == 6
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    state = safe_load(ckpt)["state_dict"]
     assert any(k.startswith("backbone.") for k in state) and "provider.ids" in state
     # the CSV log carries the cluster loss and the number of clusters
     log = open(os.path.join(run_dir, "logs", "metrics.csv")).read().splitlines()[0]

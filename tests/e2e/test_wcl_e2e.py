@@ -11,6 +11,7 @@ import statistics
 import pytest
 import torch
 
+from clinfonce_plugin.checkpoints import safe_load
 from clinfonce_plugin.data.knn_multicrop import NeighbourTable
 from clinfonce_plugin.linear import linear_eval
 from clinfonce_plugin.train import pretrain
@@ -54,7 +55,7 @@ def test_wcl_knn_multicrop_after_warmup_resume_then_linear(tiny_cub, tmp_path, m
     for _, active, i, src, row in by_epoch[1]:
         assert active and set(src) <= set(row) and i not in row and len(set(row)) == 3
 
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    state = safe_load(ckpt)["state_dict"]
     assert bool(state["knn.valid"]) and int(state["knn.epoch"]) == 2
     table = state["knn.neighbours"]
     assert table.shape == (36, 3)
@@ -69,7 +70,7 @@ def test_wcl_knn_multicrop_after_warmup_resume_then_linear(tiny_cub, tmp_path, m
     # resume: the table of the checkpoint drives the next epoch's small crops
     resume = str(tmp_path / "resume.ckpt")
     shutil.copy(os.path.join(run_dir, "last.ckpt"), resume)
-    resumed_table = torch.load(resume, map_location="cpu", weights_only=False)["state_dict"][
+    resumed_table = safe_load(resume)["state_dict"][
         "knn.neighbours"]
     calls.clear()
     ckpt = pretrain(_cfg(tiny_cub, str(tmp_path / "runs"), max_epochs=3, resume=resume))

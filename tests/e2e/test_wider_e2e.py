@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 import pytest
-import torch
 
+from clinfonce_plugin.checkpoints import safe_load
 from clinfonce_plugin.data.registry import build_dataset
 from clinfonce_plugin.linear import linear_eval
 from clinfonce_plugin.train import pretrain
@@ -32,7 +32,7 @@ def test_attribute_clinfonce_on_wider_then_linear(tmp_path):
     assert args["data"]["dataset"] == "wider_attribute" and args["data"]["num_classes"] == 3
 
     # the provider's ids are the clusters of the top-3 highest-entropy OR-ed attributes
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    state = safe_load(ckpt)["state_dict"]
     ids = state["provider.ids"].numpy()
     info = build_dataset("wider_attribute", root, "train")[1]
     # a 0/1 column's entropy grows with its minority count: rank by that, ties to lower index

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from clinfonce_plugin.checkpoints import safe_load
 from clinfonce_plugin import host
 from clinfonce_plugin.clusters.kmeans import compact_clusters, spherical_kmeans
 from clinfonce_plugin.clusters.sample_info import SampleInfo
@@ -122,7 +123,7 @@ def _cfg(root, out_dir, name, max_epochs, period, resume=None):
 
 
 def _state(ckpt):
-    return torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    return safe_load(ckpt)["state_dict"]
 
 
 def _kmeans_rows(ckpt):

@@ -91,3 +91,75 @@ def test_malformed_manifests_are_named_errors(tmp_path, text, match):
     (tmp_path / "manifest.json").write_text(text)
     with pytest.raises(ZooError, match=match):
         load_manifest(str(tmp_path))
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def _cli(capsys, *argv):
+    from clinfonce_plugin.zoo import main
+
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_list_shows_each_entry_and_whether_its_file_is_here(tmp_path, capsys):
+    zoo = _zoo(tmp_path, extra={"r18": {"file": "tiny.ckpt", "sha256": "1" * 64,
+                                        "method": "simclr", "dataset": "synthetic_cub",
+                                        "backbone": "resnet18", "linear_top1": 50.25,
+                                        "size": 3 * 2 ** 20}})
+    code, out, _ = _cli(capsys, "--zoo-dir", str(zoo), "list")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split()[:4] == ["name", "method", "dataset", "backbone"]
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert sorted(rows) == ["absent", "r18", "tiny"]
+    # r18: recorded fields, the recorded size in MB, its file (tiny.ckpt) is on disk
+    assert rows["r18"] == ["r18", "simclr", "synthetic_cub", "resnet18", "50.2", "-", "3.0",
+                           "yes"]
+    assert rows["absent"][-1] == "no" and rows["tiny"][-1] == "yes"
+    assert rows["tiny"][-2] == f"{len(b'weights') / 2 ** 20:.1f}"  # measured when not recorded
+
+
+def test_cli_info_prints_the_entry_and_refuses_unknown_names(tmp_path, capsys):
+    zoo = _zoo(tmp_path)
+    code, out, _ = _cli(capsys, "--zoo-dir", str(zoo), "info", "tiny")
+    shown = json.loads(out)
+    assert code == 0 and shown["sha256"] == hashlib.sha256(b"weights").hexdigest()
+    assert shown["path"] == str(zoo / "tiny.ckpt") and shown["on_disk"] is True
+    code, _, err = _cli(capsys, "--zoo-dir", str(zoo), "info", "nope")
+    assert code == 2 and err.strip() == "error: no zoo entry 'nope'. Zoo names: ['absent', 'tiny']"
+
+
+def test_cli_verify_finds_missing_and_corrupt_files(tmp_path, capsys):
+    zoo = _zoo(tmp_path, extra={"bad": {"file": "tiny.ckpt", "sha256": "2" * 64},
+                                "manual": {"file": "big.ckpt", "sha256": "3" * 64,
+                                           "url": "https://example.org/big.ckpt"}})
+    code, out, _ = _cli(capsys, "--zoo-dir", str(zoo), "verify")
+    status = {line.split()[1]: line.split()[0] for line in out.splitlines()[:-1]}
+    assert code == 1
+    assert status == {"absent": "missing", "bad": "corrupt", "manual": "missing", "tiny": "ok"}
+    assert "download https://example.org/big.ckpt by hand" in out
+    assert out.splitlines()[-1] == "1 of 4 zoo files verified"
+    (zoo / "manifest.json").write_text(json.dumps(
+        {"tiny": {"file": "tiny.ckpt", "sha256": hashlib.sha256(b"weights").hexdigest()}}))
+    assert _cli(capsys, "--zoo-dir", str(zoo), "verify")[0] == 0
+
+
+def test_missing_file_with_a_url_says_to_download_it_by_hand(tmp_path):
+    zoo = _zoo(tmp_path, extra={"manual": {"file": "big.ckpt", "sha256": "3" * 64,
+                                           "url": "https://example.org/big.ckpt"}})
+    with pytest.raises(ZooError, match=r"not on disk: expected .*big\.ckpt \(download "
+                                       r"https://example\.org/big\.ckpt by hand"):
+        resolve_pretrained("zoo:manual", zoo_dir=str(zoo))
+
+
+def test_cli_runs_as_a_module_on_the_shipped_zoo():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "clinfonce_plugin.zoo", "verify"],
+                          capture_output=True, text=True, timeout=120)
+    manifest = load_manifest()
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == f"{len(manifest)} of {len(manifest)} zoo files verified"

@@ -64,3 +64,35 @@ def check_finite(weights: Dict[str, torch.Tensor], path: str) -> None:
         raise CheckpointError(f"{path} has non-finite (NaN or inf) weights in {len(bad)} "
                               f"tensor(s), e.g. {bad[:3]}: the run that wrote it diverged; "
                               f"evaluate an earlier checkpoint or retrain with a lower lr")
+
+
+def backbone_weights(path: str, what: str = "backbone.pretrained") -> Dict[str, torch.Tensor]:
+    """The backbone weights stored in ``path`` (loaded weights-only): the ``backbone.*``
+    entries of a checkpoint this project (or solo-learn) wrote, prefix removed, or the file's
+    mapping itself when it is a plain backbone state_dict (no ``backbone.`` keys, e.g. a zoo
+    file of backbone weights only). Non-finite weights are refused."""
+    state = state_dict_of(safe_load(path, what), path)
+    weights = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    if not weights:
+        weights = {k: v for k, v in state.items() if torch.is_tensor(v)}
+    if not weights:
+        raise CheckpointError(f"{what} {path} holds no tensors: expected a checkpoint with "
+                              f"'backbone.*' weights or a backbone state_dict")
+    check_finite(weights, path)
+    return weights
+
+
+def load_backbone(backbone: torch.nn.Module, path: str, name: str,
+                  what: str = "backbone.pretrained") -> None:
+    """Copies the backbone weights of ``path`` into ``backbone`` (network ``name``); every
+    tensor must match by key and shape."""
+    weights = backbone_weights(path, what)
+    own = backbone.state_dict()
+    shapes = [k for k, v in weights.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
+    missing, unexpected = sorted(set(own) - set(weights)), sorted(set(weights) - set(own))
+    if missing or unexpected or shapes:
+        raise CheckpointError(
+            f"{what} {path} does not fit backbone {name!r}: {len(missing)} missing keys "
+            f"{missing[:3]}, {len(unexpected)} unexpected {unexpected[:3]}, {len(shapes)} of "
+            f"another shape {shapes[:3]}; give a checkpoint of the same backbone (and stem)")
+    backbone.load_state_dict(weights, strict=True)

@@ -91,6 +91,8 @@ PRETRAIN: Dict[str, Any] = {
         "kwargs": Key({}, "dict", "backbone constructor arguments"),
         "cifar_stem": Key(False, "bool", "3x3 stride-1 stem without max-pool on a non-CIFAR "
                           "dataset (CIFAR datasets always get it)"),
+        "pretrained": Key(None, "str", "checkpoint (path or zoo:<name>) whose backbone "
+                          "weights initialise the run"),
     },
     "data": {
         "dataset": Key(REQUIRED, "str", "registered dataset name"),

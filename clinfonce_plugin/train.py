@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from . import host
 from .callbacks import AugmentationClock, FiniteLoss, PeriodicCheckpoint, RNGState
-from .checkpoints import safe_load
+from .checkpoints import load_backbone, safe_load
 from .config import check_pretrain_cfg
 from .data.augmentation_schedule import EpochClock
 from .data.indexed import IndexedDataset, TransformedImages
@@ -26,7 +26,9 @@ from .errors import ConfigError, Interrupted
 from .host.backbone import apply_plugin_stem
 from .rundir import RunDir
 from .utils.devices import resolve_accelerator
+from .zoo import resolve_pretrained
 from .utils.devices import resolve_accelerator
+from .zoo import resolve_pretrained
 
 
 # host methods whose positives are the targets: images without a label would be grouped
@@ -75,6 +77,12 @@ def build_method(cfg: omegaconf.DictConfig, sample_info=None) -> pl.LightningMod
         # exit as every other config error
         raise ConfigError(f"method {cfg.method}: {err}") from None
     apply_plugin_stem(model, cfg)
+    spec = cfg.backbone.get("pretrained")
+    if spec and not (cfg.resume or cfg.resume_from_checkpoint):
+        # a resumed run restores its own weights: the initialisation happened in its first run
+        path = resolve_pretrained(spec)
+        load_backbone(model.backbone, path, cfg.backbone.name)
+        print(f"[clinfonce] backbone initialised from {path}")
     return model
 
 

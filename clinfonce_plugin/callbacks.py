@@ -151,3 +151,20 @@ def resume_epoch(checkpoint: Dict[str, Any]) -> int:
         return int(checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
     except (KeyError, TypeError):
         return int(checkpoint.get("epoch", 0))
+
+
+class BackboneOrigin(pl.Callback):
+    """Writes into every checkpoint where its backbone weights come from, so another host
+    (or solo-learn's own tools) can load them: ``checkpoint["clinfonce_backbone"]`` =
+    ``{"host", "name", "prefix"}``, ``prefix`` being what the host puts before the network's
+    own keys inside ``backbone.`` (``"model."`` for a timm model wrapped for solo-learn, ``""``
+    otherwise)."""
+
+    def __init__(self, host_name: str, backbone_name: str) -> None:
+        self.origin = {"host": host_name, "name": backbone_name}
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: Dict[str, Any]) -> None:
+        keys = list(pl_module.backbone.state_dict())
+        prefix = "model." if keys and all(k.startswith("model.") for k in keys) else ""
+        checkpoint["clinfonce_backbone"] = dict(self.origin, prefix=prefix)

@@ -82,12 +82,37 @@ def backbone_weights(path: str, what: str = "backbone.pretrained") -> Dict[str, 
     return weights
 
 
+# what a host may put before a network's own keys: solo-learn wraps the timm models it does
+# not have itself in a module whose network is ``.model`` (host/solo.py TimmBackbone)
+WRAPPER_PREFIXES = ("model.",)
+
+
+def fit_keys(weights: Dict[str, torch.Tensor], own_keys) -> Dict[str, torch.Tensor]:
+    """``weights`` renamed to the key layout of a module whose keys are ``own_keys``: the same
+    network saved by the other host (timm model bare on the runtime, wrapped under
+    solo-learn) gains or loses the wrapper prefix. Keys are returned unchanged when no
+    layout makes them all match (the caller reports what does not fit)."""
+    own = set(own_keys)
+    if set(weights) <= own:
+        return weights
+    for prefix in WRAPPER_PREFIXES:
+        added = {prefix + k: v for k, v in weights.items()}
+        if set(added) <= own:
+            return added
+        if all(k.startswith(prefix) for k in weights):
+            stripped = {k[len(prefix):]: v for k, v in weights.items()}
+            if set(stripped) <= own:
+                return stripped
+    return weights
+
+
 def load_backbone(backbone: torch.nn.Module, path: str, name: str,
                   what: str = "backbone.pretrained") -> None:
-    """Copies the backbone weights of ``path`` into ``backbone`` (network ``name``); every
-    tensor must match by key and shape."""
-    weights = backbone_weights(path, what)
+    """Copies the backbone weights of ``path`` into ``backbone`` (network ``name``), written
+    by either host (key layouts mapped by ``fit_keys``); every tensor must match by key and
+    shape."""
     own = backbone.state_dict()
+    weights = fit_keys(backbone_weights(path, what), own)
     shapes = [k for k, v in weights.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
     missing, unexpected = sorted(set(own) - set(weights)), sorted(set(weights) - set(own))
     if missing or unexpected or shapes:

@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import OmegaConf, open_dict
 from torch.utils.data import DataLoader, TensorDataset
 
-from .checkpoints import check_finite, safe_load, state_dict_of
+from .checkpoints import check_finite, fit_keys, safe_load, state_dict_of
 from .config import check_linear_cfg
 from .data.registry import DATASETS, open_split, require_labels
 from .data.indexed import TransformedImages
@@ -43,6 +43,8 @@ def load_pretrained_backbone(ckpt_path: str):
         raise CheckpointError(f"{ckpt_path} has no 'backbone.*' weights in its state_dict")
     check_finite(weights, ckpt_path)
     backbone, dim = make_backbone(pre_cfg)
+    # a checkpoint of the other host names the same network's tensors differently
+    weights = fit_keys(weights, backbone.state_dict())
     missing, unexpected = backbone.load_state_dict(weights, strict=False)
     if missing or unexpected:
         raise CheckpointError(f"{ckpt_path} does not match backbone {pre_cfg.backbone.name!r}: "

@@ -15,7 +15,8 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 from . import host
-from .callbacks import AugmentationClock, FiniteLoss, PeriodicCheckpoint, RNGState
+from .callbacks import (AugmentationClock, BackboneOrigin, FiniteLoss, PeriodicCheckpoint,
+                        RNGState)
 from .checkpoints import load_backbone, safe_load
 from .config import check_pretrain_cfg
 from .data.augmentation_schedule import EpochClock
@@ -200,7 +201,8 @@ def pretrain(cfg: omegaconf.DictConfig, source: Any = None,
 def _fit(cfg, model, train_loader, val_loader, run: RunDir, ckpt: Optional[str],
          callbacks: Optional[list]) -> str:
     accelerator = _accelerator(cfg)
-    callbacks = list(callbacks or []) + [FiniteLoss(), RNGState()]
+    callbacks = list(callbacks or []) + [FiniteLoss(), RNGState(),
+                                         BackboneOrigin(host.HOST_NAME, cfg.backbone.name)]
     if cfg.checkpoint.enabled:
         callbacks.append(PeriodicCheckpoint(run.partial, cfg.checkpoint.frequency))
     trainer = pl.Trainer(

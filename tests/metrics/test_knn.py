@@ -55,7 +55,8 @@ def _assert_close(got, want):
 def test_matches_brute_force_on_random_features(distance, chunk_elements):
     g = torch.Generator().manual_seed(3)
     train_x, test_x = torch.randn(23, 4, generator=g), torch.randn(11, 4, generator=g)
-    train_y, test_y = torch.randint(0, 7, (23,), generator=g), torch.randint(0, 7, (11,), generator=g)
+    train_y = torch.randint(0, 7, (23,), generator=g)
+    test_y = torch.randint(0, 7, (11,), generator=g)
     ks = [1, 3, 5, 8, 23]
     got = weighted_knn_accuracy(train_x, train_y, test_x, test_y, ks, distance, 0.1, 7,
                                 chunk_elements)
@@ -69,7 +70,8 @@ def test_matches_brute_force_with_many_exact_ties():
     g = torch.Generator().manual_seed(0)
     train_x = torch.randint(0, 2, (20, 3), generator=g).float()
     test_x = torch.randint(0, 2, (9, 3), generator=g).float()
-    train_y, test_y = torch.randint(0, 4, (20,), generator=g), torch.randint(0, 4, (9,), generator=g)
+    train_y = torch.randint(0, 4, (20,), generator=g)
+    test_y = torch.randint(0, 4, (9,), generator=g)
     ks = [1, 2, 4, 7, 20]
     got = weighted_knn_accuracy(train_x, train_y, test_x, test_y, ks, "euclidean", 0.07, 4, 40)
     _assert_close(got, brute_force(train_x, train_y, test_x, test_y, ks, "euclidean", 0.07, 4))

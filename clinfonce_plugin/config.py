@@ -18,8 +18,9 @@ from .errors import ConfigError
 from .markers import REQUIRED
 
 __all__ = ["REQUIRED", "Key", "ConfigError", "Sources", "fill_section", "check_known_keys",
-           "check_pretrain_cfg", "check_linear_cfg", "select", "fill_defaults", "as_keys", "validate_run_name",
-           "documented_keys", "PRETRAIN", "LINEAR", "AUGMENTATION"]
+           "check_pretrain_cfg", "check_linear_cfg", "check_knn_cfg", "select", "fill_defaults",
+           "as_keys", "validate_run_name", "documented_keys", "PRETRAIN", "LINEAR", "KNN",
+           "AUGMENTATION"]
 
 
 
@@ -199,6 +200,18 @@ AUGMENTATION: Dict[str, Any] = {
     "horizontal_flip": {"prob": Key(0.0, "float", "probability", low=0, high=1)},
 }
 
+# data keys of linear and kNN evaluation (unset: the pretrain run's, see linear.py)
+EVAL_DATA: Dict[str, Any] = {
+    "dataset": Key(None, "str", "default: the pretrain run's"),
+    "train_path": Key(None, "str", "default: the pretrain run's"),
+    "val_path": Key(None, "str", "default: the pretrain run's"),
+    "annotations": Key(None, "str", "default: the pretrain run's"),
+    "class_list": Key(None, "str", "default: the pretrain run's"),
+    "split_seed": Key(None, "int", "default: the pretrain run's", low=0),
+    "num_workers": Key(2, "int", "data-loader workers", low=0),
+    "verify_images": Key("auto", "bool|str", "as in pretraining"),
+}
+
 LINEAR: Dict[str, Any] = {
     "name": Key(None, "str", "result name (default linear-<pretrain name>)"),
     "pretrained": Key(REQUIRED, "str", "checkpoint path, or zoo:<name>"),
@@ -210,16 +223,7 @@ LINEAR: Dict[str, Any] = {
     "feature_batch_size": Key(256, "int", "batch size of the feature pass", low=1),
     "enable_progress_bar": Key(True, "bool", "Lightning progress bar"),
     "output_dir": Key(None, "str", "where results go (default: beside the checkpoint)"),
-    "data": {
-        "dataset": Key(None, "str", "default: the pretrain run's"),
-        "train_path": Key(None, "str", "default: the pretrain run's"),
-        "val_path": Key(None, "str", "default: the pretrain run's"),
-        "annotations": Key(None, "str", "default: the pretrain run's"),
-        "class_list": Key(None, "str", "default: the pretrain run's"),
-        "split_seed": Key(None, "int", "default: the pretrain run's", low=0),
-        "num_workers": Key(2, "int", "data-loader workers", low=0),
-        "verify_images": Key("auto", "bool|str", "as in pretraining"),
-    },
+    "data": EVAL_DATA,
     "optimizer": {
         "name": Key("sgd", "str", "sgd | adamw", choices=("sgd", "adamw")),
         "lr": Key(0.1, "float", "learning rate", low=0, low_open=True),
@@ -227,6 +231,21 @@ LINEAR: Dict[str, Any] = {
         "weight_decay": Key(0.0, "float", "weight decay", low=0),
         "momentum": Key(0.9, "float", "SGD momentum", low=0, high=1),
     },
+}
+
+KNN: Dict[str, Any] = {
+    "name": Key(None, "str", "result name (default knn-<pretrain name>)"),
+    "pretrained": Key(REQUIRED, "str", "checkpoint path, or zoo:<name>"),
+    "k": Key([10, 20, 50, 100, 200], "list", "numbers of neighbours (each clipped to the "
+             "number of training samples)"),
+    "distance_function": Key(["cosine", "euclidean"], "list", "cosine and/or euclidean"),
+    "temperature": Key(0.07, "float", "cosine vote weight exp(similarity / temperature)",
+                       low=0, low_open=True),
+    "feature_batch_size": Key(256, "int", "batch size of the feature pass", low=1),
+    "max_matrix_elements": Key(5_000_000, "int", "elements of one test-chunk x train "
+                               "similarity matrix", low=1),
+    "output_dir": Key(None, "str", "where results go (default: beside the checkpoint)"),
+    "data": EVAL_DATA,
 }
 
 HYDRA_KEYS = ("defaults", "hydra")
@@ -561,4 +580,31 @@ def check_linear_cfg(cfg: DictConfig, source: Any = None) -> DictConfig:
                 validate_run_name(cfg.name)
             except ConfigError as err:
                 raise _error(sources, "name", str(err).split(": ", 1)[1]) from None
+    return cfg
+
+
+def check_knn_cfg(cfg: DictConfig, source: Any = None) -> DictConfig:
+    """Checks and fills a kNN-evaluation config (``k`` positive integers, distances from
+    ``metrics.knn.DISTANCES``, neither empty nor repeated)."""
+    from .metrics.knn import DISTANCES
+
+    sources = Sources.of(source)
+    OmegaConf.set_struct(cfg, False)
+    with open_dict(cfg):
+        for key in HYDRA_KEYS:
+            cfg.pop(key, None)
+        fill_section(cfg, "", KNN, sources)
+        if cfg.name is not None:
+            try:
+                validate_run_name(cfg.name)
+            except ConfigError as err:
+                raise _error(sources, "name", str(err).split(": ", 1)[1]) from None
+    ks = list(cfg.k)
+    if not ks or any(not _KINDS["int"](k) or k < 1 for k in ks) or len(set(ks)) != len(ks):
+        raise _error(sources, "k", f"expected a non-empty list of distinct integers >= 1, "
+                     f"got {ks}")
+    dists = list(cfg.distance_function)
+    if not dists or any(d not in DISTANCES for d in dists) or len(set(dists)) != len(dists):
+        raise _error(sources, "distance_function", f"expected a non-empty list of distinct "
+                     f"values from {list(DISTANCES)}, got {dists}")
     return cfg

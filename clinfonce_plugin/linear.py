@@ -107,11 +107,10 @@ INHERITED_DATA_KEYS = ("dataset", "train_path", "val_path", "annotations", "clas
                        "split_seed")
 
 
-def linear_eval(cfg: omegaconf.DictConfig, source: Optional[str] = None) -> dict:
-    """Runs the linear protocol; returns and writes {'top1', 'top5', ...} (percent)."""
-    cfg = check_linear_cfg(cfg, source)
-    ckpt = resolve_pretrained(cfg.pretrained)
-    backbone, dim, pre_cfg = load_pretrained_backbone(ckpt)
+def open_labelled_splits(cfg: omegaconf.DictConfig, pre_cfg: omegaconf.DictConfig, use: str):
+    """The train and test splits of an evaluation config (``data`` keys it leaves unset are
+    the pretrain run's), each refused unless every image has a label (``use`` names the
+    evaluation in the message)."""
     with open_dict(cfg):
         for key in INHERITED_DATA_KEYS:  # unset: the pretrain run's value
             if cfg.data.get(key) is None:
@@ -120,16 +119,24 @@ def linear_eval(cfg: omegaconf.DictConfig, source: Optional[str] = None) -> dict
     if cfg.data.dataset not in DATASETS:
         raise ConfigError(f"data.dataset: unknown dataset {cfg.data.dataset!r}. "
                           f"Choose from {sorted(DATASETS)}")
-    pl.seed_everything(cfg.seed, workers=True)
-    transform = eval_transform(pre_cfg)
     train = open_split(cfg.data, "train", verify=True)
-    require_labels(train, "linear evaluation",
-                   f"the {cfg.data.dataset} train split at {cfg.data.train_path}")
+    require_labels(train, use, f"the {cfg.data.dataset} train split at {cfg.data.train_path}")
     # the test split is read from data.val_path when set (a separate test folder), else
     # from the root that holds both splits
     test_root = cfg.data.val_path or cfg.data.train_path
     test = open_split(cfg.data, "test", verify=True, root=test_root)
-    require_labels(test, "linear evaluation", f"the {cfg.data.dataset} test split at {test_root}")
+    require_labels(test, use, f"the {cfg.data.dataset} test split at {test_root}")
+    return train, test
+
+
+def linear_eval(cfg: omegaconf.DictConfig, source: Optional[str] = None) -> dict:
+    """Runs the linear protocol; returns and writes {'top1', 'top5', ...} (percent)."""
+    cfg = check_linear_cfg(cfg, source)
+    ckpt = resolve_pretrained(cfg.pretrained)
+    backbone, dim, pre_cfg = load_pretrained_backbone(ckpt)
+    pl.seed_everything(cfg.seed, workers=True)
+    transform = eval_transform(pre_cfg)
+    train, test = open_labelled_splits(cfg, pre_cfg, "linear evaluation")
     num_classes = train.num_classes
     workers = int(cfg.data.num_workers)
     x_tr, y_tr = extract_features(backbone, TransformedImages(train.dataset, transform),

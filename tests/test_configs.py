@@ -12,11 +12,13 @@ from clinfonce_plugin import host
 from clinfonce_plugin.config import ConfigError
 from clinfonce_plugin.config import check_pretrain_cfg
 from clinfonce_plugin.data.registry import DATASETS
+from clinfonce_plugin.config import check_knn_cfg
 from clinfonce_plugin.linear import check_linear_cfg
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRETRAIN = sorted(glob.glob(os.path.join(REPO, "scripts/pretrain/*.yaml")))
 LINEAR = sorted(glob.glob(os.path.join(REPO, "scripts/linear/*.yaml")))
+KNN = sorted(glob.glob(os.path.join(REPO, "scripts/knn/*.yaml")))
 
 
 def _compose(folder, path):
@@ -42,6 +44,17 @@ def test_linear_config_passes_the_checks(path):
     cfg = check_linear_cfg(_compose("scripts/linear", path), path)
     assert cfg.pretrained.endswith(".ckpt")
     assert os.path.basename(path) in {os.path.basename(p) for p in PRETRAIN}
+
+
+@pytest.mark.parametrize("path", KNN, ids=os.path.basename)
+def test_knn_config_passes_the_checks(path):
+    cfg = check_knn_cfg(_compose("scripts/knn", path), path)
+    assert cfg.pretrained.endswith(".ckpt")
+    assert os.path.basename(path) in {os.path.basename(p) for p in PRETRAIN}
+
+
+def test_there_are_knn_configs():
+    assert "clinfonce_synthetic_cub.yaml" in {os.path.basename(p) for p in KNN}
 
 
 def _read(path):

@@ -1,7 +1,7 @@
 """docs/configuration.md documents exactly the config keys the code defines, with their real
 defaults: every documented key exists in the defaults tables and every default key is
 documented (pretrain, refused solo-learn keys, each method's kwargs, each provider's
-parameters, the runtime's methods, linear)."""
+parameters, the runtime's methods, linear, kNN)."""
 import os
 import re
 from collections import defaultdict
@@ -9,7 +9,7 @@ from collections import defaultdict
 import pytest
 
 from clinfonce_plugin.clusters.registry import CLUSTER_PROVIDERS
-from clinfonce_plugin.config import AUGMENTATION, LINEAR, PRETRAIN, REQUIRED, UNSUPPORTED, \
+from clinfonce_plugin.config import AUGMENTATION, KNN, LINEAR, PRETRAIN, REQUIRED, UNSUPPORTED, \
     documented_keys
 from clinfonce_plugin.host.runtime.args import OPTIMIZER_KWARGS
 from clinfonce_plugin.host.runtime.methods import PROJECTOR_KWARGS, SWAV_KWARGS
@@ -66,6 +66,8 @@ def _expected():
         "`method_kwargs` of the bundled runtime's `swav`": _kwargs(SWAV_KWARGS),
         "Linear evaluation (`main_linear.py`)":
             {k: _shown(spec.default) for k, spec in documented_keys(LINEAR).items()},
+        "kNN evaluation (`main_knn.py`)":
+            {k: _shown(spec.default) for k, spec in documented_keys(KNN).items()},
     }
     for name, cls in CLUSTER_PROVIDERS.items():
         expected[f"Cluster provider `{name}`"] = _kwargs(cls.PARAMS, "method_kwargs.clusters.")

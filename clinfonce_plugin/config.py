@@ -6,7 +6,6 @@ Method kwargs and cluster-provider parameters use the same ``Key`` tables (decla
 the method or provider) and the same ``fill_section``.
 """
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -567,14 +566,14 @@ def check_pretrain_cfg(cfg: DictConfig, datasets: Iterable[str], methods: Iterab
     return cfg
 
 
-def check_linear_cfg(cfg: DictConfig, source: Any = None) -> DictConfig:
-    """Checks and fills a linear-evaluation config."""
-    sources = Sources.of(source)
+def _check_eval_cfg(cfg: DictConfig, table: dict, sources: "Sources") -> DictConfig:
+    """The checks every evaluation config shares: hydra keys dropped, every key of ``table``
+    checked and filled, the run name validated."""
     OmegaConf.set_struct(cfg, False)
     with open_dict(cfg):
         for key in HYDRA_KEYS:
             cfg.pop(key, None)
-        fill_section(cfg, "", LINEAR, sources)
+        fill_section(cfg, "", table, sources)
         if cfg.name is not None:
             try:
                 validate_run_name(cfg.name)
@@ -583,22 +582,18 @@ def check_linear_cfg(cfg: DictConfig, source: Any = None) -> DictConfig:
     return cfg
 
 
+def check_linear_cfg(cfg: DictConfig, source: Any = None) -> DictConfig:
+    """Checks and fills a linear-evaluation config."""
+    return _check_eval_cfg(cfg, LINEAR, Sources.of(source))
+
+
 def check_knn_cfg(cfg: DictConfig, source: Any = None) -> DictConfig:
     """Checks and fills a kNN-evaluation config (``k`` positive integers, distances from
     ``metrics.knn.DISTANCES``, neither empty nor repeated)."""
     from .metrics.knn import DISTANCES
 
     sources = Sources.of(source)
-    OmegaConf.set_struct(cfg, False)
-    with open_dict(cfg):
-        for key in HYDRA_KEYS:
-            cfg.pop(key, None)
-        fill_section(cfg, "", KNN, sources)
-        if cfg.name is not None:
-            try:
-                validate_run_name(cfg.name)
-            except ConfigError as err:
-                raise _error(sources, "name", str(err).split(": ", 1)[1]) from None
+    cfg = _check_eval_cfg(cfg, KNN, sources)
     ks = list(cfg.k)
     if not ks or any(not _KINDS["int"](k) or k < 1 for k in ks) or len(set(ks)) != len(ks):
         raise _error(sources, "k", f"expected a non-empty list of distinct integers >= 1, "

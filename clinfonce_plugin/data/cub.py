@@ -37,10 +37,8 @@ from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-from torch.utils.data import Dataset
-
 from clinfonce_plugin.clusters.sample_info import SampleInfo
-from clinfonce_plugin.data.images import load_rgb
+from clinfonce_plugin.data.images import ImageFiles
 
 Split = Union[bool, str]
 
@@ -399,7 +397,7 @@ def read_cub(root: Union[str, Path], with_attributes: bool = True) -> CubMetadat
     return meta
 
 
-class CubImages(Dataset):
+class CubImages(ImageFiles):
     """CUB-200-2011 images of one split -> (PIL RGB image or transform(image), label).
 
     Index i of this dataset is ``meta.indices(split)[i]`` of the metadata, the same order
@@ -408,26 +406,15 @@ class CubImages(Dataset):
 
     def __init__(self, meta: CubMetadata, split: Split = "train",
                  transform: Optional[Callable] = None) -> None:
-        if transform is not None and not callable(transform):
-            raise ValueError(f"transform must be callable or None, got {type(transform).__name__}")
+        indices = meta.indices(split)
+        super().__init__([meta.root / meta.paths[i] for i in indices], meta.labels[indices],
+                         transform)
         self.meta = meta
         self.split = split
-        self.transform = transform
-        self.indices = meta.indices(split)
-        self.targets = meta.labels[self.indices]
-        self.files = [meta.root / meta.paths[i] for i in self.indices]
+        self.indices = indices
         missing = [str(f) for f in self.files if not f.is_file()]
         if missing:
             raise FileNotFoundError(
                 f"{len(missing)} image file(s) listed in {meta.root / IMAGES} do not exist, "
                 f"e.g. {missing[:3]}"
             )
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int):
-        image = load_rgb(self.files[i])
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, int(self.targets[i])

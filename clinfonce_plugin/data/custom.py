@@ -51,10 +51,8 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-from torch.utils.data import Dataset
-
 from clinfonce_plugin.clusters.sample_info import SampleInfo
-from clinfonce_plugin.data.images import load_rgb
+from clinfonce_plugin.data.images import ImageFiles
 
 Split = Union[bool, str]
 
@@ -532,21 +530,8 @@ def read_custom(root: Union[str, Path], split: Split = "train",
                        listing.classes, layout=f"{len(listing.classes)} class folders")
 
 
-class CustomImages(Dataset):
+class CustomImages(ImageFiles):
     """The images of a CustomSplit -> (PIL RGB image or transform(image), label or -1)."""
 
     def __init__(self, data: CustomSplit, transform: Optional[Callable] = None) -> None:
-        if transform is not None and not callable(transform):
-            raise ValueError(f"transform must be callable or None, got {type(transform).__name__}")
-        self.transform = transform
-        self.files = [data.root / p for p in data.paths]
-        self.targets = data.labels
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int):
-        image = load_rgb(self.files[i])
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, int(self.targets[i])
+        super().__init__([data.root / p for p in data.paths], data.labels, transform)

@@ -25,10 +25,8 @@ from pathlib import Path
 from typing import Callable, List, Optional, Tuple, Union
 
 import numpy as np
-from torch.utils.data import Dataset
-
 from clinfonce_plugin.clusters.sample_info import SampleInfo
-from clinfonce_plugin.data.images import load_rgb
+from clinfonce_plugin.data.images import ImageFiles
 
 Split = Union[bool, str]
 
@@ -152,31 +150,14 @@ def list_imagenet(root: Union[str, Path], split: Split, class_list: Optional[str
     return paths, labels, wnids, list_file
 
 
-class FolderImages(Dataset):
-    """Images listed by path -> (PIL RGB image or transform(image), label).
-
-    Attributes:
-        files: absolute image paths, in dataset order (checked by ``verify_images``).
-        targets: (N,) int64 labels.
-    """
+class FolderImages(ImageFiles):
+    """Images listed by path relative to ``root`` -> (PIL RGB image or transform(image),
+    label); ``files`` are the absolute paths."""
 
     def __init__(self, root: Path, paths: List[str], labels: np.ndarray,
                  transform: Optional[Callable] = None) -> None:
-        if transform is not None and not callable(transform):
-            raise ValueError(f"transform must be callable or None, got {type(transform).__name__}")
         base = os.path.abspath(root)
-        self.files = [os.path.join(base, p) for p in paths]
-        self.targets = labels
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int):
-        image = load_rgb(self.files[i])
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, int(self.targets[i])
+        super().__init__([os.path.join(base, p) for p in paths], labels, transform)
 
 
 def build_imagenet100(root: Union[str, Path], split: Split, transform: Optional[Callable] = None,

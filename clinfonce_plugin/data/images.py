@@ -3,9 +3,11 @@ marker of JPEG and PNG files, so truncated files are caught), and a loader whose
 always name the file."""
 import os
 from pathlib import Path
-from typing import Iterable, List, Tuple, Union
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 from PIL import Image
+from torch.utils.data import Dataset
 
 from clinfonce_plugin.errors import DataError
 
@@ -70,3 +72,36 @@ def load_rgb(path: Union[str, Path]) -> Image.Image:
     except Exception as err:  # noqa: BLE001 - decoding errors come in many types
         raise DataError(f"image {os.fspath(path)} cannot be decoded: "
                         f"{type(err).__name__}: {err}") from None
+
+
+class ImageFiles(Dataset):
+    """Image files in dataset order -> (PIL RGB image, or transform(image), target).
+
+    The readers' datasets are this class or subclasses of it (which only compute ``files``
+    and ``targets`` from their metadata, or change ``load``).
+
+    Attributes:
+        files: image paths in dataset order (``verify_images`` checks them).
+        targets: (N,) int64 labels, -1 where unknown.
+    """
+
+    def __init__(self, files: Sequence, targets: np.ndarray,
+                 transform: Optional[Callable] = None) -> None:
+        if transform is not None and not callable(transform):
+            raise ValueError(f"transform must be callable or None, got {type(transform).__name__}")
+        self.files = list(files)
+        self.targets = targets
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def load(self, i: int) -> Image.Image:
+        """Image i as an RGB PIL image."""
+        return load_rgb(self.files[i])
+
+    def __getitem__(self, i: int):
+        image = self.load(i)
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, int(self.targets[i])

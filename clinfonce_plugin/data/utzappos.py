@@ -40,10 +40,9 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Un
 
 import numpy as np
 from PIL import Image
-from torch.utils.data import Dataset
 
 from clinfonce_plugin.clusters.sample_info import SampleInfo
-from clinfonce_plugin.data.images import load_rgb
+from clinfonce_plugin.data.images import ImageFiles, load_rgb
 
 Split = Union[bool, str]
 
@@ -447,7 +446,7 @@ def rescale(image: Image.Image, size: int = IMAGE_SIZE) -> Image.Image:
     return image
 
 
-class ZapposImages(Dataset):
+class ZapposImages(ImageFiles):
     """UT-Zappos50K images of one split -> (32x32 PIL RGB image or transform(image), label).
 
     Index i of this dataset is ``meta.indices(split, split_seed)[i]``, the order of
@@ -456,19 +455,11 @@ class ZapposImages(Dataset):
 
     def __init__(self, meta: ZapposMetadata, split: Split, split_seed: int,
                  transform: Optional[Callable] = None) -> None:
-        if transform is not None and not callable(transform):
-            raise ValueError(f"transform must be callable or None, got {type(transform).__name__}")
+        indices = meta.indices(split, split_seed)
+        super().__init__([meta.root / meta.paths[i] for i in indices], meta.labels[indices],
+                         transform)
         self.meta = meta
-        self.transform = transform
-        self.indices = meta.indices(split, split_seed)
-        self.targets = meta.labels[self.indices]
-        self.files = [meta.root / meta.paths[i] for i in self.indices]
+        self.indices = indices
 
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int):
-        image = rescale(load_rgb(self.files[i]))
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, int(self.targets[i])
+    def load(self, i: int):
+        return rescale(load_rgb(self.files[i]))

@@ -49,10 +49,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
-from torch.utils.data import Dataset
-
 from clinfonce_plugin.clusters.sample_info import SampleInfo
-from clinfonce_plugin.data.images import load_rgb
+from clinfonce_plugin.data.images import ImageFiles
 
 Split = Union[bool, str]
 
@@ -476,7 +474,7 @@ def read_wider(root: Union[str, Path]) -> WiderMetadata:
     )
 
 
-class WiderImages(Dataset):
+class WiderImages(ImageFiles):
     """WIDER Attribute images of one split -> (PIL RGB image or transform(image), scene class).
 
     Index i of this dataset is ``meta.indices(split)[i]`` of the metadata, the same order
@@ -485,14 +483,12 @@ class WiderImages(Dataset):
 
     def __init__(self, meta: WiderMetadata, split: Split = "train",
                  transform: Optional[Callable] = None) -> None:
-        if transform is not None and not callable(transform):
-            raise ValueError(f"transform must be callable or None, got {type(transform).__name__}")
+        indices = meta.indices(split)
+        super().__init__([meta.root / meta.paths[i] for i in indices], meta.labels[indices],
+                         transform)
         self.meta = meta
         self.split = split
-        self.transform = transform
-        self.indices = meta.indices(split)
-        self.targets = meta.labels[self.indices]
-        self.files = [meta.root / meta.paths[i] for i in self.indices]
+        self.indices = indices
         missing = [i for i, f in zip(self.indices, self.files) if not f.is_file()]
         if missing:
             examples = []
@@ -502,13 +498,4 @@ class WiderImages(Dataset):
             raise FileNotFoundError(
                 f"{len(missing)} image file(s) listed in {meta.sources[missing[0]][0].file} "
                 f"do not exist under {meta.root / IMAGE_DIR}, e.g. {'; '.join(examples)}")
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int):
-        image = load_rgb(self.files[i])
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, int(self.targets[i])
 

@@ -103,8 +103,8 @@ PRETRAIN: Dict[str, Any] = {
                          "has them"),
         "verify_images": Key("auto", "bool|str", "check every image file before training "
                              "(auto: when the split has fewer than 100,000 images)"),
-        "generate": Key(False, "bool", "synthetic_cub only: generate the dataset at a "
-                        "train_path other than the default"),
+        "generate": Key(False, "bool", "synthetic_cub and synthetic_cub_bench only: generate the "
+                        "dataset at a train_path other than the default"),
         "annotations": Key(None, "str", "custom only: CSV with a path column and optional "
                            "label, split and attribute columns"),
         "class_list": Key(None, "str", "imagenet100 (required) and imagenet (optional: every class folder): file of the "

@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import OmegaConf, open_dict
 from torch.utils.data import DataLoader, TensorDataset
 
-from .checkpoints import check_finite, fit_keys, safe_load, state_dict_of
+from .checkpoints import check_finite, fit_keys, pretrain_args, safe_load, state_dict_of
 from .config import check_linear_cfg
 from .data.registry import DATASETS, open_split, require_labels
 from .data.indexed import TransformedImages
@@ -26,18 +26,12 @@ from .zoo import resolve_pretrained
 
 
 def load_pretrained_backbone(ckpt_path: str):
-    """Backbone rebuilt from ``args.json`` beside the checkpoint, weights from ``backbone.*``
-    (loaded weights-only: no code in the file runs; non-finite weights are refused)."""
-    args_path = os.path.join(os.path.dirname(os.path.abspath(ckpt_path)), "args.json")
-    if not os.path.isfile(args_path):
-        raise CheckpointError(f"expected the pretrain config args.json beside {ckpt_path} "
-                              f"(looked for {args_path})")
-    try:
-        with open(args_path, encoding="utf-8-sig") as f:
-            pre_cfg = OmegaConf.create(json.load(f))
-    except ValueError as err:
-        raise CheckpointError(f"{args_path} is not valid JSON: {err}") from None
-    state = state_dict_of(safe_load(ckpt_path, "pretrained checkpoint"), ckpt_path)
+    """Backbone rebuilt from the pretrain config (``args.json`` beside the checkpoint, or the
+    config a zoo file carries), weights from ``backbone.*`` (loaded weights-only: no code in
+    the file runs; non-finite weights are refused)."""
+    obj = safe_load(ckpt_path, "pretrained checkpoint")
+    pre_cfg = OmegaConf.create(pretrain_args(ckpt_path, obj))
+    state = state_dict_of(obj, ckpt_path)
     weights = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
     if not weights:
         raise CheckpointError(f"{ckpt_path} has no 'backbone.*' weights in its state_dict")

@@ -220,8 +220,11 @@ LINEAR: Dict[str, Any] = {
                        choices=("auto", "cpu", "gpu", "cuda", "mps")),
     "devices": Key(1, "int", "devices", low=1, high=1),
     "feature_batch_size": Key(256, "int", "batch size of the feature pass", low=1),
+    "compare_zoo": Key([], "list", "zoo entries evaluated the same way on the same data and "
+                       "printed beside this result, with kNN top-1"),
     "enable_progress_bar": Key(True, "bool", "Lightning progress bar"),
-    "output_dir": Key(None, "str", "where results go (default: beside the checkpoint)"),
+    "output_dir": Key(None, "str", "where results go (default: beside the checkpoint; "
+                      "trained_models/zoo for zoo:<name>)"),
     "data": EVAL_DATA,
     "optimizer": {
         "name": Key("sgd", "str", "sgd | adamw", choices=("sgd", "adamw")),
@@ -243,7 +246,8 @@ KNN: Dict[str, Any] = {
     "feature_batch_size": Key(256, "int", "batch size of the feature pass", low=1),
     "max_matrix_elements": Key(5_000_000, "int", "elements of one test-chunk x train "
                                "similarity matrix", low=1),
-    "output_dir": Key(None, "str", "where results go (default: beside the checkpoint)"),
+    "output_dir": Key(None, "str", "where results go (default: beside the checkpoint; "
+                      "trained_models/zoo for zoo:<name>)"),
     "data": EVAL_DATA,
 }
 

@@ -17,7 +17,7 @@ from .data.indexed import TransformedImages
 from .data.transforms import eval_transform
 from .linear import extract_features, load_pretrained_backbone, open_labelled_splits
 from .metrics.knn import weighted_knn_accuracy
-from .zoo import resolve_pretrained
+from .zoo import default_output_dir, resolve_pretrained
 
 
 def effective_ks(ks, num_train: int):
@@ -71,7 +71,7 @@ def knn_eval(cfg: omegaconf.DictConfig, source: Optional[str] = None) -> dict:
         "method": pre_cfg.method, "dataset": cfg.data.dataset, "feature_dim": dim,
         "num_train": len(y_tr), "num_test": len(y_te),
     }
-    out_dir = cfg.get("output_dir") or os.path.dirname(os.path.abspath(ckpt))
+    out_dir = cfg.get("output_dir") or default_output_dir(cfg.pretrained, ckpt)
     name = cfg.get("name") or f"knn-{pre_cfg.name}"
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, f"{name}.json")

@@ -10,10 +10,11 @@ and ``select_k``.
 """
 import os
 import sys
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 from .config import Sources
 from .errors import Interrupted, UserError
+from .lightning_noise import lightning_noise_filtered
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -67,9 +68,11 @@ def _sources(config_dir: str) -> Sources:
 
 
 def run_job(job: Callable, cfg, config_dir: str) -> None:
-    """Calls ``job(cfg, sources)``; user errors become one ``error:`` line and exit 2."""
+    """Calls ``job(cfg, sources)`` (Lightning's noise filtered, see ``lightning_noise``);
+    user errors become one ``error:`` line and exit 2."""
     try:
-        job(cfg, _sources(config_dir))
+        with lightning_noise_filtered():
+            job(cfg, _sources(config_dir))
     except Interrupted as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
@@ -81,13 +84,14 @@ def run_job(job: Callable, cfg, config_dir: str) -> None:
         sys.exit(EXIT_INTERRUPTED)
 
 
-def hydra_main(config_dir: str, job: Callable) -> None:
-    """Runs ``job`` as a hydra application over ``config_dir`` (see the module docstring)."""
+def hydra_main(config_dir: str, job: Callable, config_name: Optional[str] = None) -> None:
+    """Runs ``job`` as a hydra application over ``config_dir`` (see the module docstring);
+    ``config_name`` is the config read when the command line gives no ``--config-name``."""
     import hydra
 
     sys.argv = [sys.argv[0]] + rewrite_overrides(sys.argv[1:], config_dir)
 
-    @hydra.main(version_base="1.2", config_path=config_dir, config_name=None)
+    @hydra.main(version_base="1.2", config_path=config_dir, config_name=config_name)
     def main(cfg) -> None:
         run_job(job, cfg, config_dir)
 

@@ -145,10 +145,15 @@ PRETRAIN: Dict[str, Any] = {
         "max_hours": Key(36, "int|float", "only resume a checkpoint younger than this", low=0),
     },
     "wandb": {
-        "enabled": Key(False, "bool", "must stay false: runs log to CSV (no network)"),
-        "entity": Key(None, "str", "unused while wandb is disabled"),
-        "project": Key("solo-learn", "str", "unused while wandb is disabled"),
-        "offline": Key(False, "bool", "unused while wandb is disabled"),
+        "enabled": Key(False, "bool", "also log to Weights & Biases (the loggers extra)"),
+        "entity": Key(None, "str", "wandb entity (user or team)"),
+        "project": Key("solo-learn", "str", "wandb project"),
+        "offline": Key(False, "bool", "write the wandb run to wandb/ in the run directory "
+                       "only (no network); wandb sync uploads it later"),
+    },
+    "tensorboard": {
+        "enabled": Key(False, "bool", "also log to TensorBoard, in tensorboard/ in the run "
+                       "directory (the loggers extra)"),
     },
     "method_kwargs": Key({}, "dict", "the method's own keys (see docs/configuration.md)"),
     "augmentations": Key(REQUIRED, "list", "list of crop pipelines"),
@@ -548,9 +553,6 @@ def check_pretrain_cfg(cfg: DictConfig, datasets: Iterable[str], methods: Iterab
             raise _error(sources, "data.dataset", f"unknown dataset {cfg.data.dataset!r}. "
                          f"Choose from {sorted(datasets)}")
         _check_augmentations(cfg, sources)
-        if cfg.wandb.enabled:
-            raise _error(sources, "wandb.enabled", "not supported by this runner: runs log to "
-                         "CSV (logs/metrics.csv in the run directory), wandb needs a network")
         cfg.name = cfg.name or f"{cfg.method}-{cfg.data.dataset}"
         try:
             validate_run_name(cfg.name)

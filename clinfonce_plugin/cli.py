@@ -1,12 +1,15 @@
-"""The one hydra entry wrapper of ``main_pretrain.py``, ``main_linear.py``, ``main_knn.py``
-and ``select_k``.
+"""The one hydra entry wrapper of ``main_pretrain.py``, ``main_linear.py``, ``main_knn.py``,
+``select_k`` and ``plot_embedding``.
 
-- Configs are read from a fixed directory (no ``--config-path``); ``--config-name`` picks one.
+- Configs are read from a fixed directory (no ``--config-path``); ``--config-name`` picks one
+  (``plot_embedding`` has a default one).
 - Every plain ``key=value`` override is given to hydra as ``++key=value`` (set or add), so any
   documented key can be set on the command line without hydra's ``+``; unknown keys are then
   refused by the config check, which names the override.
-- A user error (``UserError``: config, data, checkpoint, zoo, run directory, divergence) is
-  printed as one ``error:`` line with exit code 2; Ctrl-C exits with 130.
+- A user error (``UserError``: config, data, checkpoint, zoo, run directory, divergence, a
+  missing optional package, an existing output) is printed as one ``error:`` line with exit
+  code 2; Ctrl-C exits with 130.
+- Lightning's warnings listed in ``lightning_noise`` are not shown while the job runs.
 """
 import os
 import sys

@@ -17,9 +17,9 @@ from .errors import ConfigError
 from .markers import REQUIRED
 
 __all__ = ["REQUIRED", "Key", "ConfigError", "Sources", "fill_section", "check_known_keys",
-           "check_pretrain_cfg", "check_linear_cfg", "check_knn_cfg", "select", "fill_defaults",
-           "as_keys", "validate_run_name", "documented_keys", "PRETRAIN", "LINEAR", "KNN",
-           "AUGMENTATION"]
+           "check_pretrain_cfg", "check_linear_cfg", "check_knn_cfg", "check_plot_cfg", "select",
+           "fill_defaults", "as_keys", "validate_run_name", "documented_keys", "PRETRAIN",
+           "LINEAR", "KNN", "PLOT", "AUGMENTATION"]
 
 
 
@@ -249,6 +249,26 @@ KNN: Dict[str, Any] = {
     "max_matrix_elements": Key(5_000_000, "int", "elements of one test-chunk x train "
                                "similarity matrix", low=1),
     "output_dir": Key(None, "str", "where results go (default: beside the checkpoint)"),
+    "data": EVAL_DATA,
+}
+
+PLOT: Dict[str, Any] = {
+    "name": Key(None, "str", "file name stem (default tsne-<pretrain name>-<split>)"),
+    "pretrained": Key(REQUIRED, "str", "checkpoint path, or zoo:<name>"),
+    "split": Key("train", "str", "the split whose images are drawn", choices=("train", "test")),
+    "classes": Key(None, "int", "draw only this many classes, picked at random with seed "
+                   "(WCL Fig. 4: 10); unset: every class", low=1),
+    "max_points": Key(1000, "int", "at most this many images, a subsample stratified by "
+                      "label (seeded)", low=3),
+    "perplexity": Key(30.0, "float", "t-SNE perplexity (lowered below the number of images)",
+                      low=0, low_open=True),
+    "seed": Key(0, "int", "seed of the class pick, the subsample and t-SNE", low=0,
+                high=2**32 - 1),
+    "feature_batch_size": Key(256, "int", "batch size of the feature pass", low=1),
+    "overwrite": Key(False, "bool", "replace existing pictures (the old files are renamed to "
+                     "<file>.replaced-<time>, never deleted)"),
+    "output_dir": Key(None, "str", "where the pictures go (default: beside the checkpoint; "
+                      "for zoo:<name>, the current directory)"),
     "data": EVAL_DATA,
 }
 
@@ -587,6 +607,11 @@ def _check_eval_cfg(cfg: DictConfig, table: dict, sources: "Sources") -> DictCon
 def check_linear_cfg(cfg: DictConfig, source: Any = None) -> DictConfig:
     """Checks and fills a linear-evaluation config."""
     return _check_eval_cfg(cfg, LINEAR, Sources.of(source))
+
+
+def check_plot_cfg(cfg: DictConfig, source: Any = None) -> DictConfig:
+    """Checks and fills a t-SNE picture config (``plot_embedding``)."""
+    return _check_eval_cfg(cfg, PLOT, Sources.of(source))
 
 
 def check_knn_cfg(cfg: DictConfig, source: Any = None) -> DictConfig:

@@ -33,23 +33,25 @@ def check_outputs(paths: Iterable[str], overwrite: bool) -> None:
                            f"<file>.replaced-<time>, never deleted)")
 
 
-def _replace(tmp: str, path: str) -> Optional[str]:
-    """Moves ``tmp`` to ``path``; an existing ``path`` is renamed aside first (returned)."""
+def _replace(tmp: str, path: str, keep_old: bool) -> Optional[str]:
+    """Moves ``tmp`` to ``path``; an existing ``path`` is renamed aside first (returned)
+    when ``keep_old``, else replaced."""
     old = None
-    if os.path.lexists(path):
+    if keep_old and os.path.lexists(path):
         old = aside_name(path)
         os.replace(path, old)
     os.replace(tmp, path)
     return old
 
 
-def save_png(fig, path: str, dpi: int = 150) -> Optional[str]:
+def save_png(fig, path: str, dpi: int = 150, keep_old: bool = True) -> Optional[str]:
     """Writes ``fig`` as PNG to ``path`` (a temporary file renamed into place); returns where
-    a file that was at ``path`` went, or None."""
+    a file that was at ``path`` went, or None. ``keep_old=False`` replaces it: for a file
+    the caller itself regenerates (a benchmark's chart beside its JSON)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp"
     fig.savefig(tmp, format="png", dpi=dpi)
-    return _replace(tmp, path)
+    return _replace(tmp, path, keep_old)
 
 
 def save_text(text: str, path: str) -> Optional[str]:
@@ -58,7 +60,7 @@ def save_text(text: str, path: str) -> Optional[str]:
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
-    return _replace(tmp, path)
+    return _replace(tmp, path, keep_old=True)
 
 
 def palette(count: int) -> np.ndarray:

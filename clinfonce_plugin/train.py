@@ -46,6 +46,7 @@ def prepare_cfg(cfg: omegaconf.DictConfig, source: Any = None) -> omegaconf.Dict
 def _prepare(cfg: omegaconf.DictConfig, source: Any = None):
     """``prepare_cfg``, returning also the training split it read (read once per run)."""
     cfg = check_pretrain_cfg(cfg, DATASETS, host.METHODS, source)
+    check_logger_packages(cfg)
     if cfg.resume_from_checkpoint is not None:
         # loaded weights-only first: a file from outside the run must not run code
         safe_load(cfg.resume_from_checkpoint, "resume_from_checkpoint")
@@ -138,7 +139,6 @@ def pretrain(cfg: omegaconf.DictConfig, source: Any = None,
     """Runs the pretrain job; returns the path of the final checkpoint. ``callbacks`` are
     extra Lightning callbacks (benchmarks use them to time epochs)."""
     cfg, train = _prepare(cfg, source)
-    check_logger_packages(cfg)
     verify_split(train, cfg.data, f"{cfg.data.dataset} train split at {cfg.data.train_path}")
     val = open_split(cfg.data, "test", verify=True, root=cfg.data.val_path) \
         if cfg.data.val_path else None
@@ -273,15 +273,20 @@ def _keep_metrics_on_resume(trainer: pl.Trainer, ckpt: Optional[str]) -> None:
         header = sorted(reader.fieldnames or [])  # the writer's own (sorted) column order
         rows = [r for r in reader if (float(r["epoch"]) <= last_epoch if r.get("epoch")
                                       else int(float(r.get("step") or 0)) < next_step)]
-    # Lightning's writer warns about and removes a metrics.csv it finds when it starts: the
-    # old log waits outside the log directory until the kept rows are written back
-    aside = os.path.join(os.path.dirname(os.path.normpath(logger.log_dir)), "metrics.csv.resume")
-    os.replace(path, aside)
+    # Lightning's writer warns about a directory it finds not empty and removes its
+    # metrics.csv: it starts on an empty one while the old files wait beside it
+    log_dir = os.path.normpath(logger.log_dir)
+    aside = log_dir + ".resume"
+    os.replace(log_dir, aside)
     writer = logger.experiment
+    for name in os.listdir(aside):
+        if name != "metrics.csv":  # e.g. hparams.yaml
+            os.replace(os.path.join(aside, name), os.path.join(log_dir, name))
     with open(path + ".tmp", "w", newline="") as f:
         out = csv.DictWriter(f, fieldnames=header)
         out.writeheader()
         out.writerows(rows)
     os.replace(path + ".tmp", path)
-    os.remove(aside)  # its rows are in metrics.csv now
+    os.remove(os.path.join(aside, "metrics.csv"))  # its rows are in the new one
+    os.rmdir(aside)
     writer.metrics_keys = header

@@ -61,7 +61,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tiny_cub, tm
     # the kept log is set aside while Lightning's CSV writer starts: no warning that it
     # would delete it, and no file left aside
     assert "exists and is not empty" not in resumed.stderr
-    assert not (tmp_path / "clinfonce" / "crash" / "metrics.csv.resume").exists()
+    assert not (tmp_path / "clinfonce" / "crash" / "logs.resume").exists()
     final = _state(tmp_path / "clinfonce" / "crash" / "crash.ckpt")
     assert final["global_step"] == 3 * EPOCHS
 
@@ -84,3 +84,6 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tiny_cub, tm
                                         "metrics.csv")))
     steps = lambda rs: sorted((r["epoch"], r["step"]) for r in rs)  # noqa: E731
     assert steps(rows) == steps(ref_rows)
+    # the other files of the log directory (hparams.yaml under solo-learn) are kept too
+    logs = lambda name: sorted(os.listdir(tmp_path / "clinfonce" / name / "logs"))  # noqa: E731
+    assert logs("crash") == logs("straight")

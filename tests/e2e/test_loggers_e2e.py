@@ -41,14 +41,15 @@ def logged_run(tiny_cub, tmp_path_factory):
     cfg.tensorboard = {"enabled": True}
     cfg.log_every_n_steps = 1
     cfg.scheduler.interval, cfg.scheduler.warmup_epochs = "epoch", 1
-    previous = os.getcwd()
-    os.chdir(cwd)
-    try:
+    home = tmp_path_factory.mktemp("wandb-home")
+    with pytest.MonkeyPatch.context() as mp:
+        # wandb's own cache, config and data folders (not the run's files) stay in the test's
+        for var in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+            mp.setenv(var, str(home))
+        mp.chdir(cwd)
         with warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always")
             ckpt = pretrain(cfg)
-    finally:
-        os.chdir(previous)
     return {"run": os.path.dirname(ckpt), "cwd": str(cwd), "out": str(out),
             "warnings": [str(w.message) for w in seen]}
 

@@ -17,8 +17,10 @@ REQUIREMENTS = [
 
 EXTRAS = {
     "gpu": ["faiss-gpu"],
-    "plots": ["matplotlib>=3.6"],
-    "test": ["pytest>=7"],
+    "plots": ["matplotlib>=3.6", "scikit-learn>=1.2"],
+    "loggers": ["wandb>=0.15", "tensorboard>=2.11"],
+    # the loggers' tests run in CI too (.ci/run installs .[test,plots])
+    "test": ["pytest>=7", "wandb>=0.15", "tensorboard>=2.11"],
 }
 
 setup(

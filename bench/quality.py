@@ -12,7 +12,8 @@ so with solo-learn installed simclr/supcon/swav are solo-learn's own.
     python bench/quality.py --quick               # smoke run: tiny data, 1 epoch, 1 seed
 
 Prints a markdown table (method, clusters, linear top-1/top-5 mean +- std over seeds,
-seconds per epoch) and writes JSON.
+seconds per epoch), writes JSON, and beside it a bar chart of the top-1 column as PNG
+(``quality.png`` for ``quality.json``; needs matplotlib, the ``plots`` extra).
 """
 import argparse
 import json
@@ -30,6 +31,7 @@ import lightning.pytorch as pl  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 from clinfonce_plugin import host  # noqa: E402
+from clinfonce_plugin.errors import MissingPackage  # noqa: E402
 
 # The benchmark's synthetic CUB (dataset synthetic_cub_bench; why these parameters: the
 # comment on BENCHMARK). Generated on first use into --data-root.
@@ -124,10 +126,39 @@ def run_one(config: str, overrides, out_dir: str, seed: int, epochs: int, data_r
             "clusters": clusters}
 
 
+def mean_std(values):
+    """Mean and sample standard deviation (0 for one value) of a table cell's runs."""
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
 def fmt(values):
     if len(values) == 1:
         return f"{values[0]:.1f}"
-    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+    return "{:.1f} ± {:.1f}".format(*mean_std(values))
+
+
+def bar_chart(rows, path: str, title: str):
+    """The table's linear top-1 as a bar chart written to ``path`` (PNG, replaced when it
+    exists, as the JSON is): per method a bar at the mean over seeds with an error bar of
+    one sample standard deviation, the mean written above it. ``rows``: {method: [{"top1":
+    percent, ...} per seed]}. Returns the matplotlib figure."""
+    from clinfonce_plugin.plots import new_figure, save_png
+
+    names = list(rows)
+    stats = [mean_std([r["top1"] for r in rows[n]]) for n in names]
+    means, stds = [m for m, _ in stats], [s for _, s in stats]
+    fig = new_figure(max(6.0, 0.8 * len(names) + 2.0), 4.5, "bench/quality.py's chart")
+    ax = fig.add_subplot()
+    x = list(range(len(names)))
+    ax.bar(x, means, yerr=stds, capsize=4, color="tab:blue", ecolor="black")
+    for i, (m, s) in enumerate(stats):
+        ax.annotate(f"{m:.1f}", (i, m + s), xytext=(0, 3), textcoords="offset points",
+                    ha="center", fontsize="small")
+    ax.set_xticks(x, names, rotation=30, ha="right")
+    ax.set_ylabel("linear top-1 (%)")
+    ax.set_title(title, fontsize="medium")
+    save_png(fig, path, keep_old=False)
+    return fig
 
 
 def main(argv=None):
@@ -230,6 +261,14 @@ def _run(args, work: str):
                    "batch_size": args.batch_size, "runs": rows, "table": table,
                    "total_minutes": total_minutes}, f, indent=2)
     os.replace(args.out + ".tmp", args.out)
+    chart = os.path.splitext(args.out)[0] + ".png"
+    seeds = f"{len(args.seeds)} seed{'s' if len(args.seeds) > 1 else ''}"
+    try:
+        bar_chart(rows, chart, f"linear top-1 on the synthetic CUB ({args.epochs} epochs, "
+                               f"{seeds}; mean ± std)")
+        print(f"[quality] chart: {chart}")
+    except MissingPackage as err:
+        print(f"[quality] no chart: {err}")
     return rows
 
 

@@ -1,21 +1,25 @@
-"""The one hydra entry wrapper of ``main_pretrain.py``, ``main_linear.py``, ``main_knn.py``
-and ``select_k``.
+"""The one hydra entry wrapper of ``main_pretrain.py``, ``main_linear.py``, ``main_knn.py``,
+``select_k`` and ``plot_embedding``.
 
-- Configs are read from a fixed directory (no ``--config-path``); ``--config-name`` picks one.
-  Without it the config is the command line's keys alone (``main_linear.py
-  pretrained=zoo:<name>``: every other key has its default or comes from the pretrain run).
+- Configs are read from a fixed directory (no ``--config-path``); ``--config-name`` picks one
+  (``plot_embedding`` has a default one). Without either, the config is the command line's
+  keys alone (``main_linear.py pretrained=zoo:<name>``: every other key has its default or
+  comes from the pretrain run).
 - Every plain ``key=value`` override is given to hydra as ``++key=value`` (set or add), so any
   documented key can be set on the command line without hydra's ``+``; unknown keys are then
   refused by the config check, which names the override.
-- A user error (``UserError``: config, data, checkpoint, zoo, run directory, divergence) is
-  printed as one ``error:`` line with exit code 2; Ctrl-C exits with 130.
+- A user error (``UserError``: config, data, checkpoint, zoo, run directory, divergence, a
+  missing optional package, an existing output) is printed as one ``error:`` line with exit
+  code 2; Ctrl-C exits with 130.
+- Lightning's warnings listed in ``lightning_noise`` are not shown while the job runs.
 """
 import os
 import sys
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 from .config import Sources
 from .errors import Interrupted, UserError
+from .lightning_noise import lightning_noise_filtered
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -71,9 +75,11 @@ def _sources(config_dir: str) -> Sources:
 
 
 def run_job(job: Callable, cfg, config_dir: str) -> None:
-    """Calls ``job(cfg, sources)``; user errors become one ``error:`` line and exit 2."""
+    """Calls ``job(cfg, sources)`` (Lightning's noise filtered, see ``lightning_noise``);
+    user errors become one ``error:`` line and exit 2."""
     try:
-        job(cfg, _sources(config_dir))
+        with lightning_noise_filtered():
+            job(cfg, _sources(config_dir))
     except Interrupted as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
@@ -85,25 +91,26 @@ def run_job(job: Callable, cfg, config_dir: str) -> None:
         sys.exit(EXIT_INTERRUPTED)
 
 
-# Without --config-name the job gets only the command line's keys; hydra must then neither
-# log to nor write into an outputs/ directory, as the yamls' own hydra sections ask.
+# Without a config the job gets only the command line's keys; hydra must then neither log to
+# nor write into an outputs/ directory, as the yamls' own hydra sections ask.
 NO_CONFIG_HYDRA = ["hydra.run.dir=.", "hydra.output_subdir=null",
                    "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
 
 
-def hydra_main(config_dir: str, job: Callable) -> None:
-    """Runs ``job`` as a hydra application over ``config_dir`` (see the module docstring)."""
+def hydra_main(config_dir: str, job: Callable, config_name: Optional[str] = None) -> None:
+    """Runs ``job`` as a hydra application over ``config_dir`` (see the module docstring);
+    ``config_name`` is the config read when the command line gives no ``--config-name``."""
     import hydra
 
     argv = rewrite_overrides(sys.argv[1:], config_dir)
     named = any(a in ("--config-name", "-cn") or a.startswith(("--config-name=", "-cn="))
                 for a in argv)
     help_only = any(a in ("-h", "--help", "--hydra-help") for a in argv)
-    if not named and not help_only:
+    if config_name is None and not named and not help_only:
         argv += NO_CONFIG_HYDRA
     sys.argv = [sys.argv[0]] + argv
 
-    @hydra.main(version_base="1.2", config_path=config_dir, config_name=None)
+    @hydra.main(version_base="1.2", config_path=config_dir, config_name=config_name)
     def main(cfg) -> None:
         run_job(job, cfg, config_dir)
 

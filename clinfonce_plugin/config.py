@@ -17,9 +17,9 @@ from .errors import ConfigError
 from .markers import REQUIRED
 
 __all__ = ["REQUIRED", "Key", "ConfigError", "Sources", "fill_section", "check_known_keys",
-           "check_pretrain_cfg", "check_linear_cfg", "check_knn_cfg", "select", "fill_defaults",
-           "as_keys", "validate_run_name", "documented_keys", "PRETRAIN", "LINEAR", "KNN",
-           "AUGMENTATION"]
+           "check_pretrain_cfg", "check_linear_cfg", "check_knn_cfg", "check_plot_cfg", "select",
+           "fill_defaults", "as_keys", "validate_run_name", "documented_keys", "PRETRAIN",
+           "LINEAR", "KNN", "PLOT", "AUGMENTATION"]
 
 
 
@@ -145,10 +145,15 @@ PRETRAIN: Dict[str, Any] = {
         "max_hours": Key(36, "int|float", "only resume a checkpoint younger than this", low=0),
     },
     "wandb": {
-        "enabled": Key(False, "bool", "must stay false: runs log to CSV (no network)"),
-        "entity": Key(None, "str", "unused while wandb is disabled"),
-        "project": Key("solo-learn", "str", "unused while wandb is disabled"),
-        "offline": Key(False, "bool", "unused while wandb is disabled"),
+        "enabled": Key(False, "bool", "also log to Weights & Biases (the loggers extra)"),
+        "entity": Key(None, "str", "wandb entity (user or team)"),
+        "project": Key("solo-learn", "str", "wandb project"),
+        "offline": Key(False, "bool", "write the wandb run to wandb/ in the run directory "
+                       "only (no network); wandb sync uploads it later"),
+    },
+    "tensorboard": {
+        "enabled": Key(False, "bool", "also log to TensorBoard, in tensorboard/ in the run "
+                       "directory (the loggers extra)"),
     },
     "method_kwargs": Key({}, "dict", "the method's own keys (see docs/configuration.md)"),
     "augmentations": Key(REQUIRED, "list", "list of crop pipelines"),
@@ -248,6 +253,26 @@ KNN: Dict[str, Any] = {
                                "similarity matrix", low=1),
     "output_dir": Key(None, "str", "where results go (default: beside the checkpoint; "
                       "trained_models/zoo for zoo:<name>)"),
+    "data": EVAL_DATA,
+}
+
+PLOT: Dict[str, Any] = {
+    "name": Key(None, "str", "file name stem (default tsne-<pretrain name>-<split>)"),
+    "pretrained": Key(REQUIRED, "str", "checkpoint path, or zoo:<name>"),
+    "split": Key("train", "str", "the split whose images are drawn", choices=("train", "test")),
+    "classes": Key(None, "int", "draw only this many classes, picked at random with seed "
+                   "(WCL Fig. 4: 10); unset: every class", low=1),
+    "max_points": Key(1000, "int", "at most this many images, a subsample stratified by "
+                      "label (seeded)", low=3),
+    "perplexity": Key(30.0, "float", "t-SNE perplexity (lowered below the number of images)",
+                      low=0, low_open=True),
+    "seed": Key(0, "int", "seed of the class pick, the subsample and t-SNE", low=0,
+                high=2**32 - 1),
+    "feature_batch_size": Key(256, "int", "batch size of the feature pass", low=1),
+    "overwrite": Key(False, "bool", "replace existing pictures (the old files are renamed to "
+                     "<file>.replaced-<time>, never deleted)"),
+    "output_dir": Key(None, "str", "where the pictures go (default: beside the checkpoint; "
+                      "for zoo:<name>, the current directory)"),
     "data": EVAL_DATA,
 }
 
@@ -552,9 +577,6 @@ def check_pretrain_cfg(cfg: DictConfig, datasets: Iterable[str], methods: Iterab
             raise _error(sources, "data.dataset", f"unknown dataset {cfg.data.dataset!r}. "
                          f"Choose from {sorted(datasets)}")
         _check_augmentations(cfg, sources)
-        if cfg.wandb.enabled:
-            raise _error(sources, "wandb.enabled", "not supported by this runner: runs log to "
-                         "CSV (logs/metrics.csv in the run directory), wandb needs a network")
         cfg.name = cfg.name or f"{cfg.method}-{cfg.data.dataset}"
         try:
             validate_run_name(cfg.name)
@@ -589,6 +611,11 @@ def _check_eval_cfg(cfg: DictConfig, table: dict, sources: "Sources") -> DictCon
 def check_linear_cfg(cfg: DictConfig, source: Any = None) -> DictConfig:
     """Checks and fills a linear-evaluation config."""
     return _check_eval_cfg(cfg, LINEAR, Sources.of(source))
+
+
+def check_plot_cfg(cfg: DictConfig, source: Any = None) -> DictConfig:
+    """Checks and fills a t-SNE picture config (``plot_embedding``)."""
+    return _check_eval_cfg(cfg, PLOT, Sources.of(source))
 
 
 def check_knn_cfg(cfg: DictConfig, source: Any = None) -> DictConfig:

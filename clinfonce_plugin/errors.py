@@ -29,3 +29,11 @@ class TrainingDiverged(UserError):
 
 class Interrupted(UserError):
     """Ctrl-C: the run stopped; the message says where its last checkpoint is."""
+
+
+class MissingPackage(UserError):
+    """An optional package (a setup.py extra) that the config asks for is not installed."""
+
+
+class OutputExists(UserError):
+    """An output file exists already and was not to be replaced."""

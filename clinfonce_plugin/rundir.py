@@ -24,8 +24,9 @@ def _stamp() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
-def _aside(path: str) -> str:
-    """A new name beside ``path`` for a run being replaced: ``<path>.replaced-<UTC time>``."""
+def aside_name(path: str) -> str:
+    """A new name beside ``path`` for a run (or file) being replaced:
+    ``<path>.replaced-<UTC time>``."""
     base = f"{path}.replaced-{_stamp()}"
     candidate, n = base, 1
     while os.path.lexists(candidate):
@@ -159,7 +160,7 @@ class RunDir:
                 raise RunDirError(f"an interrupted run exists at {self.partial}: continue it "
                                   f"with resume=true, or start afresh with overwrite=true (it "
                                   f"is kept as {self.partial}.replaced-<time>)")
-            backup = _aside(self.partial)
+            backup = aside_name(self.partial)
             os.rename(self.partial, backup)
             print(f"[clinfonce] the interrupted run was set aside as {backup}")
         os.makedirs(self.partial)
@@ -173,7 +174,7 @@ class RunDir:
         """Moves the completed run into place; a finished run it replaces is renamed aside."""
         if os.path.isdir(self.final):
             self._refuse_foreign(self.final)
-            backup = _aside(self.final)
+            backup = aside_name(self.final)
             os.rename(self.final, backup)
             print(f"[clinfonce] the previous run was kept as {backup}")
         os.replace(self.partial, self.final)

@@ -25,9 +25,9 @@ from .data.registry import DATASETS, open_split, require_labels, verify_split
 from .data.transforms import crop_pipelines, eval_transform, pretrain_transform
 from .errors import ConfigError, Interrupted
 from .host.backbone import apply_plugin_stem
+from .lightning_noise import lightning_noise_filtered
+from .loggers import build_loggers, check_logger_packages, finish_loggers, lr_monitor, watch
 from .rundir import RunDir
-from .utils.devices import resolve_accelerator
-from .zoo import resolve_pretrained
 from .utils.devices import resolve_accelerator
 from .zoo import resolve_pretrained
 
@@ -46,6 +46,7 @@ def prepare_cfg(cfg: omegaconf.DictConfig, source: Any = None) -> omegaconf.Dict
 def _prepare(cfg: omegaconf.DictConfig, source: Any = None):
     """``prepare_cfg``, returning also the training split it read (read once per run)."""
     cfg = check_pretrain_cfg(cfg, DATASETS, host.METHODS, source)
+    check_logger_packages(cfg)
     if cfg.resume_from_checkpoint is not None:
         # loaded weights-only first: a file from outside the run must not run code
         safe_load(cfg.resume_from_checkpoint, "resume_from_checkpoint")
@@ -192,17 +193,18 @@ def pretrain(cfg: omegaconf.DictConfig, source: Any = None,
             os.replace(args_path + ".tmp", args_path)
         if clock is not None:
             callbacks = list(callbacks or []) + [AugmentationClock(clock)]
-        return _fit(cfg, model, train_loader, val_loader, run, ckpt, callbacks)
+        return _fit(cfg, model, train_loader, val_loader, run, ckpt, callbacks, owner)
     finally:
         if owner:
             run.release()
 
 
 def _fit(cfg, model, train_loader, val_loader, run: RunDir, ckpt: Optional[str],
-         callbacks: Optional[list]) -> str:
+         callbacks: Optional[list], owner: bool) -> str:
     accelerator = _accelerator(cfg)
     callbacks = list(callbacks or []) + [FiniteLoss(), RNGState(),
-                                         BackboneOrigin(host.HOST_NAME, cfg.backbone.name)]
+                                         BackboneOrigin(host.HOST_NAME, cfg.backbone.name),
+                                         lr_monitor()]
     if cfg.checkpoint.enabled:
         callbacks.append(PeriodicCheckpoint(run.partial, cfg.checkpoint.frequency))
     trainer = pl.Trainer(
@@ -214,7 +216,7 @@ def _fit(cfg, model, train_loader, val_loader, run: RunDir, ckpt: Optional[str],
         precision=cfg.precision,
         sync_batchnorm=bool(cfg.sync_batchnorm) and accelerator != "cpu",
         accumulate_grad_batches=cfg.accumulate_grad_batches,
-        logger=CSVLogger(save_dir=run.partial, name="logs", version=""),
+        logger=build_loggers(cfg, run.partial, owner),
         callbacks=callbacks,
         enable_checkpointing=False,  # PeriodicCheckpoint writes last.ckpt
         limit_train_batches=cfg.limit_train_batches,
@@ -225,8 +227,10 @@ def _fit(cfg, model, train_loader, val_loader, run: RunDir, ckpt: Optional[str],
         deterministic=False,
     )
     _keep_metrics_on_resume(trainer, ckpt)
+    watch(trainer, model)
     try:
-        trainer.fit(model, train_loader, val_loader, **_fit_kwargs(ckpt))
+        with lightning_noise_filtered():
+            trainer.fit(model, train_loader, val_loader, **_fit_kwargs(ckpt))
     except SystemExit:
         # Lightning >= 2.2 turns Ctrl-C into sys.exit(1) after its shutdown
         if not trainer.interrupted:
@@ -240,6 +244,7 @@ def _fit(cfg, model, train_loader, val_loader, run: RunDir, ckpt: Optional[str],
 
     final = os.path.join(run.partial, f"{cfg.name}.ckpt")
     trainer.save_checkpoint(final)
+    finish_loggers(trainer)
     if trainer.is_global_zero:
         run.finish()
     trainer.strategy.barrier("clinfonce.finish")
@@ -250,22 +255,38 @@ def _fit(cfg, model, train_loader, val_loader, run: RunDir, ckpt: Optional[str],
 
 def _keep_metrics_on_resume(trainer: pl.Trainer, ckpt: Optional[str]) -> None:
     """Lightning's CSV writer deletes an existing metrics.csv when it starts. On resume the
-    rows of the epochs the checkpoint covers are kept (rows of a lost partial epoch after it
-    are dropped, that epoch is trained again) and the writer appends to them."""
-    logger = trainer.logger
-    if ckpt is None or not isinstance(logger, CSVLogger) or not trainer.is_global_zero:
+    rows the checkpoint covers are kept and the writer appends to them: rows of its epochs,
+    and rows without an epoch (the learning-rate monitor's) of the steps before its
+    global step. Rows of a lost partial epoch after it are dropped (that epoch is trained
+    again). TensorBoard and wandb keep their own files: a resumed run adds an events file
+    and continues the same wandb run."""
+    logger = next((lg for lg in trainer.loggers if isinstance(lg, CSVLogger)), None)
+    if ckpt is None or logger is None or not trainer.is_global_zero:
         return
     path = os.path.join(logger.log_dir, "metrics.csv")
     if not os.path.isfile(path):
         return
-    last_epoch = int(safe_load(ckpt, "resume checkpoint").get("epoch", -1))
+    state = safe_load(ckpt, "resume checkpoint")
+    last_epoch, next_step = int(state.get("epoch", -1)), int(state.get("global_step", 0))
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         header = sorted(reader.fieldnames or [])  # the writer's own (sorted) column order
-        rows = [r for r in reader if not r.get("epoch") or float(r["epoch"]) <= last_epoch]
-    writer = logger.experiment  # creating it removes the file
-    with open(path, "w", newline="") as f:
+        rows = [r for r in reader if (float(r["epoch"]) <= last_epoch if r.get("epoch")
+                                      else int(float(r.get("step") or 0)) < next_step)]
+    # Lightning's writer warns about a directory it finds not empty and removes its
+    # metrics.csv: it starts on an empty one while the old files wait beside it
+    log_dir = os.path.normpath(logger.log_dir)
+    aside = log_dir + ".resume"
+    os.replace(log_dir, aside)
+    writer = logger.experiment
+    for name in os.listdir(aside):
+        if name != "metrics.csv":  # e.g. hparams.yaml
+            os.replace(os.path.join(aside, name), os.path.join(log_dir, name))
+    with open(path + ".tmp", "w", newline="") as f:
         out = csv.DictWriter(f, fieldnames=header)
         out.writeheader()
         out.writerows(rows)
+    os.replace(path + ".tmp", path)
+    os.remove(os.path.join(aside, "metrics.csv"))  # its rows are in the new one
+    os.rmdir(aside)
     writer.metrics_keys = header

@@ -12,7 +12,7 @@ from clinfonce_plugin import host
 from clinfonce_plugin.config import ConfigError
 from clinfonce_plugin.config import check_pretrain_cfg
 from clinfonce_plugin.data.registry import DATASETS
-from clinfonce_plugin.config import check_knn_cfg
+from clinfonce_plugin.config import check_knn_cfg, check_plot_cfg
 from clinfonce_plugin.linear import check_linear_cfg
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -51,6 +51,13 @@ def test_knn_config_passes_the_checks(path):
     cfg = check_knn_cfg(_compose("scripts/knn", path), path)
     assert cfg.pretrained.endswith(".ckpt")
     assert os.path.basename(path) in {os.path.basename(p) for p in PRETRAIN}
+
+
+def test_the_plot_config_passes_the_checks():
+    path = os.path.join(REPO, "scripts/plot/embedding.yaml")
+    with initialize_config_dir(config_dir=os.path.dirname(path), version_base="1.2"):
+        cfg = compose(config_name="embedding.yaml", overrides=["++pretrained=x.ckpt"])
+    assert check_plot_cfg(cfg, path).split == "train"
 
 
 def test_there_are_knn_configs():

@@ -26,6 +26,8 @@ def test_quality_quick_writes_the_table_and_json(tmp_path, capsys):
     assert len(saved["table"].splitlines()) == 2 + len(quality.SPECS)
     assert saved["data"]["num_classes"] == 6  # the generated tiny dataset's parameters
     assert "| simclr |" in capsys.readouterr().out
+    # the bar chart of the table beside the JSON
+    assert (tmp_path / "quality.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.slow

@@ -68,7 +68,7 @@ def test_defaults_fill_only_missing_keys(tmp_path):
     ("dali", {"enabled": True}), ("auto_umap", {"enabled": True}),
     ("knn_eval", {"enabled": True, "k": 20}), ("debug_augmentations", True),
     ("data.format", "dali"), ("data.fraction", 0.5), ("checkpoint.keep_prev", True),
-    ("wandb.enabled", True), ("performance", {"disable_channel_last": False}),
+    ("performance", {"disable_channel_last": False}),
 ])
 def test_solo_keys_the_runner_does_not_act_on_are_refused(tmp_path, key, value):
     path, _ = _check(tmp_path)

@@ -22,6 +22,7 @@ def _cfg(root, out_dir, name, **overrides):
     cfg.name = name
     cfg.method_kwargs.clusters.k = 4  # a dynamic provider: its state must survive the crash
     cfg.method_kwargs.clusters.period = 2
+    cfg.log_every_n_steps = 1  # a row every step: the lost epoch's rows are in the log
     for key, value in overrides.items():
         OmegaConf.update(cfg, key, value, force_add=True)
     return OmegaConf.to_container(cfg, resolve=True)
@@ -50,11 +51,17 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tiny_cub, tm
     assert not (partial / "last.ckpt.tmp").exists()
     assert not (tmp_path / "clinfonce" / "crash").exists()
     rows_before = list(csv.DictReader(open(partial / "logs" / "metrics.csv")))
-    assert {float(r["epoch"]) for r in rows_before} >= {0.0, 1.0}
+    assert {float(r["epoch"]) for r in rows_before if r["epoch"]} >= {0.0, 1.0, 2.0}
+    # the learning-rate monitor's rows have a step but no epoch; step 6 is epoch 2's
+    assert {int(r["step"]) for r in rows_before if not r["epoch"]} >= set(range(7))
 
     resumed = _run({"cfg": _cfg(tiny_cub, out, "crash", resume=True)})
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming" in resumed.stdout
+    # the kept log is set aside while Lightning's CSV writer starts: no warning that it
+    # would delete it, and no file left aside
+    assert "exists and is not empty" not in resumed.stderr
+    assert not (tmp_path / "clinfonce" / "crash" / "logs.resume").exists()
     final = _state(tmp_path / "clinfonce" / "crash" / "crash.ckpt")
     assert final["global_step"] == 3 * EPOCHS
 
@@ -70,9 +77,13 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tiny_cub, tm
             torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5, msg=key)
         else:
             assert torch.equal(got, ref), key
-    # the metrics log: epochs 0-1 of the first process kept, the lost epoch 2 not duplicated
+    # the metrics log: epochs 0-1 (steps 0-5) of the first process kept, the lost epoch 2
+    # (its epoch rows and its learning-rate rows) not duplicated
     rows = list(csv.DictReader(open(tmp_path / "clinfonce" / "crash" / "logs" / "metrics.csv")))
     ref_rows = list(csv.DictReader(open(tmp_path / "clinfonce" / "straight" / "logs" /
                                         "metrics.csv")))
     steps = lambda rs: sorted((r["epoch"], r["step"]) for r in rs)  # noqa: E731
     assert steps(rows) == steps(ref_rows)
+    # the other files of the log directory (hparams.yaml under solo-learn) are kept too
+    logs = lambda name: sorted(os.listdir(tmp_path / "clinfonce" / name / "logs"))  # noqa: E731
+    assert logs("crash") == logs("straight")

@@ -19,7 +19,7 @@ from .markers import REQUIRED
 __all__ = ["REQUIRED", "Key", "ConfigError", "Sources", "fill_section", "check_known_keys",
            "check_pretrain_cfg", "check_linear_cfg", "check_knn_cfg", "select", "fill_defaults",
            "as_keys", "validate_run_name", "documented_keys", "PRETRAIN", "LINEAR", "KNN",
-           "AUGMENTATION"]
+           "KNN_FEATURE_TYPES", "AUGMENTATION"]
 
 
 
@@ -232,9 +232,15 @@ LINEAR: Dict[str, Any] = {
     },
 }
 
+# what main_knn.py evaluates (solo-learn's main_knn --feature_type)
+KNN_FEATURE_TYPES = ("backbone", "projector")
+CLUSTERING_SPLITS = ("train", "test", "all")
+
 KNN: Dict[str, Any] = {
     "name": Key(None, "str", "result name (default knn-<pretrain name>)"),
     "pretrained": Key(REQUIRED, "str", "checkpoint path, or zoo:<name>"),
+    "feature_type": Key(list(KNN_FEATURE_TYPES), "list", "features evaluated: backbone "
+                        "and/or projector (the method's projector on the backbone features)"),
     "k": Key([10, 20, 50, 100, 200], "list", "numbers of neighbours (each clipped to the "
              "number of training samples)"),
     "distance_function": Key(["cosine", "euclidean"], "list", "cosine and/or euclidean"),
@@ -244,6 +250,17 @@ KNN: Dict[str, Any] = {
     "max_matrix_elements": Key(5_000_000, "int", "elements of one test-chunk x train "
                                "similarity matrix", low=1),
     "output_dir": Key(None, "str", "where results go (default: beside the checkpoint)"),
+    "clustering": {
+        "enabled": Key(True, "bool", "k-means of the features scored by NMI and clustering "
+                       "accuracy against the labels"),
+        "k": Key(None, "int", "clusters (default: the number of classes)", low=1),
+        "split": Key("train", "str", "features clustered: train, test or all (both)",
+                     choices=CLUSTERING_SPLITS),
+        "seed": Key(0, "int", "faiss k-means seed", low=0),
+        "nredo": Key(10, "int", "k-means runs from different initial points, the best "
+                     "objective kept", low=1),
+        "iterations": Key(20, "int", "k-means iterations", low=1),
+    },
     "data": EVAL_DATA,
 }
 
@@ -589,7 +606,8 @@ def check_linear_cfg(cfg: DictConfig, source: Any = None) -> DictConfig:
 
 def check_knn_cfg(cfg: DictConfig, source: Any = None) -> DictConfig:
     """Checks and fills a kNN-evaluation config (``k`` positive integers, distances from
-    ``metrics.knn.DISTANCES``, neither empty nor repeated)."""
+    ``metrics.knn.DISTANCES``, feature types from ``KNN_FEATURE_TYPES``; no list empty or
+    repeating a value)."""
     from .metrics.knn import DISTANCES
 
     sources = Sources.of(source)
@@ -598,8 +616,9 @@ def check_knn_cfg(cfg: DictConfig, source: Any = None) -> DictConfig:
     if not ks or any(not _KINDS["int"](k) or k < 1 for k in ks) or len(set(ks)) != len(ks):
         raise _error(sources, "k", f"expected a non-empty list of distinct integers >= 1, "
                      f"got {ks}")
-    dists = list(cfg.distance_function)
-    if not dists or any(d not in DISTANCES for d in dists) or len(set(dists)) != len(dists):
-        raise _error(sources, "distance_function", f"expected a non-empty list of distinct "
-                     f"values from {list(DISTANCES)}, got {dists}")
+    for key, valid in (("distance_function", DISTANCES), ("feature_type", KNN_FEATURE_TYPES)):
+        values = list(cfg[key])
+        if not values or any(v not in valid for v in values) or len(set(values)) != len(values):
+            raise _error(sources, key, f"expected a non-empty list of distinct values from "
+                         f"{list(valid)}, got {values}")
     return cfg

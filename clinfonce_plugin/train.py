@@ -24,7 +24,7 @@ from .data.indexed import IndexedDataset, TransformedImages
 from .data.registry import DATASETS, open_split, require_labels, verify_split
 from .data.transforms import crop_pipelines, eval_transform, pretrain_transform
 from .errors import ConfigError, Interrupted
-from .host.backbone import apply_plugin_stem
+from .host.method import make_method
 from .rundir import RunDir
 from .utils.devices import resolve_accelerator
 from .zoo import resolve_pretrained
@@ -65,19 +65,9 @@ def _prepare(cfg: omegaconf.DictConfig, source: Any = None):
 
 
 def build_method(cfg: omegaconf.DictConfig, sample_info=None) -> pl.LightningModule:
-    cls = host.METHODS[cfg.method]
-    try:
-        if sample_info is not None and getattr(cls, "uses_sample_info", False):
-            model = cls(cfg, sample_info=sample_info)
-        else:
-            model = cls(cfg)
-    except ConfigError:
-        raise
-    except ValueError as err:
-        # a provider's or backbone's parameter check (e.g. a k out of range): the same clean
-        # exit as every other config error
-        raise ConfigError(f"method {cfg.method}: {err}") from None
-    apply_plugin_stem(model, cfg)
+    """The method of a prepared config (``host.method.make_method``), its backbone
+    initialised from ``backbone.pretrained`` unless the run resumes."""
+    model = make_method(cfg, sample_info)
     spec = cfg.backbone.get("pretrained")
     if spec and not (cfg.resume or cfg.resume_from_checkpoint):
         # a resumed run restores its own weights: the initialisation happened in its first run

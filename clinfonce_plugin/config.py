@@ -150,6 +150,12 @@ PRETRAIN: Dict[str, Any] = {
         "project": Key("solo-learn", "str", "unused while wandb is disabled"),
         "offline": Key(False, "bool", "unused while wandb is disabled"),
     },
+    "knn_eval": {
+        "enabled": Key(False, "bool", "solo-learn's online kNN: val_knn_acc1 / val_knn_acc5 "
+                       "logged every validation epoch (needs data.val_path)"),
+        "k": Key(20, "int", "neighbours of the online kNN", low=1),
+        "distance_func": Key("euclidean", "str", "cosine or euclidean"),
+    },
     "method_kwargs": Key({}, "dict", "the method's own keys (see docs/configuration.md)"),
     "augmentations": Key(REQUIRED, "list", "list of crop pipelines"),
     "warmup_augmentations": Key(None, "list", "crop pipelines used instead of augmentations "
@@ -163,7 +169,6 @@ PRETRAIN: Dict[str, Any] = {
 UNSUPPORTED: Dict[str, Unsupported] = {
     "dali": Unsupported(None, "remove it: DALI pipelines are not supported (CUDA only)"),
     "auto_umap": Unsupported(None, "remove it: UMAP plots are not produced"),
-    "knn_eval": Unsupported(None, "remove it and run main_linear.py on the checkpoint"),
     "performance": Unsupported(None, "remove it: channels_last is not used"),
     "debug_augmentations": Unsupported(False, "remove it"),
     "data.format": Unsupported("image_folder", "remove it: data.dataset picks the reader of "
@@ -580,7 +585,20 @@ def check_pretrain_cfg(cfg: DictConfig, datasets: Iterable[str], methods: Iterab
         if cfg.resume and cfg.resume_from_checkpoint:
             raise _error(sources, "resume", "give either resume=true or "
                          "resume_from_checkpoint=<file>, not both")
+        _check_knn_eval(cfg, sources)
     return cfg
+
+
+def _check_knn_eval(cfg: DictConfig, sources: Sources) -> None:
+    """The online kNN's distance is one the classifier knows, and it has a split to classify."""
+    from .metrics.knn import DISTANCES
+
+    if cfg.knn_eval.distance_func not in DISTANCES:
+        raise _error(sources, "knn_eval.distance_func", f"expected one of {list(DISTANCES)}, "
+                     f"got {cfg.knn_eval.distance_func!r}")
+    if cfg.knn_eval.enabled and not cfg.data.val_path:
+        raise _error(sources, "knn_eval.enabled", "the online kNN classifies the validation "
+                     "split: set data.val_path (or knn_eval.enabled=false)")
 
 
 def _check_eval_cfg(cfg: DictConfig, table: dict, sources: "Sources") -> DictConfig:

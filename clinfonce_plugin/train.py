@@ -138,9 +138,16 @@ def pretrain(cfg: omegaconf.DictConfig, source: Any = None,
     pl.seed_everything(cfg.seed, workers=True)
 
     model = build_method(cfg, sample_info=train.info)
+    # the training images under the deterministic transform, for the passes that embed them
+    train_images = TransformedImages(train.dataset, eval_transform(cfg))
+    val_images = TransformedImages(val.dataset, eval_transform(cfg)) if val is not None else None
     if getattr(model, "embedding_dataset", False) is None:
         # the k-means embedding pass reuses the split read above (metadata read once)
-        model.embedding_dataset = TransformedImages(train.dataset, eval_transform(cfg))
+        model.embedding_dataset = train_images
+    if getattr(model, "knn_splits", False) is None:
+        # the runtime's online kNN (knn_eval; solo-learn collects its features itself)
+        model.knn_splits = {"train": (train_images, torch.as_tensor(train.info.labels)),
+                            "val": (val_images, torch.as_tensor(val.info.labels))}
     # the epoch the workers' scheduled augmentations read (set by AugmentationClock); made
     # before the dataloader so that its workers share it
     clock = EpochClock() if cfg.warmup_augmentation_epochs else None
@@ -161,8 +168,8 @@ def pretrain(cfg: omegaconf.DictConfig, source: Any = None,
                               persistent_workers=workers > 0)
     val_loader = None
     if val is not None:
-        val_loader = DataLoader(TransformedImages(val.dataset, eval_transform(cfg)),
-                                batch_size=cfg.optimizer.batch_size, num_workers=workers)
+        val_loader = DataLoader(val_images, batch_size=cfg.optimizer.batch_size,
+                                num_workers=workers)
 
     run = RunDir(cfg.checkpoint.dir, cfg.method, cfg.name)
     owner = _is_global_zero()

@@ -13,7 +13,6 @@ https://arxiv.org/abs/2106.00131) that Cl-InfoNCE compares with in its Table 4
 
 Plain numpy/scipy: no torch, no host.
 """
-import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from clinfonce_plugin.metrics.information import contingency, entropy, mutual_information

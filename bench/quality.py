@@ -31,16 +31,9 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 
 from clinfonce_plugin import host  # noqa: E402
 
-# The benchmark's synthetic CUB. Its defaults (prototype_prob 0.8, 60 images per class) make a
-# dataset on which SSL nearest neighbours carry almost no class information (SimCLR's
-# leave-one-out 1-NN accuracy equals raw pixels', and ~10 % of the pairs WCL's 1-NN graph
-# joins share the class, `bench/neighbour_quality.py`), so WCL's premise fails there. Classes
-# closer to their prototypes and twice the images give neighbourhoods that carry the class
-# (see docs/results.md). A 1.6x larger un-annotated cue (the only thing telling classes that
-# share a prototype apart) makes the label information the attributes lack learnable in this
-# budget; at the default size not even SupCon learned it (docs/results.md).
-# Generated on first use into --data-root.
-BENCH_DATA = {"seed": 0, "prototype_prob": 0.95, "images_per_class": 120, "cue_scale": 1.6}
+# The benchmark's synthetic CUB (dataset synthetic_cub_bench; why these parameters: the
+# comment on BENCHMARK). Generated on first use into --data-root.
+from clinfonce_plugin.data.synthetic_cub import BENCHMARK as BENCH_DATA  # noqa: E402
 DEFAULT_DATA_ROOT = os.path.join(REPO, "datasets/synthetic_cub_bench")
 
 # name -> (pretrain config, extra overrides); attribute k is filled from select_k

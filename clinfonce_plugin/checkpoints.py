@@ -1,6 +1,7 @@
 """Loading checkpoints that come from outside the current run: ``torch.load`` with
 ``weights_only=True`` only (no code runs while unpickling), with errors that say what is
 wrong with the file."""
+import json
 import os
 import pickle
 import re
@@ -54,6 +55,33 @@ def state_dict_of(obj: Any, path: str) -> Dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: state_dict is a {type(state).__name__}, expected a dict")
     return state
+
+
+# the key under which a zoo file carries its pretrain config (what args.json holds for a run)
+ARGS_KEY = "args"
+
+
+def pretrain_args(path: str, obj: Any) -> Dict[str, Any]:
+    """The pretrain config of the checkpoint at ``path`` (already loaded as ``obj``): the run's
+    ``args.json`` beside it, else the config the file carries under ``"args"`` (zoo files)."""
+    args_path = os.path.join(os.path.dirname(os.path.abspath(path)), "args.json")
+    if os.path.isfile(args_path):
+        try:
+            with open(args_path, encoding="utf-8-sig") as f:
+                args = json.load(f)
+        except ValueError as err:
+            raise CheckpointError(f"{args_path} is not valid JSON: {err}") from None
+        where = args_path
+    elif isinstance(obj, dict) and ARGS_KEY in obj:
+        args, where = obj[ARGS_KEY], f"{path} (its {ARGS_KEY!r} entry)"
+    else:
+        raise CheckpointError(f"expected the pretrain config args.json beside {path} (looked "
+                              f"for {args_path}), or a zoo file carrying it under "
+                              f"{ARGS_KEY!r}")
+    if not isinstance(args, dict) or not isinstance(args.get("backbone"), dict):
+        raise CheckpointError(f"{where}: expected a pretrain config (a mapping with a "
+                              f"'backbone' section)")
+    return args
 
 
 def check_finite(weights: Dict[str, torch.Tensor], path: str) -> None:

@@ -2,6 +2,8 @@
 and ``select_k``.
 
 - Configs are read from a fixed directory (no ``--config-path``); ``--config-name`` picks one.
+  Without it the config is the command line's keys alone (``main_linear.py
+  pretrained=zoo:<name>``: every other key has its default or comes from the pretrain run).
 - Every plain ``key=value`` override is given to hydra as ``++key=value`` (set or add), so any
   documented key can be set on the command line without hydra's ``+``; unknown keys are then
   refused by the config check, which names the override.
@@ -51,7 +53,9 @@ def _sources(config_dir: str) -> Sources:
 
     hc = HydraConfig.get()
     name = hc.job.config_name
-    primary = os.path.join(config_dir, name if name.endswith(".yaml") else f"{name}.yaml")
+    primary = None
+    if name:
+        primary = os.path.join(config_dir, name if name.endswith(".yaml") else f"{name}.yaml")
     groups = {}
     for group, choice in hc.runtime.choices.items():
         if group.startswith("hydra") or choice is None:
@@ -81,11 +85,23 @@ def run_job(job: Callable, cfg, config_dir: str) -> None:
         sys.exit(EXIT_INTERRUPTED)
 
 
+# Without --config-name the job gets only the command line's keys; hydra must then neither
+# log to nor write into an outputs/ directory, as the yamls' own hydra sections ask.
+NO_CONFIG_HYDRA = ["hydra.run.dir=.", "hydra.output_subdir=null",
+                   "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+
+
 def hydra_main(config_dir: str, job: Callable) -> None:
     """Runs ``job`` as a hydra application over ``config_dir`` (see the module docstring)."""
     import hydra
 
-    sys.argv = [sys.argv[0]] + rewrite_overrides(sys.argv[1:], config_dir)
+    argv = rewrite_overrides(sys.argv[1:], config_dir)
+    named = any(a in ("--config-name", "-cn") or a.startswith(("--config-name=", "-cn="))
+                for a in argv)
+    help_only = any(a in ("-h", "--help", "--hydra-help") for a in argv)
+    if not named and not help_only:
+        argv += NO_CONFIG_HYDRA
+    sys.argv = [sys.argv[0]] + argv
 
     @hydra.main(version_base="1.2", config_path=config_dir, config_name=None)
     def main(cfg) -> None:

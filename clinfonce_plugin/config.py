@@ -103,8 +103,8 @@ PRETRAIN: Dict[str, Any] = {
                          "has them"),
         "verify_images": Key("auto", "bool|str", "check every image file before training "
                              "(auto: when the split has fewer than 100,000 images)"),
-        "generate": Key(False, "bool", "synthetic_cub only: generate the dataset at a "
-                        "train_path other than the default"),
+        "generate": Key(False, "bool", "synthetic_cub and synthetic_cub_bench only: generate the "
+                        "dataset at a train_path other than the default"),
         "annotations": Key(None, "str", "custom only: CSV with a path column and optional "
                            "label, split and attribute columns"),
         "class_list": Key(None, "str", "imagenet100 (required) and imagenet (optional: every class folder): file of the "
@@ -225,8 +225,11 @@ LINEAR: Dict[str, Any] = {
                        choices=("auto", "cpu", "gpu", "cuda", "mps")),
     "devices": Key(1, "int", "devices", low=1, high=1),
     "feature_batch_size": Key(256, "int", "batch size of the feature pass", low=1),
+    "compare_zoo": Key([], "list", "zoo entries evaluated the same way on the same data and "
+                       "printed beside this result, with kNN top-1"),
     "enable_progress_bar": Key(True, "bool", "Lightning progress bar"),
-    "output_dir": Key(None, "str", "where results go (default: beside the checkpoint)"),
+    "output_dir": Key(None, "str", "where results go (default: beside the checkpoint; "
+                      "trained_models/zoo for zoo:<name>)"),
     "data": EVAL_DATA,
     "optimizer": {
         "name": Key("sgd", "str", "sgd | adamw", choices=("sgd", "adamw")),
@@ -254,7 +257,8 @@ KNN: Dict[str, Any] = {
     "feature_batch_size": Key(256, "int", "batch size of the feature pass", low=1),
     "max_matrix_elements": Key(5_000_000, "int", "elements of one test-chunk x train "
                                "similarity matrix", low=1),
-    "output_dir": Key(None, "str", "where results go (default: beside the checkpoint)"),
+    "output_dir": Key(None, "str", "where results go (default: beside the checkpoint; "
+                      "trained_models/zoo for zoo:<name>)"),
     "clustering": {
         "enabled": Key(True, "bool", "k-means of the features scored by NMI and clustering "
                        "accuracy against the labels"),

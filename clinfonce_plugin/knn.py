@@ -24,7 +24,7 @@ from .linear import (INHERITED_DATA_KEYS, extract_features, load_pretrained_back
 from .metrics.clustering import clustering_accuracy, normalized_mutual_information
 from .metrics.knn import weighted_knn_accuracy
 from .projector import load_pretrained_projector
-from .zoo import resolve_pretrained
+from .zoo import default_output_dir, resolve_pretrained
 
 
 def effective_ks(ks, num_train: int):
@@ -137,8 +137,8 @@ def knn_eval(cfg: omegaconf.DictConfig, source: Optional[str] = None) -> dict:
                       "top5": acc[k][1]} for k in ks]
     clustering = []
     if cfg.clustering.enabled:
-        clustering = clustering_rows(features, {"train": y_tr, "test": y_te}, train.num_classes,
-                                 cfg.clustering)
+        clustering = clustering_rows(features, {"train": y_tr, "test": y_te},
+                                     train.num_classes, cfg.clustering)
     results = {
         "rows": rows, "clustering": clustering, "temperature": cfg.temperature,
         "pretrained": ckpt, "method": pre_cfg.method, "dataset": cfg.data.dataset,
@@ -146,7 +146,7 @@ def knn_eval(cfg: omegaconf.DictConfig, source: Optional[str] = None) -> dict:
     }
     if projector is not None:
         results["projector_dim"] = int(features["projector"]["train"].shape[1])
-    out_dir = cfg.get("output_dir") or os.path.dirname(os.path.abspath(ckpt))
+    out_dir = cfg.get("output_dir") or default_output_dir(cfg.pretrained, ckpt)
     name = cfg.get("name") or f"knn-{pre_cfg.name}"
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, f"{name}.json")

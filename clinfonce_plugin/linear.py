@@ -14,30 +14,25 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import OmegaConf, open_dict
 from torch.utils.data import DataLoader, TensorDataset
 
-from .checkpoints import check_finite, fit_keys, safe_load, state_dict_of
-from .config import check_linear_cfg
+from .checkpoints import check_finite, fit_keys, pretrain_args, safe_load, state_dict_of
+from .compare import compare, format_rows
+from .config import EVAL_DATA, check_linear_cfg
 from .data.registry import DATASETS, open_split, require_labels
 from .data.indexed import TransformedImages
 from .data.transforms import eval_transform
 from .errors import CheckpointError, ConfigError
 from .host.backbone import make_backbone
 from .utils.devices import resolve_accelerator
-from .zoo import resolve_pretrained
+from .zoo import default_output_dir, resolve_pretrained
 
 
 def load_pretrained_backbone(ckpt_path: str):
-    """Backbone rebuilt from ``args.json`` beside the checkpoint, weights from ``backbone.*``
-    (loaded weights-only: no code in the file runs; non-finite weights are refused)."""
-    args_path = os.path.join(os.path.dirname(os.path.abspath(ckpt_path)), "args.json")
-    if not os.path.isfile(args_path):
-        raise CheckpointError(f"expected the pretrain config args.json beside {ckpt_path} "
-                              f"(looked for {args_path})")
-    try:
-        with open(args_path, encoding="utf-8-sig") as f:
-            pre_cfg = OmegaConf.create(json.load(f))
-    except ValueError as err:
-        raise CheckpointError(f"{args_path} is not valid JSON: {err}") from None
-    state = state_dict_of(safe_load(ckpt_path, "pretrained checkpoint"), ckpt_path)
+    """Backbone rebuilt from the pretrain config (``args.json`` beside the checkpoint, or the
+    config a zoo file carries), weights from ``backbone.*`` (loaded weights-only: no code in
+    the file runs; non-finite weights are refused)."""
+    obj = safe_load(ckpt_path, "pretrained checkpoint")
+    pre_cfg = OmegaConf.create(pretrain_args(ckpt_path, obj))
+    state = state_dict_of(obj, ckpt_path)
     weights = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
     if not weights:
         raise CheckpointError(f"{ckpt_path} has no 'backbone.*' weights in its state_dict")
@@ -145,7 +140,7 @@ def linear_eval(cfg: omegaconf.DictConfig, source: Optional[str] = None) -> dict
                                   cfg.feature_batch_size, workers)
     mean, std = x_tr.mean(0), x_tr.std(0).clamp_min(1e-6)
     probe = LinearProbe(dim, num_classes, mean, std, cfg.optimizer, cfg.max_epochs)
-    out_dir = cfg.get("output_dir") or os.path.dirname(os.path.abspath(ckpt))
+    out_dir = cfg.get("output_dir") or default_output_dir(cfg.pretrained, ckpt)
     name = cfg.get("name") or f"linear-{pre_cfg.name}"
     trainer = pl.Trainer(max_epochs=cfg.max_epochs,
                          accelerator=resolve_accelerator(cfg.get("accelerator")),
@@ -163,10 +158,16 @@ def linear_eval(cfg: omegaconf.DictConfig, source: Optional[str] = None) -> dict
         "pretrained": ckpt, "method": pre_cfg.method, "dataset": cfg.data.dataset,
         "num_train": len(y_tr), "num_test": len(y_te), "epochs": cfg.max_epochs,
     }
+    print(f"[clinfonce] linear top-1 {results['top1']:.2f}%  top-5 {results['top5']:.2f}%  "
+          f"({pre_cfg.method}, {cfg.data.dataset})")
+    if cfg.compare_zoo:
+        data = {key: cfg.data.get(key) for key in EVAL_DATA}
+        results["comparison"] = compare(cfg, {**results, "name": name}, data, out_dir,
+                                        linear_eval)
+        print(format_rows(results["comparison"], cfg.data.dataset))
     path = os.path.join(out_dir, f"{name}.json")
     with open(path + ".tmp", "w") as f:
         json.dump(results, f, indent=2)
     os.replace(path + ".tmp", path)
-    print(f"[clinfonce] linear top-1 {results['top1']:.2f}%  top-5 {results['top5']:.2f}%  "
-          f"({pre_cfg.method}, {cfg.data.dataset}) -> {path}")
+    print(f"[clinfonce] results -> {path}")
     return results

@@ -96,6 +96,18 @@ def resolve_pretrained(spec: str, zoo_dir: Optional[str] = None) -> str:
     raise ZooError(f"pretrained={spec!r}: no such checkpoint file{hint}")
 
 
+# where evaluations of a zoo model write their results (zoo/ itself only holds the shipped files)
+ZOO_RESULTS_DIR = os.path.join("trained_models", "zoo")
+
+
+def default_output_dir(spec: str, ckpt: str) -> str:
+    """Where an evaluation of ``pretrained=spec`` writes by default: beside a checkpoint file,
+    or ``trained_models/zoo/`` (relative to the working directory) for a zoo entry."""
+    if spec.startswith(PREFIX):
+        return ZOO_RESULTS_DIR
+    return os.path.dirname(os.path.abspath(ckpt))
+
+
 def _how_to_get(entry: dict) -> str:
     """Where a missing file comes from: the entry's note, its url (downloaded by hand: this
     package never downloads), or the default advice."""

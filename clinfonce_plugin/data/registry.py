@@ -26,6 +26,7 @@ def build_cub(root: Union[str, Path], split: Split, transform: Optional[Callable
 
 
 DEFAULT_SYNTHETIC_ROOT = Path("datasets") / "synthetic_cub"
+DEFAULT_BENCHMARK_ROOT = Path("datasets") / "synthetic_cub_bench"
 
 
 def build_synthetic_cub(root: Union[str, Path], split: Split,
@@ -37,19 +38,42 @@ def build_synthetic_cub(root: Union[str, Path], split: Split,
     or ``generate`` is set; any other missing root is an error (a misspelt path must not
     silently become a new dataset). An existing root is used as is.
     """
-    if not Path(root).exists():
-        default = Path(os.path.abspath(root)) == Path(os.path.abspath(DEFAULT_SYNTHETIC_ROOT))
-        if not (default or bool(generate)):
-            raise FileNotFoundError(
-                f"synthetic_cub root {str(root)!r} does not exist; the dataset is generated "
-                f"automatically only at the default {DEFAULT_SYNTHETIC_ROOT}/ (relative to the "
-                f"working directory) or with data.generate=true")
-        # imported here: the generator is only needed when the data is missing
-        from clinfonce_plugin.data.synthetic_cub import generate_synthetic_cub
-
-        print(f"[clinfonce] generating the synthetic CUB dataset at {root}")
-        generate_synthetic_cub(root)
+    _generate_if_missing(root, DEFAULT_SYNTHETIC_ROOT, generate, "synthetic_cub", {})
     return build_cub(root, split, transform)
+
+
+def build_synthetic_cub_bench(root: Union[str, Path], split: Split,
+                              transform: Optional[Callable] = None,
+                              generate: Optional[bool] = False) -> Built:
+    """The benchmark variant of the synthetic CUB (``synthetic_cub.BENCHMARK``): generated
+    like ``synthetic_cub`` at its default ``datasets/synthetic_cub_bench``. An existing root
+    must hold the synthetic CUB of exactly these parameters (the zoo's accuracies and the
+    benchmark's tables were measured on it); anything else there is refused, never replaced."""
+    from clinfonce_plugin.data.synthetic_cub import BENCHMARK, generate_synthetic_cub
+
+    if not _generate_if_missing(root, DEFAULT_BENCHMARK_ROOT, generate, "synthetic_cub_bench",
+                                BENCHMARK):
+        generate_synthetic_cub(root, **BENCHMARK)  # ValueError naming the difference
+    return build_cub(root, split, transform)
+
+
+def _generate_if_missing(root, default_root: Path, generate, name: str, params: dict) -> bool:
+    """Generates the synthetic CUB with ``params`` at a missing ``root`` when it is
+    ``default_root`` (relative to the working directory) or ``generate`` is set; True when it
+    generated, False when ``root`` exists; FileNotFoundError for any other missing root."""
+    if Path(root).exists():
+        return False
+    if not (Path(os.path.abspath(root)) == Path(os.path.abspath(default_root)) or generate):
+        raise FileNotFoundError(
+            f"{name} root {str(root)!r} does not exist; the dataset is generated "
+            f"automatically only at the default {default_root}/ (relative to the "
+            f"working directory) or with data.generate=true")
+    # imported here: the generator is only needed when the data is missing
+    from clinfonce_plugin.data.synthetic_cub import generate_synthetic_cub
+
+    print(f"[clinfonce] generating the {name} dataset at {root}")
+    generate_synthetic_cub(root, **params)
+    return True
 
 
 def build_cifar10(root: Union[str, Path], split: Split,
@@ -98,6 +122,7 @@ def build_custom(root: Union[str, Path], split: Split, transform: Optional[Calla
 DATASETS: Dict[str, Callable[..., Built]] = {
     "cub": build_cub,
     "synthetic_cub": build_synthetic_cub,
+    "synthetic_cub_bench": build_synthetic_cub_bench,
     "cifar10": build_cifar10,
     "cifar100": build_cifar100,
     "wider_attribute": build_wider_attribute,
@@ -111,6 +136,7 @@ DATASETS: Dict[str, Callable[..., Built]] = {
 # ``open_split``; their defaults live in ``config.PRETRAIN["data"]``, the one place.
 DATASET_OPTIONS: Dict[str, Tuple[str, ...]] = {
     "synthetic_cub": ("generate",),
+    "synthetic_cub_bench": ("generate",),
     "utzappos": ("split_seed",),
     # train_path too: the test split is read with root = data.val_path, and the CSV's paths
     # and the training class names refer to the training folder

@@ -5,7 +5,7 @@ rebuild a pretrained method's modules (the projector of ``main_knn.py``)."""
 import lightning.pytorch as pl
 import omegaconf
 
-from clinfonce_plugin.errors import ConfigError
+from clinfonce_plugin.errors import ConfigError, UserError
 
 from . import METHODS
 from .backbone import apply_plugin_stem
@@ -20,8 +20,8 @@ def make_method(cfg: omegaconf.DictConfig, sample_info=None) -> pl.LightningModu
             model = cls(cfg, sample_info=sample_info)
         else:
             model = cls(cfg)
-    except ConfigError:
-        raise
+    except UserError:
+        raise  # already says what is wrong (a DataError stays one)
     except ValueError as err:
         # a provider's or backbone's parameter check (e.g. a k out of range): the same clean
         # exit as every other config error

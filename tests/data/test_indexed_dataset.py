@@ -82,8 +82,8 @@ def test_bad_transform():
 # ----------------------------------------------------------------------------- registry
 
 
-NAMES = ["cifar10", "cifar100", "cub", "custom", "imagenet", "imagenet100", "synthetic_cub", "utzappos",
-         "wider_attribute"]
+NAMES = ["cifar10", "cifar100", "cub", "custom", "imagenet", "imagenet100", "synthetic_cub",
+         "synthetic_cub_bench", "utzappos", "wider_attribute"]
 
 
 def test_registry_names():

@@ -19,8 +19,7 @@ from .config import check_knn_cfg
 from .data.indexed import TransformedImages
 from .data.transforms import eval_transform
 from .errors import ConfigError
-from .linear import (INHERITED_DATA_KEYS, extract_features, load_pretrained_backbone,
-                     open_labelled_splits)
+from .linear import extract_features, load_pretrained_backbone, open_labelled_splits
 from .metrics.clustering import clustering_accuracy, normalized_mutual_information
 from .metrics.knn import weighted_knn_accuracy
 from .projector import load_pretrained_projector
@@ -66,11 +65,6 @@ def project(projector: torch.nn.Module, feats: torch.Tensor, batch_size: int) ->
     return torch.cat([projector(chunk) for chunk in feats.split(batch_size)])
 
 
-def _same_data(cfg: omegaconf.DictConfig, pre_cfg: omegaconf.DictConfig) -> bool:
-    """Whether the evaluation's train split is the pretrain run's (every data key equal)."""
-    return all(cfg.data.get(k) == pre_cfg.data.get(k) for k in INHERITED_DATA_KEYS)
-
-
 def clustering_scores(feats: torch.Tensor, labels: torch.Tensor, k: int, ccfg) -> dict:
     """Spherical k-means (faiss, ``clusters.kmeans``) of ``feats`` into ``k`` clusters, scored
     against ``labels``: {"nmi" (0..1), "acc" (percent), "objective"}."""
@@ -107,9 +101,10 @@ def knn_eval(cfg: omegaconf.DictConfig, source: Optional[str] = None) -> dict:
     train, test = open_labelled_splits(cfg, pre_cfg, "kNN evaluation")
     projector = None
     if "projector" in cfg.feature_type:
-        # the methods that build cluster providers read the pretrain split's metadata: the
-        # split just read when the evaluation uses the pretrain data
-        info = train.info if _same_data(cfg, pre_cfg) else None
+        # a method with cluster providers is built on a split's metadata; only its projector
+        # is kept, so the split just read serves when it is of the pretrain run's dataset
+        # (the same reader: the same kinds of metadata, wherever the files now are)
+        info = train.info if cfg.data.dataset == pre_cfg.data.dataset else None
         projector = load_pretrained_projector(ckpt, pre_cfg, info)
     transform = eval_transform(pre_cfg)
     workers = int(cfg.data.num_workers)

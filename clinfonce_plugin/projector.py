@@ -31,9 +31,9 @@ def load_pretrained_projector(ckpt_path: str, pre_cfg: omegaconf.DictConfig,
     Args:
         ckpt_path: a checkpoint this project or solo-learn wrote, or a zoo file.
         pre_cfg: its resolved pretrain config (``args.json``, or a zoo file's ``args``).
-        sample_info: the pretrain training split's SampleInfo, for methods that take one
-            (their cluster providers are built with the method); None: read from
-            ``pre_cfg.data``.
+        sample_info: a SampleInfo of the pretrain run's dataset, for methods that take one
+            (their cluster providers are built with the method and discarded, only the
+            projector is kept); None: the pretrain training split, read from ``pre_cfg.data``.
     """
     state = state_dict_of(safe_load(ckpt_path, "pretrained checkpoint"), ckpt_path)
     weights = prefixed(state, "projector.")

@@ -4,6 +4,7 @@ clipped to the training set), its projector rows against the trained method's ow
 and the entry point's errors (a bad key, a checkpoint without projector)."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -128,3 +129,25 @@ def test_main_knn_refuses_a_checkpoint_without_projector(tiny_cub, tmp_path):
     assert {r["feature"] for r in res["rows"]} | {c["feature"] for c in res["clustering"]} == \
         {"backbone"}
     assert "projector_dim" not in res
+
+
+def test_projector_of_a_clinfonce_run_whose_data_moved(tiny_cub, tmp_path):
+    """The method is rebuilt on the evaluation's split of the same dataset: the pretrain
+    run's path is no longer read."""
+    moved = tmp_path / "before"
+    shutil.copytree(tiny_cub, moved)
+    cfg = yaml_pretrain_cfg("clinfonce_synthetic_cub", "symmetric_32", str(moved), str(tmp_path))
+    cfg.method_kwargs.clusters = {"provider": "attributes", "k": 4}
+    cfg = prepare_cfg(cfg)
+    torch.manual_seed(3)
+    model = build_method(cfg)
+    path = tmp_path / "clinfonce.ckpt"
+    torch.save({"state_dict": model.state_dict()}, path)
+    with open(tmp_path / "args.json", "w") as f:
+        json.dump(OmegaConf.to_container(cfg, resolve=True), f)
+    shutil.rmtree(moved)
+    knn = _knn_cfg(str(path), tiny_cub)
+    knn.feature_type, knn.clustering = ["projector"], {"enabled": False}
+    knn.output_dir = str(tmp_path / "out")
+    res = knn_eval(knn)
+    assert {r["feature"] for r in res["rows"]} == {"projector"} and res["projector_dim"] == 128

@@ -72,7 +72,7 @@ def clustering_scores(feats: torch.Tensor, labels: torch.Tensor, k: int, ccfg) -
                                          seed=ccfg.seed, nredo=ccfg.nredo)
     y = labels.numpy()
     return {"nmi": normalized_mutual_information(ids, y), "acc": clustering_accuracy(ids, y),
-            "objective": objective}
+            "objective": float(objective)}
 
 
 def clustering_rows(features: dict, labels: dict, num_classes: int, ccfg) -> list:

@@ -32,7 +32,7 @@ def normalized_mutual_information(clusters, labels) -> float:
     mean_entropy = (entropy(clusters) + entropy(labels)) / 2
     if mean_entropy == 0.0:
         return 1.0  # both labelings constant: identical partitions
-    return min(mi / mean_entropy, 1.0)  # rounding may leave a few ulps above 1
+    return float(min(mi / mean_entropy, 1.0))  # rounding may leave a few ulps above 1
 
 
 def clustering_accuracy(clusters, labels) -> float:

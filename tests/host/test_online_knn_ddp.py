@@ -1,6 +1,7 @@
 """The runtime's online kNN under DDP: 2 gloo processes, each embedding its shard of the
 train and validation splits, compute the single-process result, which equals the weighted
-kNN of features computed for the whole splits at once."""
+kNN of features computed for the whole splits at once; the pass leaves torch's random
+generator as it found it."""
 import pytest
 import torch
 
@@ -36,8 +37,12 @@ def _worker(rank):
 
 def test_every_rank_computes_the_single_process_result():
     train, val = _splits()
-    single = {d: online_knn_accuracy(_backbone(), 4, train, val, 3, d, 3, batch_size=5)
+    backbone = _backbone()
+    state = torch.get_rng_state()
+    single = {d: online_knn_accuracy(backbone, 4, train, val, 3, d, 3, batch_size=5)
               for d in ("cosine", "euclidean")}
+    # the monitor leaves the training's random stream alone
+    assert torch.equal(torch.get_rng_state(), state)
     # independent of the pass: features of the whole splits at once, unknown label dropped
     net = _backbone()
     with torch.no_grad():

@@ -42,11 +42,16 @@ def online_knn_accuracy(embed: Callable[[torch.Tensor], torch.Tensor], dim: int,
         distance: "cosine" or "euclidean".
         num_classes, batch_size, num_workers, device, forward_context: as their names say
             (see ``embed_dataset``).
+
+    torch's random generator is left as it was (the pass's draws are undone).
     """
     feats = {}
-    for name, (images, _) in (("train", train), ("val", val)):
-        feats[name] = embed_dataset(embed, images, dim, batch_size, num_workers, device,
-                                    forward_context)
+    # the data loaders draw their seeds from torch's generator: restored afterwards, so
+    # that switching the monitor on does not change the training run
+    with torch.random.fork_rng(devices=[]):
+        for name, (images, _) in (("train", train), ("val", val)):
+            feats[name] = embed_dataset(embed, images, dim, batch_size, num_workers, device,
+                                        forward_context)
     y_train = torch.as_tensor(train[1], device=feats["train"].device).long()
     y_val = torch.as_tensor(val[1], device=feats["val"].device).long()
     known = y_train >= 0

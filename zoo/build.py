@@ -75,9 +75,9 @@ def compose_pretrain(config: str, overrides):
         return compose(config_name=config, overrides=list(overrides))
 
 
-def train(name: str, attribute_k: int, work: str) -> str:
-    """The final checkpoint of zoo model ``name`` trained under ``work`` (reused when a
-    finished run is already there)."""
+def train(name: str, attribute_k: int, work: str):
+    """(final checkpoint, reused) of zoo model ``name`` trained under ``work`` (a finished run
+    already there is reused)."""
     from clinfonce_plugin.train import pretrain
 
     config, overrides = recipe(name, attribute_k)
@@ -86,8 +86,8 @@ def train(name: str, attribute_k: int, work: str) -> str:
     done = os.path.join(work, cfg.method, name, f"{name}.ckpt")
     if os.path.isfile(done):
         print(f"[zoo] {name}: reusing {done}", flush=True)
-        return done
-    return pretrain(cfg)
+        return done, True
+    return pretrain(cfg), False
 
 
 def export(ckpt: str, name: str, out: str) -> dict:
@@ -205,10 +205,11 @@ def _build(args, work: str) -> int:
         entry = dict(entries.get(name, {}))
         if not args.evaluate_only:
             start = time.perf_counter()
-            ckpt = train(name, attribute_k, work)
+            ckpt, reused = train(name, attribute_k, work)
+            if not reused:
+                entry["train_minutes"] = round((time.perf_counter() - start) / 60, 1)
             entry.update(export(ckpt, name, out))
             entry.update({
-                "train_minutes": round((time.perf_counter() - start) / 60, 1),
                 "command": f"python zoo/build.py --models {name}",
                 "config": f"scripts/pretrain/{config}.yaml", "overrides": overrides,
                 "dataset": DATASET, "dataset_params": dict(quality.BENCH_DATA),
@@ -218,7 +219,8 @@ def _build(args, work: str) -> int:
         elif not os.path.isfile(out):
             print(f"[zoo] {name}: no file {out}; skipped", flush=True)
             continue
-        entry.update({"file": file, "sha256": sha256sum(out), "size": os.path.getsize(out)})
+        entry.update({"file": file, "sha256": sha256sum(out), "size": os.path.getsize(out),
+                      "evaluated_at_commit": git_commit()})
         entry.update(evaluate(name, out, os.path.join(work, "eval", name)))
         entries[name] = entry
         write_manifest(entries, args.zoo_dir)

@@ -94,13 +94,19 @@ def check_finite(weights: Dict[str, torch.Tensor], path: str) -> None:
                               f"evaluate an earlier checkpoint or retrain with a lower lr")
 
 
+def prefixed(state: Dict[str, Any], prefix: str) -> Dict[str, torch.Tensor]:
+    """The entries of ``state`` whose key starts with ``prefix``, the prefix removed (the
+    weights of one submodule of a method's state_dict, e.g. ``projector.``)."""
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
 def backbone_weights(path: str, what: str = "backbone.pretrained") -> Dict[str, torch.Tensor]:
     """The backbone weights stored in ``path`` (loaded weights-only): the ``backbone.*``
     entries of a checkpoint this project (or solo-learn) wrote, prefix removed, or the file's
     mapping itself when it is a plain backbone state_dict (no ``backbone.`` keys, e.g. a zoo
     file of backbone weights only). Non-finite weights are refused."""
     state = state_dict_of(safe_load(path, what), path)
-    weights = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    weights = prefixed(state, "backbone.")
     if not weights:
         weights = {k: v for k, v in state.items() if torch.is_tensor(v)}
     if not weights:
@@ -139,13 +145,22 @@ def load_backbone(backbone: torch.nn.Module, path: str, name: str,
     """Copies the backbone weights of ``path`` into ``backbone`` (network ``name``), written
     by either host (key layouts mapped by ``fit_keys``); every tensor must match by key and
     shape."""
-    own = backbone.state_dict()
-    weights = fit_keys(backbone_weights(path, what), own)
+    weights = fit_keys(backbone_weights(path, what), backbone.state_dict())
+    load_exact(backbone, weights, f"{what} {path}", f"backbone {name!r}",
+               "give a checkpoint of the same backbone (and stem)")
+
+
+def load_exact(module: torch.nn.Module, weights: Dict[str, torch.Tensor], source: str,
+               target: str, hint: str) -> None:
+    """Copies ``weights`` into ``module`` when every tensor matches by key and shape; else
+    a CheckpointError naming the missing, unexpected and reshaped keys (``source`` and
+    ``target`` name the file and the module in it, ``hint`` says what to do)."""
+    own = module.state_dict()
     shapes = [k for k, v in weights.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
     missing, unexpected = sorted(set(own) - set(weights)), sorted(set(weights) - set(own))
     if missing or unexpected or shapes:
         raise CheckpointError(
-            f"{what} {path} does not fit backbone {name!r}: {len(missing)} missing keys "
-            f"{missing[:3]}, {len(unexpected)} unexpected {unexpected[:3]}, {len(shapes)} of "
-            f"another shape {shapes[:3]}; give a checkpoint of the same backbone (and stem)")
-    backbone.load_state_dict(weights, strict=True)
+            f"{source} does not fit {target}: {len(missing)} missing keys {missing[:3]}, "
+            f"{len(unexpected)} unexpected {unexpected[:3]}, {len(shapes)} of another shape "
+            f"{shapes[:3]}; {hint}")
+    module.load_state_dict(weights, strict=True)

@@ -14,8 +14,11 @@ KNN_K, KNN_DISTANCE = 20, "cosine"
 def knn_top1(pretrained: str, data: dict, output_dir: str, name: str) -> float:
     from .knn import knn_eval
 
+    # backbone rows only: a model without projector (cluster_ce) has its row too
     res = knn_eval(OmegaConf.create({"pretrained": pretrained, "k": [KNN_K],
                                      "distance_function": [KNN_DISTANCE], "data": data,
+                                     "feature_type": ["backbone"],
+                                     "clustering": {"enabled": False},
                                      "output_dir": output_dir, "name": name}))
     return next(r["top1"] for r in res["rows"] if r["feature"] == "backbone")
 

@@ -19,7 +19,7 @@ from .markers import REQUIRED
 __all__ = ["REQUIRED", "Key", "ConfigError", "Sources", "fill_section", "check_known_keys",
            "check_pretrain_cfg", "check_linear_cfg", "check_knn_cfg", "check_plot_cfg", "select",
            "fill_defaults", "as_keys", "validate_run_name", "documented_keys", "PRETRAIN",
-           "LINEAR", "KNN", "PLOT", "AUGMENTATION"]
+           "LINEAR", "KNN", "KNN_FEATURE_TYPES", "PLOT", "AUGMENTATION"]
 
 
 
@@ -155,6 +155,12 @@ PRETRAIN: Dict[str, Any] = {
         "enabled": Key(False, "bool", "also log to TensorBoard, in tensorboard/ in the run "
                        "directory (the loggers extra)"),
     },
+    "knn_eval": {
+        "enabled": Key(False, "bool", "solo-learn's online kNN: val_knn_acc1 / val_knn_acc5 "
+                       "logged every validation epoch (needs data.val_path)"),
+        "k": Key(20, "int", "neighbours of the online kNN", low=1),
+        "distance_func": Key("euclidean", "str", "cosine or euclidean"),
+    },
     "method_kwargs": Key({}, "dict", "the method's own keys (see docs/configuration.md)"),
     "augmentations": Key(REQUIRED, "list", "list of crop pipelines"),
     "warmup_augmentations": Key(None, "list", "crop pipelines used instead of augmentations "
@@ -168,7 +174,6 @@ PRETRAIN: Dict[str, Any] = {
 UNSUPPORTED: Dict[str, Unsupported] = {
     "dali": Unsupported(None, "remove it: DALI pipelines are not supported (CUDA only)"),
     "auto_umap": Unsupported(None, "remove it: UMAP plots are not produced"),
-    "knn_eval": Unsupported(None, "remove it and run main_linear.py on the checkpoint"),
     "performance": Unsupported(None, "remove it: channels_last is not used"),
     "debug_augmentations": Unsupported(False, "remove it"),
     "data.format": Unsupported("image_folder", "remove it: data.dataset picks the reader of "
@@ -240,9 +245,15 @@ LINEAR: Dict[str, Any] = {
     },
 }
 
+# what main_knn.py evaluates (solo-learn's main_knn --feature_type)
+KNN_FEATURE_TYPES = ("backbone", "projector")
+CLUSTERING_SPLITS = ("train", "test", "all")
+
 KNN: Dict[str, Any] = {
     "name": Key(None, "str", "result name (default knn-<pretrain name>)"),
     "pretrained": Key(REQUIRED, "str", "checkpoint path, or zoo:<name>"),
+    "feature_type": Key(list(KNN_FEATURE_TYPES), "list", "features evaluated: backbone "
+                        "and/or projector (the method's projector on the backbone features)"),
     "k": Key([10, 20, 50, 100, 200], "list", "numbers of neighbours (each clipped to the "
              "number of training samples)"),
     "distance_function": Key(["cosine", "euclidean"], "list", "cosine and/or euclidean"),
@@ -253,6 +264,17 @@ KNN: Dict[str, Any] = {
                                "similarity matrix", low=1),
     "output_dir": Key(None, "str", "where results go (default: beside the checkpoint; "
                       "trained_models/zoo for zoo:<name>)"),
+    "clustering": {
+        "enabled": Key(True, "bool", "k-means of the features scored by NMI and clustering "
+                       "accuracy against the labels"),
+        "k": Key(None, "int", "clusters (default: the number of classes)", low=1),
+        "split": Key("train", "str", "features clustered: train, test or all (both)",
+                     choices=CLUSTERING_SPLITS),
+        "seed": Key(0, "int", "faiss k-means seed", low=0),
+        "nredo": Key(10, "int", "k-means runs from different initial points, the best "
+                     "objective kept", low=1),
+        "iterations": Key(20, "int", "k-means iterations", low=1),
+    },
     "data": EVAL_DATA,
 }
 
@@ -589,7 +611,20 @@ def check_pretrain_cfg(cfg: DictConfig, datasets: Iterable[str], methods: Iterab
         if cfg.resume and cfg.resume_from_checkpoint:
             raise _error(sources, "resume", "give either resume=true or "
                          "resume_from_checkpoint=<file>, not both")
+        _check_knn_eval(cfg, sources)
     return cfg
+
+
+def _check_knn_eval(cfg: DictConfig, sources: Sources) -> None:
+    """The online kNN's distance is one the classifier knows, and it has a split to classify."""
+    from .metrics.knn import DISTANCES
+
+    if cfg.knn_eval.distance_func not in DISTANCES:
+        raise _error(sources, "knn_eval.distance_func", f"expected one of {list(DISTANCES)}, "
+                     f"got {cfg.knn_eval.distance_func!r}")
+    if cfg.knn_eval.enabled and not cfg.data.val_path:
+        raise _error(sources, "knn_eval.enabled", "the online kNN classifies the validation "
+                     "split: set data.val_path (or knn_eval.enabled=false)")
 
 
 def _check_eval_cfg(cfg: DictConfig, table: dict, sources: "Sources") -> DictConfig:
@@ -620,7 +655,8 @@ def check_plot_cfg(cfg: DictConfig, source: Any = None) -> DictConfig:
 
 def check_knn_cfg(cfg: DictConfig, source: Any = None) -> DictConfig:
     """Checks and fills a kNN-evaluation config (``k`` positive integers, distances from
-    ``metrics.knn.DISTANCES``, neither empty nor repeated)."""
+    ``metrics.knn.DISTANCES``, feature types from ``KNN_FEATURE_TYPES``; no list empty or
+    repeating a value)."""
     from .metrics.knn import DISTANCES
 
     sources = Sources.of(source)
@@ -629,8 +665,9 @@ def check_knn_cfg(cfg: DictConfig, source: Any = None) -> DictConfig:
     if not ks or any(not _KINDS["int"](k) or k < 1 for k in ks) or len(set(ks)) != len(ks):
         raise _error(sources, "k", f"expected a non-empty list of distinct integers >= 1, "
                      f"got {ks}")
-    dists = list(cfg.distance_function)
-    if not dists or any(d not in DISTANCES for d in dists) or len(set(dists)) != len(dists):
-        raise _error(sources, "distance_function", f"expected a non-empty list of distinct "
-                     f"values from {list(DISTANCES)}, got {dists}")
+    for key, valid in (("distance_function", DISTANCES), ("feature_type", KNN_FEATURE_TYPES)):
+        values = list(cfg[key])
+        if not values or any(v not in valid for v in values) or len(set(values)) != len(values):
+            raise _error(sources, key, f"expected a non-empty list of distinct values from "
+                         f"{list(valid)}, got {values}")
     return cfg

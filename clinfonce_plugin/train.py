@@ -24,9 +24,9 @@ from .data.indexed import IndexedDataset, TransformedImages
 from .data.registry import DATASETS, open_split, require_labels, verify_split
 from .data.transforms import crop_pipelines, eval_transform, pretrain_transform
 from .errors import ConfigError, Interrupted
-from .host.backbone import apply_plugin_stem
 from .lightning_noise import lightning_noise_filtered
 from .loggers import build_loggers, check_logger_packages, finish_loggers, lr_monitor, watch
+from .host.method import make_method
 from .rundir import RunDir
 from .utils.devices import resolve_accelerator
 from .zoo import resolve_pretrained
@@ -66,19 +66,9 @@ def _prepare(cfg: omegaconf.DictConfig, source: Any = None):
 
 
 def build_method(cfg: omegaconf.DictConfig, sample_info=None) -> pl.LightningModule:
-    cls = host.METHODS[cfg.method]
-    try:
-        if sample_info is not None and getattr(cls, "uses_sample_info", False):
-            model = cls(cfg, sample_info=sample_info)
-        else:
-            model = cls(cfg)
-    except ConfigError:
-        raise
-    except ValueError as err:
-        # a provider's or backbone's parameter check (e.g. a k out of range): the same clean
-        # exit as every other config error
-        raise ConfigError(f"method {cfg.method}: {err}") from None
-    apply_plugin_stem(model, cfg)
+    """The method of a prepared config (``host.method.make_method``), its backbone
+    initialised from ``backbone.pretrained`` unless the run resumes."""
+    model = make_method(cfg, sample_info)
     spec = cfg.backbone.get("pretrained")
     if spec and not (cfg.resume or cfg.resume_from_checkpoint):
         # a resumed run restores its own weights: the initialisation happened in its first run
@@ -149,9 +139,16 @@ def pretrain(cfg: omegaconf.DictConfig, source: Any = None,
     pl.seed_everything(cfg.seed, workers=True)
 
     model = build_method(cfg, sample_info=train.info)
+    # the training images under the deterministic transform, for the passes that embed them
+    train_images = TransformedImages(train.dataset, eval_transform(cfg))
+    val_images = TransformedImages(val.dataset, eval_transform(cfg)) if val is not None else None
     if getattr(model, "embedding_dataset", False) is None:
         # the k-means embedding pass reuses the split read above (metadata read once)
-        model.embedding_dataset = TransformedImages(train.dataset, eval_transform(cfg))
+        model.embedding_dataset = train_images
+    if getattr(model, "knn_splits", False) is None:
+        # the runtime's online kNN (knn_eval; solo-learn collects its features itself)
+        model.knn_splits = {"train": (train_images, torch.as_tensor(train.info.labels)),
+                            "val": (val_images, torch.as_tensor(val.info.labels))}
     # the epoch the workers' scheduled augmentations read (set by AugmentationClock); made
     # before the dataloader so that its workers share it
     clock = EpochClock() if cfg.warmup_augmentation_epochs else None
@@ -172,8 +169,8 @@ def pretrain(cfg: omegaconf.DictConfig, source: Any = None,
                               persistent_workers=workers > 0)
     val_loader = None
     if val is not None:
-        val_loader = DataLoader(TransformedImages(val.dataset, eval_transform(cfg)),
-                                batch_size=cfg.optimizer.batch_size, num_workers=workers)
+        val_loader = DataLoader(val_images, batch_size=cfg.optimizer.batch_size,
+                                num_workers=workers)
 
     run = RunDir(cfg.checkpoint.dir, cfg.method, cfg.name)
     owner = _is_global_zero()

@@ -55,7 +55,8 @@ def weighted_knn_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: 
     train_x, test_x = train_x.float(), test_x.float()
     if distance == "cosine":
         train_x, test_x = F.normalize(train_x, dim=1), F.normalize(test_x, dim=1)
-    train_y, test_y = train_y.long(), test_y.long()
+    # labels live with the features (the online kNN runs on the accelerator)
+    train_y, test_y = train_y.long().to(train_x.device), test_y.long().to(test_x.device)
     k_max = max(int(k) for k in ks)
     top = min(5, num_classes)
     hits1 = {int(k): 0 for k in ks}
@@ -77,9 +78,9 @@ def weighted_knn_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: 
             weight = 1.0 / (dist + EUCLIDEAN_EPSILON)
         labels = train_y[idx]
         for k in hits1:
-            scores = torch.zeros(a.size(0), num_classes).scatter_add_(1, labels[:, :k],
-                                                                      weight[:, :k])
-            votes = torch.zeros(a.size(0), num_classes).scatter_add_(
+            scores = torch.zeros(a.size(0), num_classes, device=a.device).scatter_add_(
+                1, labels[:, :k], weight[:, :k])
+            votes = torch.zeros(a.size(0), num_classes, device=a.device).scatter_add_(
                 1, labels[:, :k], torch.ones_like(weight[:, :k]))
             scores[votes == 0] = -1.0  # below every voted class (weights are >= 0)
             ranked = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :top]

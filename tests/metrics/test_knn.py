@@ -1,5 +1,6 @@
 """The weighted kNN classifier against a brute-force reference written here with Python loops,
-hand-computed cases (including ties), and the kNN config checks."""
+hand-computed cases (including ties), the kNN config checks, and the clustering rows of
+main_knn on separable features."""
 import math
 
 import pytest
@@ -7,7 +8,7 @@ import torch
 from omegaconf import OmegaConf
 
 from clinfonce_plugin.config import ConfigError, check_knn_cfg
-from clinfonce_plugin.knn import effective_ks
+from clinfonce_plugin.knn import clustering_rows, effective_ks
 from clinfonce_plugin.metrics.knn import weighted_knn_accuracy
 
 
@@ -159,9 +160,49 @@ def test_knn_config_defaults_and_checks():
     cfg = check_knn_cfg(OmegaConf.create({"pretrained": "x.ckpt"}))
     assert list(cfg.k) == [10, 20, 50, 100, 200] and cfg.temperature == 0.07
     assert list(cfg.distance_function) == ["cosine", "euclidean"]
+    assert list(cfg.feature_type) == ["backbone", "projector"]
+    assert cfg.clustering.enabled and cfg.clustering.k is None and cfg.clustering.split == "train"
     for bad, key in (({"k": [10, 0]}, "k"), ({"k": []}, "k"), ({"k": [5, 5]}, "k"),
                      ({"k": [2.5]}, "k"), ({"distance_function": ["cosine", "l1"]},
                                           "distance_function"),
+                     ({"feature_type": ["backbone", "head"]}, "feature_type"),
+                     ({"feature_type": []}, "feature_type"),
+                     ({"clustering": {"split": "val"}}, "clustering.split"),
+                     ({"clustering": {"k": 0}}, "clustering.k"),
+                     ({"clustering": {"nredo": 0}}, "clustering.nredo"),
                      ({"temperature": 0.0}, "temperature"), ({"knn_k": 3}, "knn_k")):
         with pytest.raises(ConfigError, match=rf"{key}: "):
             check_knn_cfg(OmegaConf.create({"pretrained": "x.ckpt", **bad}))
+
+
+def _blobs(n_per, seed):
+    """Three tight clusters around orthogonal directions (spherical k-means separates them
+    exactly), labelled 2, 0, 1."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.eye(8)[:3] * 5
+    x = torch.cat([c + 0.05 * torch.randn(n_per, 8, generator=g) for c in centres])
+    y = torch.tensor([2, 0, 1]).repeat_interleave(n_per)
+    return x, y
+
+
+def test_clustering_rows_on_separable_features():
+    (x_tr, y_tr), (x_te, y_te) = _blobs(10, 0), _blobs(4, 1)
+    # several k-means runs: one run from an unlucky draw of initial points can merge two
+    # blobs (seed 0 does on the 42 points of "all")
+    ccfg = OmegaConf.create({"k": None, "split": "train", "seed": 0, "nredo": 10,
+                             "iterations": 20})
+    features = {"backbone": {"train": x_tr, "test": x_te}}
+    labels = {"train": y_tr, "test": y_te}
+    for split, n in (("train", 30), ("test", 12), ("all", 42)):
+        ccfg.split = split
+        (row,) = clustering_rows(features, labels, 3, ccfg)
+        assert (row["feature"], row["split"], row["k"]) == ("backbone", split, 3)
+        assert row["acc"] == 100.0 and row["nmi"] == pytest.approx(1.0)
+    # more clusters than classes: the extra cluster's images count as wrong
+    ccfg.split, ccfg.k = "train", 4
+    (row,) = clustering_rows(features, labels, 3, ccfg)
+    assert row["k"] == 4 and row["acc"] < 100.0
+    ccfg.k = 31
+    with pytest.raises(ConfigError, match=r"clustering.k: 31 clusters for the 30 images of the "
+                                          r"train split"):
+        clustering_rows(features, labels, 3, ccfg)

@@ -65,8 +65,7 @@ def test_defaults_fill_only_missing_keys(tmp_path):
 
 
 @pytest.mark.parametrize("key,value", [
-    ("dali", {"enabled": True}), ("auto_umap", {"enabled": True}),
-    ("knn_eval", {"enabled": True, "k": 20}), ("debug_augmentations", True),
+    ("dali", {"enabled": True}), ("auto_umap", {"enabled": True}), ("debug_augmentations", True),
     ("data.format", "dali"), ("data.fraction", 0.5), ("checkpoint.keep_prev", True),
     ("performance", {"disable_channel_last": False}),
 ])
@@ -79,7 +78,7 @@ def test_solo_keys_the_runner_does_not_act_on_are_refused(tmp_path, key, value):
 
 
 @pytest.mark.parametrize("key,value", [
-    ("knn_eval", {"enabled": False, "k": 20}), ("debug_augmentations", False),
+    ("debug_augmentations", False),
     ("data.fraction", -1), ("checkpoint.keep_prev", False),
 ])
 def test_solo_keys_at_their_neutral_value_are_accepted_and_dropped(tmp_path, key, value):

@@ -4,7 +4,7 @@ Same constructor (``cfg``), attributes, ``learnable_params``, ``forward`` /
 ``multicrop_forward`` dicts and ``training_step`` outputs as ``solo.methods.base.BaseMethod``,
 so plugin methods are written once for both hosts.
 """
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import lightning.pytorch as pl
 import omegaconf
@@ -13,7 +13,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .backbones import make_host_backbone
-from clinfonce_plugin.config import select
+from .knn import online_knn_accuracy
+from clinfonce_plugin.config import PRETRAIN, fill_section, select
 from .optim import (
     SCHEDULERS,
     build_optimizer,
@@ -43,7 +44,13 @@ class BaseMethod(pl.LightningModule):
         optimizer: {name, batch_size, lr, classifier_lr, weight_decay, kwargs,
                     exclude_bias_n_norm_wd}
         scheduler: {name, warmup_epochs, warmup_start_lr, min_lr, interval, lr_decay_steps}
+        knn_eval: {enabled, k, distance_func}
         max_epochs, accumulate_grad_batches, method_kwargs
+
+    With ``knn_eval.enabled`` every validation epoch also logs ``val_knn_acc1`` and
+    ``val_knn_acc5`` (percent, as solo-learn): the online kNN of ``host/runtime/knn.py``
+    over ``knn_splits``, which the runner sets to ``{"train": (images, labels), "val":
+    (images, labels)}`` (datasets of (image tensor, target) under the eval transform).
     """
 
     _OPTIMIZERS = ("sgd", "lars", "adam", "adamw")
@@ -85,6 +92,12 @@ class BaseMethod(pl.LightningModule):
         self.multicrop: bool = self.num_small_crops != 0
         self.validation_step_outputs: List[Dict[str, Any]] = []
 
+        self.knn_eval: bool = cfg.knn_eval.enabled
+        self.knn_k: int = cfg.knn_eval.k
+        self.knn_distance: str = cfg.knn_eval.distance_func
+        if self.knn_eval:
+            self.knn_splits: Optional[Dict[str, Any]] = None  # set by the runner
+
     @staticmethod
     def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
         cfg.backbone.kwargs = select(cfg, "backbone.kwargs", {})
@@ -97,6 +110,7 @@ class BaseMethod(pl.LightningModule):
         cfg.scheduler.warmup_epochs = select(cfg, "scheduler.warmup_epochs", 10)
         cfg.scheduler.interval = select(cfg, "scheduler.interval", "step")
         cfg.method_kwargs = select(cfg, "method_kwargs", {})
+        fill_section(cfg, "knn_eval", PRETRAIN["knn_eval"])
         if cfg.optimizer.name not in BaseMethod._OPTIMIZERS:
             raise ValueError(f"unknown optimizer {cfg.optimizer.name!r}. "
                              f"Choose from {list(BaseMethod._OPTIMIZERS)}")
@@ -190,10 +204,25 @@ class BaseMethod(pl.LightningModule):
 
     def on_validation_epoch_end(self):
         outs = self.validation_step_outputs
-        if not outs:
-            return
-        n = sum(o["batch_size"] for o in outs)
-        log = {k: sum(o[k] * o["batch_size"] for o in outs) / n
-               for k in ("val_loss", "val_acc1", "val_acc5")}
-        self.log_dict(log, sync_dist=True)
-        self.validation_step_outputs.clear()
+        if outs:
+            n = sum(o["batch_size"] for o in outs)
+            log = {k: sum(o[k] * o["batch_size"] for o in outs) / n
+                   for k in ("val_loss", "val_acc1", "val_acc5")}
+            self.log_dict(log, sync_dist=True)
+            self.validation_step_outputs.clear()
+        if self.knn_eval and not self.trainer.sanity_checking:
+            # the same value on every rank (gathered features): averaging changes nothing
+            self.log_dict(self.online_knn(), sync_dist=True)
+
+    def online_knn(self) -> Dict[str, float]:
+        """``val_knn_acc1`` / ``val_knn_acc5`` (percent) of the current backbone; called in
+        the validation loop, so the model is in eval mode."""
+        if self.knn_splits is None:
+            raise RuntimeError("knn_eval.enabled but knn_splits is not set: the runner gives "
+                               "the method its train and validation images and labels")
+        acc1, acc5 = online_knn_accuracy(
+            self.backbone, self.features_dim, self.knn_splits["train"], self.knn_splits["val"],
+            self.knn_k, self.knn_distance, self.num_classes, int(self.cfg.optimizer.batch_size),
+            int(select(self.cfg, "data.num_workers", 0)), self.device,
+            self.trainer.precision_plugin.forward_context)
+        return {"val_knn_acc1": acc1, "val_knn_acc5": acc5}

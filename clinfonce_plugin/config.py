@@ -19,7 +19,7 @@ from .markers import REQUIRED
 __all__ = ["REQUIRED", "Key", "ConfigError", "Sources", "fill_section", "check_known_keys",
            "check_pretrain_cfg", "check_linear_cfg", "check_knn_cfg", "select", "fill_defaults",
            "as_keys", "validate_run_name", "documented_keys", "PRETRAIN", "LINEAR", "KNN",
-           "AUGMENTATION"]
+           "AUGMENTATION", "LINEAR_PRESETS", "linear_preset"]
 
 
 
@@ -211,40 +211,75 @@ EVAL_DATA: Dict[str, Any] = {
     "verify_images": Key("auto", "bool|str", "as in pretraining"),
 }
 
+EVAL_ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+
 LINEAR: Dict[str, Any] = {
     "name": Key(None, "str", "result name (default linear-<pretrain name>)"),
     "pretrained": Key(REQUIRED, "str", "checkpoint path, or zoo:<name>"),
+    "protocol": Key("features", "str", "features: a classifier on features extracted once; "
+                    "paper: frozen backbone, random-resized crop + flip each epoch",
+                    choices=("features", "paper")),
+    "paper_preset": Key("auto", "str", "protocol=paper: the paper whose settings fill the "
+                        "unset keys (auto: wcl for a wcl checkpoint, else clinfonce)",
+                        choices=("auto", "clinfonce", "wcl")),
     "seed": Key(5, "int", "global seed", low=0),
-    "max_epochs": Key(100, "int", "epochs of the linear classifier", low=1),
-    "accelerator": Key("cpu", "str", "Lightning accelerator",
-                       choices=("auto", "cpu", "gpu", "cuda", "mps")),
+    "max_epochs": Key(None, "int", "epochs of the linear classifier (unset: the preset's)",
+                      low=1),
+    "crop_min_scale": Key(None, "float", "protocol=paper: smallest area fraction of the "
+                          "random-resized crop (unset: the preset's)", low=0, high=1,
+                          low_open=True),
+    "accelerator": Key("auto", "str", "auto: CUDA when present, else the CPU",
+                       choices=EVAL_ACCELERATORS),
     "devices": Key(1, "int", "devices", low=1, high=1),
-    "feature_batch_size": Key(256, "int", "batch size of the feature pass", low=1),
+    "feature_batch_size": Key(256, "int", "batch size of the forward-only passes (features, "
+                              "test)", low=1),
     "enable_progress_bar": Key(True, "bool", "Lightning progress bar"),
     "output_dir": Key(None, "str", "where results go (default: beside the checkpoint)"),
     "data": EVAL_DATA,
     "optimizer": {
         "name": Key("sgd", "str", "sgd | adamw", choices=("sgd", "adamw")),
-        "lr": Key(0.1, "float", "learning rate", low=0, low_open=True),
-        "batch_size": Key(256, "int", "batch size", low=1),
-        "weight_decay": Key(0.0, "float", "weight decay", low=0),
-        "momentum": Key(0.9, "float", "SGD momentum", low=0, high=1),
+        "lr": Key(None, "float", "learning rate (unset: the preset's)", low=0, low_open=True),
+        "scale_lr": Key(None, "bool", "multiply lr by batch_size / 256 (unset: the preset's)"),
+        "batch_size": Key(None, "int", "batch size (unset: the preset's)", low=1),
+        "weight_decay": Key(None, "float", "weight decay (unset: the preset's)", low=0),
+        "momentum": Key(None, "float", "SGD momentum (unset: the preset's)", low=0, high=1),
+        "nesterov": Key(None, "bool", "SGD Nesterov momentum (unset: the preset's)"),
+    },
+    "scheduler": {
+        "interval": Key(None, "str", "cosine lr evaluated per epoch or per step (unset: the "
+                        "preset's)", choices=("epoch", "step")),
+        "min_lr_ratio": Key(None, "float", "final lr of the cosine / lr (unset: the preset's)",
+                            low=0, high=1),
     },
 }
 
-KNN: Dict[str, Any] = {
-    "name": Key(None, "str", "result name (default knn-<pretrain name>)"),
-    "pretrained": Key(REQUIRED, "str", "checkpoint path, or zoo:<name>"),
-    "k": Key([10, 20, 50, 100, 200], "list", "numbers of neighbours (each clipped to the "
-             "number of training samples)"),
-    "distance_function": Key(["cosine", "euclidean"], "list", "cosine and/or euclidean"),
-    "temperature": Key(0.07, "float", "cosine vote weight exp(similarity / temperature)",
-                       low=0, low_open=True),
-    "feature_batch_size": Key(256, "int", "batch size of the feature pass", low=1),
-    "max_matrix_elements": Key(5_000_000, "int", "elements of one test-chunk x train "
-                               "similarity matrix", low=1),
-    "output_dir": Key(None, "str", "where results go (default: beside the checkpoint)"),
-    "data": EVAL_DATA,
+# The values a linear evaluation takes for the keys it leaves unset: ``features`` for
+# protocol=features (the fast probe), a paper's for protocol=paper. Sources: Cl-InfoNCE's
+# official linear script (Crazy-Jack/Cl-InfoNCE script/run_eval.sh: lr 0.3, batch 128, 100
+# epochs, cosine; clinfonce/util.py: SGD momentum 0.95, Nesterov, weight decay 1e-4, cosine
+# per epoch down to lr x 0.1**3; data_utils.py: crop scale (0.4, 1)); WCL Sec. 4.1
+# 'Evaluation Protocol' (80 epochs, SGD momentum 0.9, lr 0.1 x batch/256, cosine, no weight
+# decay) with its official linear_eval.py (Nesterov, cosine per step to 0, torchvision's
+# crop scale (0.08, 1)).
+LINEAR_PRESETS: Dict[str, Dict[str, Any]] = {
+    "features": {
+        "max_epochs": 100, "crop_min_scale": None,
+        "optimizer": {"lr": 0.1, "scale_lr": False, "batch_size": 256, "weight_decay": 0.0,
+                      "momentum": 0.9, "nesterov": False},
+        "scheduler": {"interval": "epoch", "min_lr_ratio": 0.0},
+    },
+    "clinfonce": {
+        "max_epochs": 100, "crop_min_scale": 0.4,
+        "optimizer": {"lr": 0.3, "scale_lr": False, "batch_size": 128, "weight_decay": 1e-4,
+                      "momentum": 0.95, "nesterov": True},
+        "scheduler": {"interval": "epoch", "min_lr_ratio": 0.001},
+    },
+    "wcl": {
+        "max_epochs": 80, "crop_min_scale": 0.08,
+        "optimizer": {"lr": 0.1, "scale_lr": True, "batch_size": 256, "weight_decay": 0.0,
+                      "momentum": 0.9, "nesterov": True},
+        "scheduler": {"interval": "step", "min_lr_ratio": 0.0},
+    },
 }
 
 HYDRA_KEYS = ("defaults", "hydra")
@@ -583,8 +618,48 @@ def _check_eval_cfg(cfg: DictConfig, table: dict, sources: "Sources") -> DictCon
 
 
 def check_linear_cfg(cfg: DictConfig, source: Any = None) -> DictConfig:
-    """Checks and fills a linear-evaluation config."""
-    return _check_eval_cfg(cfg, LINEAR, Sources.of(source))
+    """Checks and fills a linear-evaluation config; keys left unset stay None until
+    ``linear_preset`` fills them (the paper preset depends on the checkpoint's method)."""
+    sources = Sources.of(source)
+    cfg = _check_eval_cfg(cfg, LINEAR, sources)
+    if cfg.protocol == "features":
+        # keys only protocol=paper reads: refused rather than ignored
+        for key, unused in (("crop_min_scale", None), ("paper_preset", "auto")):
+            if cfg[key] != unused:
+                raise _error(sources, key, f"only used by protocol=paper (protocol is "
+                             f"features), got {cfg[key]!r}")
+    return cfg
+
+
+def linear_preset(cfg: DictConfig, method: str, source: Any = None) -> str:
+    """Fills the keys a checked linear config left unset from ``LINEAR_PRESETS`` and returns
+    the preset's name: ``features`` for protocol=features; for protocol=paper,
+    ``paper_preset`` (auto: ``wcl`` for a wcl checkpoint, else ``clinfonce``)."""
+    if cfg.protocol == "features":
+        name = "features"
+    elif cfg.paper_preset != "auto":
+        name = cfg.paper_preset
+    else:
+        name = "wcl" if method == "wcl" else "clinfonce"
+    _fill_unset(cfg, LINEAR_PRESETS[name])
+    _check_nesterov(cfg, Sources.of(source))
+    return name
+
+
+def _check_nesterov(cfg: DictConfig, sources: Sources) -> None:
+    o = cfg.optimizer
+    if o.name == "sgd" and o.nesterov and o.momentum == 0:
+        raise _error(sources, "optimizer.nesterov", "Nesterov momentum needs "
+                     "optimizer.momentum > 0 (momentum is 0)")
+
+
+def _fill_unset(node: DictConfig, values: Mapping[str, Any]) -> None:
+    with open_dict(node):
+        for key, value in values.items():
+            if isinstance(value, Mapping):
+                _fill_unset(node[key], value)
+            elif node.get(key) is None:
+                node[key] = value
 
 
 def check_knn_cfg(cfg: DictConfig, source: Any = None) -> DictConfig:

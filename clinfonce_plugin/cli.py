@@ -1,5 +1,5 @@
-"""The one hydra entry wrapper of ``main_pretrain.py``, ``main_linear.py``, ``main_knn.py``
-and ``select_k``.
+"""The one hydra entry wrapper of ``main_pretrain.py``, ``main_linear.py``, ``main_knn.py``,
+``main_finetune.py`` and ``select_k``.
 
 - Configs are read from a fixed directory (no ``--config-path``); ``--config-name`` picks one.
 - Every plain ``key=value`` override is given to hydra as ``++key=value`` (set or add), so any

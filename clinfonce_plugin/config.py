@@ -19,7 +19,8 @@ from .markers import REQUIRED
 __all__ = ["REQUIRED", "Key", "ConfigError", "Sources", "fill_section", "check_known_keys",
            "check_pretrain_cfg", "check_linear_cfg", "check_knn_cfg", "select", "fill_defaults",
            "as_keys", "validate_run_name", "documented_keys", "PRETRAIN", "LINEAR", "KNN",
-           "AUGMENTATION", "LINEAR_PRESETS", "linear_preset"]
+           "AUGMENTATION", "LINEAR_PRESETS", "FINETUNE", "check_finetune_cfg",
+           "linear_preset"]
 
 
 
@@ -280,6 +281,65 @@ LINEAR_PRESETS: Dict[str, Dict[str, Any]] = {
                       "momentum": 0.9, "nesterov": True},
         "scheduler": {"interval": "step", "min_lr_ratio": 0.0},
     },
+}
+
+FINETUNE: Dict[str, Any] = {
+    "name": Key(None, "str", "result name (default finetune-<pretrain name>)"),
+    "pretrained": Key(REQUIRED, "str", "checkpoint path, or zoo:<name>"),
+    "label_fraction": Key(None, "float", "fraction of each class's training images that keep "
+                          "their label (give this or subset_file)", low=0, high=1,
+                          low_open=True),
+    "subset_seed": Key(0, "int", "seed of the per-class draw of label_fraction", low=0),
+    "subset_file": Key(None, "str", "file of the labelled training images, one per line "
+                       "(give this or label_fraction)"),
+    "seed": Key(5, "int", "global seed", low=0),
+    "max_epochs": Key(20, "int", "fine-tuning epochs", low=1),
+    "crop_min_scale": Key(0.08, "float", "smallest area fraction of the random-resized crop",
+                          low=0, high=1, low_open=True),
+    "accelerator": Key("auto", "str", "auto: CUDA when present, else the CPU",
+                       choices=EVAL_ACCELERATORS),
+    "devices": Key(1, "int", "devices", low=1, high=1),
+    "test_batch_size": Key(256, "int", "batch size of the test pass", low=1),
+    "save_weights": Key(True, "bool", "write the fine-tuned backbone and head to "
+                        "<output_dir>/<name>.pt"),
+    "enable_progress_bar": Key(True, "bool", "Lightning progress bar"),
+    "output_dir": Key(None, "str", "where results go (default: beside the checkpoint)"),
+    "data": EVAL_DATA,
+    "optimizer": {
+        "name": Key("sgd", "str", "sgd | adamw", choices=("sgd", "adamw")),
+        "lr": Key(0.01, "float", "learning rate of the backbone", low=0, low_open=True),
+        "head_lr": Key(0.2, "float", "learning rate of the linear head", low=0, low_open=True),
+        "scale_lr": Key(False, "bool", "multiply both lrs by batch_size / 256"),
+        "batch_size": Key(256, "int", "batch size", low=1),
+        "weight_decay": Key(0.0, "float", "weight decay", low=0),
+        "momentum": Key(0.9, "float", "SGD momentum", low=0, high=1),
+        "nesterov": Key(False, "bool", "SGD Nesterov momentum"),
+    },
+    "scheduler": {
+        "name": Key("step", "str", "step: lr x gamma at each of lr_decay_steps; cosine",
+                    choices=("step", "cosine")),
+        "lr_decay_steps": Key([12, 16], "list", "step: epochs at which the lr is multiplied "
+                              "by gamma"),
+        "gamma": Key(0.2, "float", "step: lr factor", low=0, low_open=True, high=1),
+        "interval": Key("epoch", "str", "cosine: evaluated per epoch or per step",
+                        choices=("epoch", "step")),
+        "min_lr_ratio": Key(0.0, "float", "cosine: final lr / lr", low=0, high=1),
+    },
+}
+
+KNN: Dict[str, Any] = {
+    "name": Key(None, "str", "result name (default knn-<pretrain name>)"),
+    "pretrained": Key(REQUIRED, "str", "checkpoint path, or zoo:<name>"),
+    "k": Key([10, 20, 50, 100, 200], "list", "numbers of neighbours (each clipped to the "
+             "number of training samples)"),
+    "distance_function": Key(["cosine", "euclidean"], "list", "cosine and/or euclidean"),
+    "temperature": Key(0.07, "float", "cosine vote weight exp(similarity / temperature)",
+                       low=0, low_open=True),
+    "feature_batch_size": Key(256, "int", "batch size of the feature pass", low=1),
+    "max_matrix_elements": Key(5_000_000, "int", "elements of one test-chunk x train "
+                               "similarity matrix", low=1),
+    "output_dir": Key(None, "str", "where results go (default: beside the checkpoint)"),
+    "data": EVAL_DATA,
 }
 
 HYDRA_KEYS = ("defaults", "hydra")
@@ -660,6 +720,26 @@ def _fill_unset(node: DictConfig, values: Mapping[str, Any]) -> None:
                 _fill_unset(node[key], value)
             elif node.get(key) is None:
                 node[key] = value
+
+
+def check_finetune_cfg(cfg: DictConfig, source: Any = None) -> DictConfig:
+    """Checks and fills a fine-tuning config: exactly one of ``label_fraction`` and
+    ``subset_file``; ``subset_seed`` only with ``label_fraction``; decay epochs positive
+    integers in increasing order."""
+    sources = Sources.of(source)
+    cfg = _check_eval_cfg(cfg, FINETUNE, sources)
+    if (cfg.label_fraction is None) == (cfg.subset_file is None):
+        raise _error(sources, "label_fraction", "give label_fraction (a per-class draw) or "
+                     "subset_file (a list of images), exactly one of them")
+    if cfg.subset_file is not None and cfg.subset_seed != 0:
+        raise _error(sources, "subset_seed", f"only used with label_fraction (subset_file "
+                     f"lists the images), got {cfg.subset_seed}")
+    _check_nesterov(cfg, sources)
+    steps = list(cfg.scheduler.lr_decay_steps)
+    if any(not _KINDS["int"](s) or s < 1 for s in steps) or steps != sorted(set(steps)):
+        raise _error(sources, "scheduler.lr_decay_steps", f"expected increasing integers "
+                     f">= 1, got {steps}")
+    return cfg
 
 
 def check_knn_cfg(cfg: DictConfig, source: Any = None) -> DictConfig:

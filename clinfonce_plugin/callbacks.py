@@ -165,6 +165,13 @@ class BackboneOrigin(pl.Callback):
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: Dict[str, Any]) -> None:
-        keys = list(pl_module.backbone.state_dict())
-        prefix = "model." if keys and all(k.startswith("model.") for k in keys) else ""
-        checkpoint["clinfonce_backbone"] = dict(self.origin, prefix=prefix)
+        checkpoint["clinfonce_backbone"] = backbone_origin(
+            self.origin["host"], self.origin["name"], pl_module.backbone)
+
+
+def backbone_origin(host_name: str, backbone_name: str, backbone: torch.nn.Module
+                    ) -> Dict[str, str]:
+    """``{"host", "name", "prefix"}`` of ``backbone`` (see BackboneOrigin)."""
+    keys = list(backbone.state_dict())
+    prefix = "model." if keys and all(k.startswith("model.") for k in keys) else ""
+    return {"host": host_name, "name": backbone_name, "prefix": prefix}

@@ -1,5 +1,5 @@
 """The one hydra entry wrapper of ``main_pretrain.py``, ``main_linear.py``, ``main_knn.py``,
-``select_k`` and ``plot_embedding``.
+``main_finetune.py``, ``select_k`` and ``plot_embedding``.
 
 - Configs are read from a fixed directory (no ``--config-path``); ``--config-name`` picks one
   (``plot_embedding`` has a default one). Without either, the config is the command line's

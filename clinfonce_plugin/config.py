@@ -19,7 +19,8 @@ from .markers import REQUIRED
 __all__ = ["REQUIRED", "Key", "ConfigError", "Sources", "fill_section", "check_known_keys",
            "check_pretrain_cfg", "check_linear_cfg", "check_knn_cfg", "check_plot_cfg", "select",
            "fill_defaults", "as_keys", "validate_run_name", "documented_keys", "PRETRAIN",
-           "LINEAR", "KNN", "KNN_FEATURE_TYPES", "PLOT", "AUGMENTATION"]
+           "LINEAR", "KNN", "KNN_FEATURE_TYPES", "PLOT", "AUGMENTATION", "LINEAR_PRESETS",
+           "FINETUNE", "check_finetune_cfg", "linear_preset"]
 
 
 
@@ -221,15 +222,28 @@ EVAL_DATA: Dict[str, Any] = {
     "verify_images": Key("auto", "bool|str", "as in pretraining"),
 }
 
+EVAL_ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+
 LINEAR: Dict[str, Any] = {
     "name": Key(None, "str", "result name (default linear-<pretrain name>)"),
     "pretrained": Key(REQUIRED, "str", "checkpoint path, or zoo:<name>"),
+    "protocol": Key("features", "str", "features: a classifier on features extracted once; "
+                    "paper: frozen backbone, random-resized crop + flip each epoch",
+                    choices=("features", "paper")),
+    "paper_preset": Key("auto", "str", "protocol=paper: the paper whose settings fill the "
+                        "unset keys (auto: wcl for a wcl checkpoint, else clinfonce)",
+                        choices=("auto", "clinfonce", "wcl")),
     "seed": Key(5, "int", "global seed", low=0),
-    "max_epochs": Key(100, "int", "epochs of the linear classifier", low=1),
-    "accelerator": Key("cpu", "str", "Lightning accelerator",
-                       choices=("auto", "cpu", "gpu", "cuda", "mps")),
+    "max_epochs": Key(None, "int", "epochs of the linear classifier (unset: the preset's)",
+                      low=1),
+    "crop_min_scale": Key(None, "float", "protocol=paper: smallest area fraction of the "
+                          "random-resized crop (unset: the preset's)", low=0, high=1,
+                          low_open=True),
+    "accelerator": Key("auto", "str", "auto: CUDA when present, else the CPU",
+                       choices=EVAL_ACCELERATORS),
     "devices": Key(1, "int", "devices", low=1, high=1),
-    "feature_batch_size": Key(256, "int", "batch size of the feature pass", low=1),
+    "feature_batch_size": Key(256, "int", "batch size of the forward-only passes (features, "
+                              "test)", low=1),
     "compare_zoo": Key([], "list", "zoo entries evaluated the same way on the same data and "
                        "printed beside this result, with kNN top-1"),
     "enable_progress_bar": Key(True, "bool", "Lightning progress bar"),
@@ -238,10 +252,91 @@ LINEAR: Dict[str, Any] = {
     "data": EVAL_DATA,
     "optimizer": {
         "name": Key("sgd", "str", "sgd | adamw", choices=("sgd", "adamw")),
-        "lr": Key(0.1, "float", "learning rate", low=0, low_open=True),
+        "lr": Key(None, "float", "learning rate (unset: the preset's)", low=0, low_open=True),
+        "scale_lr": Key(None, "bool", "multiply lr by batch_size / 256 (unset: the preset's)"),
+        "batch_size": Key(None, "int", "batch size (unset: the preset's)", low=1),
+        "weight_decay": Key(None, "float", "weight decay (unset: the preset's)", low=0),
+        "momentum": Key(None, "float", "SGD momentum (unset: the preset's)", low=0, high=1),
+        "nesterov": Key(None, "bool", "SGD Nesterov momentum (unset: the preset's)"),
+    },
+    "scheduler": {
+        "interval": Key(None, "str", "cosine lr evaluated per epoch or per step (unset: the "
+                        "preset's)", choices=("epoch", "step")),
+        "min_lr_ratio": Key(None, "float", "final lr of the cosine / lr (unset: the preset's)",
+                            low=0, high=1),
+    },
+}
+
+# The values a linear evaluation takes for the keys it leaves unset: ``features`` for
+# protocol=features (the fast probe), a paper's for protocol=paper. Sources: Cl-InfoNCE's
+# official linear script (Crazy-Jack/Cl-InfoNCE script/run_eval.sh: lr 0.3, batch 128, 100
+# epochs, cosine; clinfonce/util.py: SGD momentum 0.95, Nesterov, weight decay 1e-4, cosine
+# per epoch down to lr x 0.1**3; data_utils.py: crop scale (0.4, 1)); WCL Sec. 4.1
+# 'Evaluation Protocol' (80 epochs, SGD momentum 0.9, lr 0.1 x batch/256, cosine, no weight
+# decay) with its official linear_eval.py (Nesterov, cosine per step to 0, torchvision's
+# crop scale (0.08, 1)).
+LINEAR_PRESETS: Dict[str, Dict[str, Any]] = {
+    "features": {
+        "max_epochs": 100, "crop_min_scale": None,
+        "optimizer": {"lr": 0.1, "scale_lr": False, "batch_size": 256, "weight_decay": 0.0,
+                      "momentum": 0.9, "nesterov": False},
+        "scheduler": {"interval": "epoch", "min_lr_ratio": 0.0},
+    },
+    "clinfonce": {
+        "max_epochs": 100, "crop_min_scale": 0.4,
+        "optimizer": {"lr": 0.3, "scale_lr": False, "batch_size": 128, "weight_decay": 1e-4,
+                      "momentum": 0.95, "nesterov": True},
+        "scheduler": {"interval": "epoch", "min_lr_ratio": 0.001},
+    },
+    "wcl": {
+        "max_epochs": 80, "crop_min_scale": 0.08,
+        "optimizer": {"lr": 0.1, "scale_lr": True, "batch_size": 256, "weight_decay": 0.0,
+                      "momentum": 0.9, "nesterov": True},
+        "scheduler": {"interval": "step", "min_lr_ratio": 0.0},
+    },
+}
+
+FINETUNE: Dict[str, Any] = {
+    "name": Key(None, "str", "result name (default finetune-<pretrain name>)"),
+    "pretrained": Key(REQUIRED, "str", "checkpoint path, or zoo:<name>"),
+    "label_fraction": Key(None, "float", "fraction of each class's training images that keep "
+                          "their label (give this or subset_file)", low=0, high=1,
+                          low_open=True),
+    "subset_seed": Key(0, "int", "seed of the per-class draw of label_fraction", low=0),
+    "subset_file": Key(None, "str", "file of the labelled training images, one per line "
+                       "(give this or label_fraction)"),
+    "seed": Key(5, "int", "global seed", low=0),
+    "max_epochs": Key(20, "int", "fine-tuning epochs", low=1),
+    "crop_min_scale": Key(0.08, "float", "smallest area fraction of the random-resized crop",
+                          low=0, high=1, low_open=True),
+    "accelerator": Key("auto", "str", "auto: CUDA when present, else the CPU",
+                       choices=EVAL_ACCELERATORS),
+    "devices": Key(1, "int", "devices", low=1, high=1),
+    "test_batch_size": Key(256, "int", "batch size of the test pass", low=1),
+    "save_weights": Key(True, "bool", "write the fine-tuned backbone and head to "
+                        "<output_dir>/<name>.pt"),
+    "enable_progress_bar": Key(True, "bool", "Lightning progress bar"),
+    "output_dir": Key(None, "str", "where results go (default: beside the checkpoint)"),
+    "data": EVAL_DATA,
+    "optimizer": {
+        "name": Key("sgd", "str", "sgd | adamw", choices=("sgd", "adamw")),
+        "lr": Key(0.01, "float", "learning rate of the backbone", low=0, low_open=True),
+        "head_lr": Key(0.2, "float", "learning rate of the linear head", low=0, low_open=True),
+        "scale_lr": Key(False, "bool", "multiply both lrs by batch_size / 256"),
         "batch_size": Key(256, "int", "batch size", low=1),
         "weight_decay": Key(0.0, "float", "weight decay", low=0),
         "momentum": Key(0.9, "float", "SGD momentum", low=0, high=1),
+        "nesterov": Key(False, "bool", "SGD Nesterov momentum"),
+    },
+    "scheduler": {
+        "name": Key("step", "str", "step: lr x gamma at each of lr_decay_steps; cosine",
+                    choices=("step", "cosine")),
+        "lr_decay_steps": Key([12, 16], "list", "step: epochs at which the lr is multiplied "
+                              "by gamma"),
+        "gamma": Key(0.2, "float", "step: lr factor", low=0, low_open=True, high=1),
+        "interval": Key("epoch", "str", "cosine: evaluated per epoch or per step",
+                        choices=("epoch", "step")),
+        "min_lr_ratio": Key(0.0, "float", "cosine: final lr / lr", low=0, high=1),
     },
 }
 
@@ -644,8 +739,68 @@ def _check_eval_cfg(cfg: DictConfig, table: dict, sources: "Sources") -> DictCon
 
 
 def check_linear_cfg(cfg: DictConfig, source: Any = None) -> DictConfig:
-    """Checks and fills a linear-evaluation config."""
-    return _check_eval_cfg(cfg, LINEAR, Sources.of(source))
+    """Checks and fills a linear-evaluation config; keys left unset stay None until
+    ``linear_preset`` fills them (the paper preset depends on the checkpoint's method)."""
+    sources = Sources.of(source)
+    cfg = _check_eval_cfg(cfg, LINEAR, sources)
+    if cfg.protocol == "features":
+        # keys only protocol=paper reads: refused rather than ignored
+        for key, unused in (("crop_min_scale", None), ("paper_preset", "auto")):
+            if cfg[key] != unused:
+                raise _error(sources, key, f"only used by protocol=paper (protocol is "
+                             f"features), got {cfg[key]!r}")
+    return cfg
+
+
+def linear_preset(cfg: DictConfig, method: str, source: Any = None) -> str:
+    """Fills the keys a checked linear config left unset from ``LINEAR_PRESETS`` and returns
+    the preset's name: ``features`` for protocol=features; for protocol=paper,
+    ``paper_preset`` (auto: ``wcl`` for a wcl checkpoint, else ``clinfonce``)."""
+    if cfg.protocol == "features":
+        name = "features"
+    elif cfg.paper_preset != "auto":
+        name = cfg.paper_preset
+    else:
+        name = "wcl" if method == "wcl" else "clinfonce"
+    _fill_unset(cfg, LINEAR_PRESETS[name])
+    _check_nesterov(cfg, Sources.of(source))
+    return name
+
+
+def _check_nesterov(cfg: DictConfig, sources: Sources) -> None:
+    o = cfg.optimizer
+    if o.name == "sgd" and o.nesterov and o.momentum == 0:
+        raise _error(sources, "optimizer.nesterov", "Nesterov momentum needs "
+                     "optimizer.momentum > 0 (momentum is 0)")
+
+
+def _fill_unset(node: DictConfig, values: Mapping[str, Any]) -> None:
+    with open_dict(node):
+        for key, value in values.items():
+            if isinstance(value, Mapping):
+                _fill_unset(node[key], value)
+            elif node.get(key) is None:
+                node[key] = value
+
+
+def check_finetune_cfg(cfg: DictConfig, source: Any = None) -> DictConfig:
+    """Checks and fills a fine-tuning config: exactly one of ``label_fraction`` and
+    ``subset_file``; ``subset_seed`` only with ``label_fraction``; decay epochs positive
+    integers in increasing order."""
+    sources = Sources.of(source)
+    cfg = _check_eval_cfg(cfg, FINETUNE, sources)
+    if (cfg.label_fraction is None) == (cfg.subset_file is None):
+        raise _error(sources, "label_fraction", "give label_fraction (a per-class draw) or "
+                     "subset_file (a list of images), exactly one of them")
+    if cfg.subset_file is not None and cfg.subset_seed != 0:
+        raise _error(sources, "subset_seed", f"only used with label_fraction (subset_file "
+                     f"lists the images), got {cfg.subset_seed}")
+    _check_nesterov(cfg, sources)
+    steps = list(cfg.scheduler.lr_decay_steps)
+    if any(not _KINDS["int"](s) or s < 1 for s in steps) or steps != sorted(set(steps)):
+        raise _error(sources, "scheduler.lr_decay_steps", f"expected increasing integers "
+                     f">= 1, got {steps}")
+    return cfg
 
 
 def check_plot_cfg(cfg: DictConfig, source: Any = None) -> DictConfig:

@@ -1,29 +1,36 @@
-"""Linear evaluation: frozen pretrained backbone, features of the train/test splits extracted
-once (deterministic resize + centre crop), a linear classifier trained on them with
-Lightning, top-1/top-5 on the test split written as JSON."""
-import json
-import os
+"""Linear evaluation of a frozen pretrained backbone, top-1/top-5 on the test split written as
+JSON. Two protocols (``protocol``):
+
+- ``features``: features of the train/test splits extracted once (deterministic resize +
+  centre crop), standardised with the train statistics, a linear classifier trained on them;
+- ``paper``: the papers' protocol: every epoch the training images go through a fresh
+  random-resized crop + horizontal flip and the frozen backbone (eval mode, no gradient),
+  the classifier sees raw backbone features; the test split is centre-cropped.
+
+Both run the backbone on the accelerator when there is one; unset optimisation keys come
+from ``config.LINEAR_PRESETS``.
+"""
 from typing import Optional
 
 import lightning.pytorch as pl
 import omegaconf
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from lightning.pytorch.loggers import CSVLogger
 from omegaconf import OmegaConf, open_dict
 from torch.utils.data import DataLoader, TensorDataset
 
 from .checkpoints import check_finite, fit_keys, pretrain_args, safe_load, state_dict_of
+from .classifier import Classifier, StandardizedLinear
 from .compare import compare, format_rows
-from .config import EVAL_DATA, check_linear_cfg
+from .config import EVAL_DATA, check_linear_cfg, linear_preset
 from .data.registry import DATASETS, open_split, require_labels
 from .data.indexed import TransformedImages
 from .data.transforms import eval_transform
 from .errors import CheckpointError, ConfigError
+from .evaluation import crop_loaders, fit_and_test, optimization, output_place, write_results
 from .host.backbone import make_backbone
-from .utils.devices import resolve_accelerator
-from .zoo import default_output_dir, resolve_pretrained
+from .utils.devices import eval_device
+from .zoo import resolve_pretrained
 
 
 def load_pretrained_backbone(ckpt_path: str):
@@ -49,52 +56,15 @@ def load_pretrained_backbone(ckpt_path: str):
 
 @torch.no_grad()
 def extract_features(backbone: nn.Module, dataset, batch_size: int, workers: int):
+    """(features (N, D), targets (N,)) of ``dataset`` on the CPU; the backbone runs in eval
+    mode on the device it is on."""
     backbone.eval()
+    device = next(backbone.parameters()).device
     feats, targets = [], []
     for x, y in DataLoader(dataset, batch_size=batch_size, num_workers=workers):
-        feats.append(backbone(x))
+        feats.append(backbone(x.to(device)).cpu())
         targets.append(torch.as_tensor(y))
     return torch.cat(feats), torch.cat(targets)
-
-
-class LinearProbe(pl.LightningModule):
-    """Linear classifier on fixed features (standardised with the train statistics)."""
-
-    def __init__(self, dim: int, num_classes: int, mean, std, opt_cfg, max_epochs: int):
-        super().__init__()
-        self.register_buffer("mean", mean)
-        self.register_buffer("std", std)
-        self.fc = nn.Linear(dim, num_classes)
-        self.opt_cfg, self.max_epochs = opt_cfg, max_epochs
-        self.results = {}
-
-    def forward(self, x):
-        return self.fc((x - self.mean) / self.std)
-
-    def training_step(self, batch, _):
-        x, y = batch
-        loss = F.cross_entropy(self(x), y)
-        self.log("train_loss", loss, on_epoch=True, prog_bar=True)
-        return loss
-
-    def test_step(self, batch, _):
-        x, y = batch
-        logits = self(x)
-        k = min(5, logits.size(1))
-        top = logits.topk(k, dim=1).indices
-        self.log_dict({"test_acc1": (top[:, 0] == y).float().mean(),
-                       "test_acc5": (top == y[:, None]).any(1).float().mean()},  # top-min(5, C)
-                      on_epoch=True)
-
-    def configure_optimizers(self):
-        o = self.opt_cfg
-        if o.name == "sgd":
-            opt = torch.optim.SGD(self.parameters(), lr=o.lr, momentum=o.momentum,
-                                  weight_decay=o.weight_decay)
-        else:
-            opt = torch.optim.AdamW(self.parameters(), lr=o.lr, weight_decay=o.weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=self.max_epochs)
-        return [opt], [sched]
 
 
 # data keys a linear config inherits from the pretrain run when it leaves them unset
@@ -124,50 +94,66 @@ def open_labelled_splits(cfg: omegaconf.DictConfig, pre_cfg: omegaconf.DictConfi
     return train, test
 
 
-def linear_eval(cfg: omegaconf.DictConfig, source: Optional[str] = None) -> dict:
-    """Runs the linear protocol; returns and writes {'top1', 'top5', ...} (percent)."""
-    cfg = check_linear_cfg(cfg, source)
-    ckpt = resolve_pretrained(cfg.pretrained)
-    backbone, dim, pre_cfg = load_pretrained_backbone(ckpt)
-    pl.seed_everything(cfg.seed, workers=True)
-    transform = eval_transform(pre_cfg)
-    train, test = open_labelled_splits(cfg, pre_cfg, "linear evaluation")
-    num_classes = train.num_classes
+def features_protocol(cfg, backbone, transform, train, test):
+    """(classifier on standardised features, train loader, test loader) of protocol
+    features: the features are extracted once, on the backbone's device."""
     workers = int(cfg.data.num_workers)
     x_tr, y_tr = extract_features(backbone, TransformedImages(train.dataset, transform),
                                   cfg.feature_batch_size, workers)
     x_te, y_te = extract_features(backbone, TransformedImages(test.dataset, transform),
                                   cfg.feature_batch_size, workers)
-    mean, std = x_tr.mean(0), x_tr.std(0).clamp_min(1e-6)
-    probe = LinearProbe(dim, num_classes, mean, std, cfg.optimizer, cfg.max_epochs)
-    out_dir = cfg.get("output_dir") or default_output_dir(cfg.pretrained, ckpt)
-    name = cfg.get("name") or f"linear-{pre_cfg.name}"
-    trainer = pl.Trainer(max_epochs=cfg.max_epochs,
-                         accelerator=resolve_accelerator(cfg.get("accelerator")),
-                         devices=1, logger=CSVLogger(out_dir, name="linear_logs", version=name),
-                         enable_checkpointing=False,
-                         enable_progress_bar=cfg.get("enable_progress_bar", True),
-                         log_every_n_steps=1)
-    trainer.fit(probe, DataLoader(TensorDataset(x_tr, y_tr), batch_size=cfg.optimizer.batch_size,
-                                  shuffle=True))
-    metrics = trainer.test(probe, DataLoader(TensorDataset(x_te, y_te), batch_size=1024),
-                           verbose=False)[0]
+    head = StandardizedLinear(x_tr.mean(0), x_tr.std(0).clamp_min(1e-6), train.num_classes)
+    train_loader = DataLoader(TensorDataset(x_tr, y_tr), batch_size=cfg.optimizer.batch_size,
+                              shuffle=True)
+    test_loader = DataLoader(TensorDataset(x_te, y_te), batch_size=cfg.feature_batch_size)
+    return head, None, train_loader, test_loader
+
+
+def paper_protocol(cfg, backbone, dim, pre_cfg, train, test):
+    """(linear head, frozen backbone, train loader, test loader) of protocol paper."""
+    train_loader, test_loader = crop_loaders(
+        pre_cfg, train.dataset, test.dataset, cfg.crop_min_scale, cfg.optimizer.batch_size,
+        cfg.feature_batch_size, int(cfg.data.num_workers))
+    return nn.Linear(dim, train.num_classes), backbone, train_loader, test_loader
+
+
+def linear_eval(cfg: omegaconf.DictConfig, source: Optional[str] = None) -> dict:
+    """Runs the linear protocol; returns and writes {'top1', 'top5', ...} (percent)."""
+    cfg = check_linear_cfg(cfg, source)
+    ckpt = resolve_pretrained(cfg.pretrained)
+    backbone, dim, pre_cfg = load_pretrained_backbone(ckpt)
+    preset = linear_preset(cfg, pre_cfg.method, source)
+    device = eval_device(cfg.accelerator)
+    backbone.to(device)
+    pl.seed_everything(cfg.seed, workers=True)
+    train, test = open_labelled_splits(cfg, pre_cfg, "linear evaluation")
+    if cfg.protocol == "features":
+        parts = features_protocol(cfg, backbone, eval_transform(pre_cfg), train, test)
+    else:
+        parts = paper_protocol(cfg, backbone, dim, pre_cfg, train, test)
+    head, frozen, train_loader, test_loader = parts
+    opt = optimization(cfg, cfg.optimizer.lr)
+    model = Classifier(head, opt, len(train_loader), cfg.max_epochs, backbone=frozen)
+    out_dir, name = output_place(cfg, ckpt, f"linear-{pre_cfg.name}")
+    metrics = fit_and_test(model, train_loader, test_loader, cfg, device, out_dir,
+                           "linear_logs", name)
     results = {
         "top1": 100.0 * float(metrics["test_acc1"]),
         "top5": 100.0 * float(metrics["test_acc5"]),
+        "protocol": cfg.protocol, "preset": preset,
         "pretrained": ckpt, "method": pre_cfg.method, "dataset": cfg.data.dataset,
-        "num_train": len(y_tr), "num_test": len(y_te), "epochs": cfg.max_epochs,
+        "num_train": len(train_loader.dataset), "num_test": len(test_loader.dataset),
+        "epochs": cfg.max_epochs, "lr": opt.head_lr, "batch_size": cfg.optimizer.batch_size,
+        "device": device.type,
     }
-    print(f"[clinfonce] linear top-1 {results['top1']:.2f}%  top-5 {results['top5']:.2f}%  "
-          f"({pre_cfg.method}, {cfg.data.dataset})")
+    print(f"[clinfonce] linear ({cfg.protocol} protocol, {preset} settings) top-1 "
+          f"{results['top1']:.2f}%  top-5 {results['top5']:.2f}%  ({pre_cfg.method}, "
+          f"{cfg.data.dataset})")
     if cfg.compare_zoo:
         data = {key: cfg.data.get(key) for key in EVAL_DATA}
         results["comparison"] = compare(cfg, {**results, "name": name}, data, out_dir,
                                         linear_eval)
         print(format_rows(results["comparison"], cfg.data.dataset))
-    path = os.path.join(out_dir, f"{name}.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(results, f, indent=2)
-    os.replace(path + ".tmp", path)
+    path = write_results(out_dir, name, results)
     print(f"[clinfonce] results -> {path}")
     return results

@@ -59,3 +59,15 @@ def slow_mi_and_cond_entropy(z, t):
     mi = sum(c / n * math.log2((c / n) / ((pz[a] / n) * (pt[b] / n))) for (a, b), c in joint.items())
     h = -sum(c / n * math.log2(c / pt[b]) for (a, b), c in joint.items())
     return mi, h
+
+
+def entry_point_errors(script: str, *args: str):
+    """Runs ``python <script> <args>`` from the repository root: (exit code, its ``error:``
+    lines, stderr)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, script, *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    return proc.returncode, errors, proc.stderr

@@ -9,16 +9,16 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from clinfonce_plugin import host
-from clinfonce_plugin.config import ConfigError
 from clinfonce_plugin.config import check_pretrain_cfg
 from clinfonce_plugin.data.registry import DATASETS
-from clinfonce_plugin.config import check_knn_cfg, check_plot_cfg
+from clinfonce_plugin.config import check_finetune_cfg, check_knn_cfg, check_plot_cfg
 from clinfonce_plugin.linear import check_linear_cfg
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRETRAIN = sorted(glob.glob(os.path.join(REPO, "scripts/pretrain/*.yaml")))
 LINEAR = sorted(glob.glob(os.path.join(REPO, "scripts/linear/*.yaml")))
 KNN = sorted(glob.glob(os.path.join(REPO, "scripts/knn/*.yaml")))
+FINETUNE = sorted(glob.glob(os.path.join(REPO, "scripts/finetune/*.yaml")))
 
 
 def _compose(folder, path):
@@ -60,6 +60,21 @@ def test_the_plot_config_passes_the_checks():
     assert check_plot_cfg(cfg, path).split == "train"
 
 
+@pytest.mark.parametrize("path", FINETUNE, ids=os.path.basename)
+def test_finetune_config_passes_the_checks(path):
+    cfg = check_finetune_cfg(_compose("scripts/finetune", path), path)
+    assert cfg.pretrained.endswith(".ckpt")
+    # <pretrain config>[_<labels>].yaml
+    stem = re.sub(r"_\d+pct$", "", os.path.basename(path)[:-5])
+    assert f"{stem}.yaml" in {os.path.basename(p) for p in PRETRAIN}
+
+
+def test_there_are_finetune_configs():
+    names = {os.path.basename(p) for p in FINETUNE}
+    assert {"clinfonce_synthetic_cub.yaml", "wcl_imagenet100_1pct.yaml",
+            "wcl_imagenet100_10pct.yaml"} <= names
+
+
 def test_there_are_knn_configs():
     assert "clinfonce_synthetic_cub.yaml" in {os.path.basename(p) for p in KNN}
 
@@ -75,9 +90,13 @@ DOCS = [os.path.join(REPO, "README.md")] + sorted(glob.glob(os.path.join(REPO, "
 def test_readme_and_docs_commands_name_existing_configs():
     readme = _read(os.path.join(REPO, "README.md"))
     assert "clinfonce_synthetic_cub.yaml" in set(re.findall(r"--config-name (\S+\.yaml)", readme))
-    names = {n for path in DOCS for n in re.findall(r"--config-name (\S+\.yaml)", _read(path))}
-    for name in names:
-        assert os.path.isfile(os.path.join(REPO, "scripts/pretrain", name)), name
+    # each entry point reads its own folder; a command without one names a pretrain config
+    folders = {"main_linear": "linear", "main_knn": "knn", "main_finetune": "finetune"}
+    commands = {m for path in DOCS for m in re.findall(
+        r"(?:(main_\w+)\.py[^\n]*?)?--config-name (\S+\.yaml)", _read(path))}
+    for script, name in commands:
+        folder = folders.get(script, "pretrain")
+        assert os.path.isfile(os.path.join(REPO, "scripts", folder, name)), (script, name)
     assert "pip install -e \".[test,plots]\" && python -m pytest -q" in readme
     assert "python -m pytest -q" in _read(os.path.join(REPO, ".ci/run"))
 

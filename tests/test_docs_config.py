@@ -1,7 +1,7 @@
 """docs/configuration.md documents exactly the config keys the code defines, with their real
 defaults: every documented key exists in the defaults tables and every default key is
 documented (pretrain, refused solo-learn keys, each method's kwargs, each provider's
-parameters, the runtime's methods, linear, kNN, t-SNE pictures)."""
+parameters, the runtime's methods, linear, kNN, fine-tuning, t-SNE pictures)."""
 import os
 import re
 from collections import defaultdict
@@ -9,8 +9,8 @@ from collections import defaultdict
 import pytest
 
 from clinfonce_plugin.clusters.registry import CLUSTER_PROVIDERS
-from clinfonce_plugin.config import AUGMENTATION, KNN, LINEAR, PLOT, PRETRAIN, REQUIRED, \
-    UNSUPPORTED, documented_keys
+from clinfonce_plugin.config import AUGMENTATION, FINETUNE, KNN, LINEAR, PLOT, PRETRAIN, \
+    REQUIRED, UNSUPPORTED, documented_keys
 from clinfonce_plugin.host.runtime.args import OPTIMIZER_KWARGS
 from clinfonce_plugin.host.runtime.methods import PROJECTOR_KWARGS, SWAV_KWARGS
 from clinfonce_plugin.methods import clinfonce, cluster_ce, wcl
@@ -70,6 +70,8 @@ def _expected():
             {k: _shown(spec.default) for k, spec in documented_keys(KNN).items()},
         "t-SNE pictures (`python -m clinfonce_plugin.plot_embedding`)":
             {k: _shown(spec.default) for k, spec in documented_keys(PLOT).items()},
+        "Fine-tuning (`main_finetune.py`)":
+            {k: _shown(spec.default) for k, spec in documented_keys(FINETUNE).items()},
     }
     for name, cls in CLUSTER_PROVIDERS.items():
         expected[f"Cluster provider `{name}`"] = _kwargs(cls.PARAMS, "method_kwargs.clusters.")

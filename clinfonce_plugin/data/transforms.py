@@ -59,12 +59,29 @@ def crop_pipelines(cfg: omegaconf.DictConfig, clock: Optional[EpochClock] = None
             [ScheduledTransform(w, n, epochs, clock) for w, n in zip(weak_small, small)])
 
 
-def eval_transform(cfg: omegaconf.DictConfig):
-    """Deterministic resize + centre crop at the first pipeline's crop size, normalised like
-    training (validation, features, the k-means embedding pass)."""
+def _single_crop(cfg: omegaconf.DictConfig, crop_min_scale: Optional[float]):
+    """The first pipeline of ``cfg.augmentations`` (its crop size, normalisation) with every
+    random op off; a random-resized crop of area fraction [crop_min_scale, 1] and a
+    horizontal flip (p 0.5) when ``crop_min_scale`` is given, else resize + centre crop."""
     node = OmegaConf.create(OmegaConf.to_container(cfg.augmentations[0], resolve=True))
-    node.rrc.enabled = False
     for key in _RANDOM_OPS:
         if key in node:
             node[key].prob = 0.0
+    node.rrc.enabled = crop_min_scale is not None
+    if crop_min_scale is not None:
+        node.rrc.crop_min_scale, node.rrc.crop_max_scale = float(crop_min_scale), 1.0
+        node.horizontal_flip = {"prob": 0.5}
     return host.build_transform_pipeline(cfg.data.dataset, node)
+
+
+def eval_transform(cfg: omegaconf.DictConfig):
+    """Deterministic resize + centre crop at the first pipeline's crop size, normalised like
+    training (validation, features, the k-means embedding pass)."""
+    return _single_crop(cfg, None)
+
+
+def classifier_train_transform(cfg: omegaconf.DictConfig, crop_min_scale: float):
+    """A fresh random-resized crop (area fraction [crop_min_scale, 1]) + horizontal flip of
+    every image at each draw, at the first pipeline's crop size and normalised like training:
+    the training images of paper-protocol linear evaluation and fine-tuning."""
+    return _single_crop(cfg, crop_min_scale)

@@ -12,3 +12,21 @@ def resolve_accelerator(accelerator) -> str:
         print("[clinfonce] no GPU on this machine: training on the CPU")
         return "cpu"
     return accelerator
+
+
+def eval_device(accelerator) -> torch.device:
+    """The one device of an evaluation run (linear, fine-tuning): CUDA for auto, gpu and cuda
+    when this machine has it, MPS when asked for and present, else the CPU."""
+    accelerator = resolve_accelerator(accelerator)
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    if accelerator == "mps":
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        print("[clinfonce] no MPS device on this machine: running on the CPU")
+    return torch.device("cpu")
+
+
+def lightning_accelerator(device: torch.device) -> str:
+    """Lightning's accelerator name for ``device``."""
+    return {"cuda": "gpu"}.get(device.type, device.type)

@@ -8,7 +8,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from clinfonce_plugin import host
-from clinfonce_plugin.config import ConfigError, check_linear_cfg, check_pretrain_cfg
+from clinfonce_plugin.config import ConfigError, check_linear_cfg, check_pretrain_cfg, \
+    linear_preset
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 YAML = """method: clinfonce
@@ -95,7 +96,10 @@ def test_linear_values_are_checked_too():
     with pytest.raises(ConfigError, match="optimizer.lr: expected a number, got 'fast'"):
         check_linear_cfg(OmegaConf.create({"pretrained": "x.ckpt",
                                            "optimizer": {"lr": "fast"}}))
-    assert check_linear_cfg(OmegaConf.create({"pretrained": "x"})).max_epochs == 100
+    cfg = check_linear_cfg(OmegaConf.create({"pretrained": "x"}))
+    assert cfg.max_epochs is None  # unset until the protocol's preset fills it
+    linear_preset(cfg, "simclr")
+    assert cfg.max_epochs == 100
 
 
 def test_documented_keys_are_set_on_the_command_line_without_plus(tmp_path):

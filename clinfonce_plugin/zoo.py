@@ -133,7 +133,8 @@ def _cell(value) -> str:
 # the columns of ``list``: (header, entry key)
 LIST_COLUMNS = (("name", None), ("method", "method"), ("dataset", "dataset"),
                 ("backbone", "backbone"), ("linear top-1", "linear_top1"),
-                ("kNN top-1", "knn_top1"), ("MB", None), ("on disk", None))
+                ("paper linear top-1", "linear_paper_top1"), ("kNN top-1", "knn_top1"),
+                ("MB", None), ("on disk", None))
 
 
 def list_rows(zoo_dir: str) -> List[List[str]]:

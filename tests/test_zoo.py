@@ -115,8 +115,9 @@ def test_cli_list_shows_each_entry_and_whether_its_file_is_here(tmp_path, capsys
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert sorted(rows) == ["absent", "r18", "tiny"]
     # r18: recorded fields, the recorded size in MB, its file (tiny.ckpt) is on disk
-    assert rows["r18"] == ["r18", "simclr", "synthetic_cub", "resnet18", "50.2", "-", "3.0",
-                           "yes"]
+    # the header's "linear top-1", "paper linear top-1", "kNN top-1" split into words
+    assert rows["r18"] == ["r18", "simclr", "synthetic_cub", "resnet18", "50.2", "-", "-",
+                           "3.0", "yes"]
     assert rows["absent"][-1] == "no" and rows["tiny"][-1] == "yes"
     assert rows["tiny"][-2] == f"{len(b'weights') / 2 ** 20:.1f}"  # measured when not recorded
 

@@ -116,39 +116,50 @@ def export(ckpt: str, name: str, out: str) -> dict:
             "clusters": args.get("method_kwargs", {}).get("clusters")}
 
 
-def evaluate(name: str, path: str, out_dir: str) -> dict:
-    """Linear (the fast features protocol, and the papers' protocol when this tree has it)
-    and kNN top-1 of the zoo file ``path``, each with its wall time and the command that
-    gives the same figure (every other key at its default)."""
-    from clinfonce_plugin.config import LINEAR
+def evaluate(name: str, path: str, out_dir: str, linear: bool = True) -> dict:
+    """Linear (the fast features protocol and the papers' protocol) top-1 (``linear``), then
+    kNN top-1 and the clustering scores of the zoo file ``path``, each with its wall time and
+    the command that gives the same figure (every other key at its default)."""
     from clinfonce_plugin.knn import knn_eval
     from clinfonce_plugin.linear import linear_eval
 
     facts = {}
-    protocols = ["features"] + (["paper"] if "protocol" in LINEAR else [])
-    for protocol in protocols:
-        cfg = {"pretrained": path, "output_dir": out_dir, "enable_progress_bar": False,
-               "name": f"linear-{protocol}"}
-        command = f"python main_linear.py pretrained=zoo:{name}"
-        if "protocol" in LINEAR:
-            cfg["protocol"] = protocol
-            command += f" protocol={protocol}"
+    for protocol in ("features", "paper") if linear else ():
         start = time.perf_counter()
-        res = linear_eval(OmegaConf.create(cfg))
+        res = linear_eval(OmegaConf.create({"pretrained": path, "output_dir": out_dir,
+                                            "enable_progress_bar": False, "protocol": protocol,
+                                            "name": f"linear-{protocol}"}))
         seconds = time.perf_counter() - start
         key = "linear" if protocol == "features" else f"linear_{protocol}"
+        command = f"python main_linear.py pretrained=zoo:{name}"
         facts.update({f"{key}_top1": round(res["top1"], 2), f"{key}_top5": round(res["top5"], 2),
-                      f"{key}_seconds": round(seconds, 1), f"{key}_command": command})
+                      f"{key}_seconds": round(seconds, 1),
+                      f"{key}_command": command + ("" if protocol == "features"
+                                                   else f" protocol={protocol}")})
+    # the projector too when the file has one (cluster_ce has none)
+    state = safe_load(path, "zoo file")["state_dict"]
+    features = ["backbone"] + (["projector"] if any(k.startswith("projector.") for k in state)
+                               else [])
     start = time.perf_counter()
     res = knn_eval(OmegaConf.create({"pretrained": path, "k": [KNN_K],
                                      "distance_function": [KNN_DISTANCE],
-                                     "output_dir": out_dir, "name": "knn"}))
+                                     "feature_type": features, "output_dir": out_dir,
+                                     "name": "knn"}))
     seconds = time.perf_counter() - start
-    row = next(r for r in res["rows"] if r["feature"] == "backbone")
-    facts.update({"knn_top1": round(row["top1"], 2), "knn_top5": round(row["top5"], 2),
+    rows = {r["feature"]: r for r in res["rows"]}
+    scores = {r["feature"]: r for r in res["clustering"]}
+    facts.update({"knn_top1": round(rows["backbone"]["top1"], 2),
+                  "knn_top5": round(rows["backbone"]["top5"], 2),
                   "knn_seconds": round(seconds, 1),
+                  "nmi": round(scores["backbone"]["nmi"], 4),
+                  "clustering_acc": round(scores["backbone"]["acc"], 2),
                   "knn_command": f"python main_knn.py pretrained=zoo:{name} k=[{KNN_K}] "
-                                 f"distance_function=[{KNN_DISTANCE}]"})
+                                 f"distance_function=[{KNN_DISTANCE}] "
+                                 f"feature_type=[{','.join(features)}]"})
+    if "projector" in rows:
+        facts.update({"knn_projector_top1": round(rows["projector"]["top1"], 2),
+                      "nmi_projector": round(scores["projector"]["nmi"], 4),
+                      "clustering_acc_projector": round(scores["projector"]["acc"], 2)})
     return facts
 
 
@@ -180,6 +191,8 @@ def main(argv=None) -> int:
                              "default: a temporary directory")
     parser.add_argument("--evaluate-only", action="store_true",
                         help="re-measure the zoo files present; train nothing")
+    parser.add_argument("--knn-only", action="store_true",
+                        help="with --evaluate-only: re-measure only kNN and clustering")
     parser.add_argument("--zoo-dir", default=ZOO_DIR)
     args = parser.parse_args(argv)
     if os.path.abspath(os.getcwd()) != REPO:
@@ -221,11 +234,13 @@ def _build(args, work: str) -> int:
             continue
         entry.update({"file": file, "sha256": sha256sum(out), "size": os.path.getsize(out),
                       "evaluated_at_commit": git_commit()})
-        entry.update(evaluate(name, out, os.path.join(work, "eval", name)))
+        entry.update(evaluate(name, out, os.path.join(work, "eval", name),
+                              linear=not args.knn_only))
         entries[name] = entry
         write_manifest(entries, args.zoo_dir)
         print(f"[zoo] {name}: linear {entry.get('linear_top1')} / paper "
-              f"{entry.get('linear_paper_top1')} / kNN {entry.get('knn_top1')}", flush=True)
+              f"{entry.get('linear_paper_top1')} / kNN {entry.get('knn_top1')} / NMI "
+              f"{entry.get('nmi')} / ACC {entry.get('clustering_acc')}", flush=True)
     return 0
 
 

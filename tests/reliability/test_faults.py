@@ -93,7 +93,10 @@ def test_ctrl_c_says_where_the_last_checkpoint_is(tiny_cub, tmp_path):
         [sys.executable, "main_pretrain.py", "--config-name", "simclr_synthetic_cub.yaml",
          f"data.train_path={tiny_cub}", "data.num_workers=0", "optimizer.batch_size=12",
          f"checkpoint.dir={tmp_path}", "max_epochs=500", "enable_progress_bar=false",
-         "name=ctrlc"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         "name=ctrlc"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a suite started in the background (nohup, &) inherits an ignored SIGINT, and Python
+        # then installs no KeyboardInterrupt handler: the child gets the default disposition
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     last = tmp_path / "simclr" / "ctrlc.partial" / "last.ckpt"
     deadline = time.time() + 240
     while not last.exists() and proc.poll() is None and time.time() < deadline:

@@ -11,7 +11,7 @@ import omegaconf
 import torch
 from lightning.pytorch.loggers import CSVLogger
 
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, TensorDataset
 
 from .classifier import Optimization, Schedule, scaled_lr
 from .data.indexed import TransformedImages
@@ -71,8 +71,13 @@ def fit_and_test(model: pl.LightningModule, train_loader, test_loader, cfg,
     with warnings.catch_warnings():
         # a frozen backbone is in eval mode on purpose
         warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+        for stage, loader in (("train", train_loader), ("test", test_loader)):
+            if isinstance(loader.dataset, TensorDataset):
+                # features already in memory: a worker process would only copy them
+                warnings.filterwarnings(
+                    "ignore", message=f"The '{stage}_dataloader' does not have many workers")
         trainer.fit(model, train_loader)
-    return trainer.test(model, test_loader, verbose=False)[0]
+        return trainer.test(model, test_loader, verbose=False)[0]
 
 
 def write_results(out_dir: str, name: str, results: dict) -> str:

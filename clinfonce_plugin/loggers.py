@@ -85,10 +85,19 @@ def watch(trainer: pl.Trainer, model: pl.LightningModule) -> None:
 
 
 def finish_loggers(trainer: pl.Trainer) -> None:
-    """Ends the wandb run (its files are complete) before the run directory is renamed:
-    wandb would otherwise go on writing to the old path until the process exits."""
+    """Ends the wandb run before the run directory is renamed: wandb would otherwise go on
+    writing to the old path until the process exits. ``run.finish()`` returns once wandb's
+    service has the run's last record, not once it wrote it (under load the offline
+    ``.wandb`` file could still hold only its header); ``wandb.teardown()`` waits until the
+    service has written everything and stopped."""
     if not trainer.is_global_zero:
         return
+    finished = False
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger):
             logger.experiment.finish()
+            finished = True
+    if finished:
+        import wandb
+
+        wandb.teardown()

@@ -3,6 +3,7 @@ computed by hand, the lr the optimizer really uses under the papers' presets, an
 backbone that training leaves untouched (batch-norm statistics included) while a trained
 one changes."""
 import math
+import warnings
 
 import lightning.pytorch as pl
 import pytest
@@ -112,3 +113,43 @@ def test_a_frozen_backbone_is_left_untouched():
 def test_a_trained_backbone_changes_weights_and_statistics():
     changed, head_changed = _fit(train_backbone=True)
     assert {"0.weight", "1.running_mean", "1.running_var"} <= changed and head_changed
+
+
+class _ImageTensors(torch.utils.data.Dataset):
+    """Same items as a TensorDataset, but not one: a loader that decodes images."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_the_few_workers_warning_is_hidden_only_for_features_in_memory(
+        monkeypatch, tmp_path, in_memory):
+    from lightning.pytorch.trainer.connectors import data_connector
+
+    from clinfonce_plugin.evaluation import fit_and_test
+
+    # Lightning warns when a loader has < 2 workers and the machine could give it more
+    monkeypatch.setattr(data_connector, "suggested_max_num_workers", lambda devices: 4)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(8, 4, generator=g), torch.arange(8) % 3
+    data = TensorDataset(x, y) if in_memory else _ImageTensors(x, y)
+    opt = Optimization("sgd", head_lr=0.1, momentum=0.9, nesterov=False, weight_decay=0.0,
+                       schedule=Schedule())
+    cfg = OmegaConf.create({"max_epochs": 1, "enable_progress_bar": False})
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        fit_and_test(Classifier(nn.Linear(4, 3), opt, 2, 1), DataLoader(data, batch_size=4),
+                     DataLoader(data, batch_size=4), cfg, torch.device("cpu"),
+                     str(tmp_path), "logs", "run")
+    few = sorted(m for m in (str(w.message) for w in seen) if "does not have many workers" in m)
+    if in_memory:
+        assert few == []
+    else:
+        assert [m.split("'")[1] for m in few] == ["test_dataloader", "train_dataloader"]

@@ -1,8 +1,8 @@
 """A checkpoint written under one host loads under the other (issue 14, item 4): the
 checkpoint records its backbone's origin and key layout, the loader maps the layouts
 (timm models bare on the runtime, wrapped under solo-learn), and solo-learn's own
-main_linear recipe loads our ResNet checkpoints. The cross-host tests need solo-learn and
-skip cleanly without it."""
+main_linear recipe loads our ResNet checkpoints, and its LinearModel trains on them. The
+cross-host tests need solo-learn and skip cleanly without it."""
 import importlib.util
 import os
 import subprocess
@@ -82,3 +82,62 @@ def test_solo_learns_own_linear_recipe_loads_our_resnet_checkpoint(tiny_cub, tmp
     missing, unexpected = model.load_state_dict(state, strict=False)
     assert missing == [] and unexpected == []
     assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
+
+
+@needs_solo
+@pytest.mark.slow
+def test_solo_learns_linear_model_trains_on_our_checkpoint(tiny_cub, tmp_path):
+    """solo-learn's own ``solo.methods.linear.LinearModel`` fed the backbone of our
+    runtime-written checkpoint (main_linear.py's loading recipe) trains a linear epoch with
+    solo-learn's Trainer loop: its features are the ones our own loader gives, the frozen
+    backbone is left as loaded, and the classifier learns."""
+    import lightning.pytorch as pl
+    from omegaconf import OmegaConf
+    from solo.methods.base import BaseMethod
+    from solo.methods.linear import LinearModel
+    from torch.utils.data import DataLoader
+
+    from clinfonce_plugin.data.indexed import TransformedImages
+    from clinfonce_plugin.data.registry import open_split
+    from clinfonce_plugin.data.transforms import eval_transform
+    from clinfonce_plugin.linear import load_pretrained_backbone
+
+    ckpt = _run("runtime", "write", tiny_cub, str(tmp_path), "resnet18")
+    # solo-learn's main_linear.py: its own backbone table, fc dropped, backbone.* stripped
+    backbone = BaseMethod._BACKBONES["resnet18"](method="simclr")
+    backbone.fc = torch.nn.Identity()
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    backbone.load_state_dict({k.replace("backbone.", ""): v for k, v in state.items()
+                              if "backbone" in k}, strict=False)
+    ours, dim, pre_cfg = load_pretrained_backbone(ckpt)
+    split = open_split(pre_cfg.data, "train")
+    data = TransformedImages(split.dataset, eval_transform(pre_cfg))
+    cfg = OmegaConf.create({
+        "data": {"num_classes": split.num_classes}, "max_epochs": 2,
+        "optimizer": {"name": "sgd", "batch_size": 24, "lr": 0.5, "weight_decay": 0.0,
+                      "kwargs": {"momentum": 0.9}},
+        "scheduler": {"name": "none"}, "performance": {"disable_channel_last": True}})
+    model = LinearModel(backbone, cfg)
+    images, _ = next(iter(DataLoader(data, batch_size=len(data))))
+    model.eval(), ours.eval()
+    with torch.no_grad():
+        feats = model(images)["feats"]
+        assert feats.shape == (len(data), dim)
+        torch.testing.assert_close(feats, ours(images), rtol=1e-5, atol=1e-5)
+        logits_before = model(images)["logits"]
+    frozen = {k: v.clone() for k, v in backbone.state_dict().items()}
+    head = model.classifier.weight.detach().clone()
+    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         num_sanity_val_steps=0)
+    loader = DataLoader(data, batch_size=24, shuffle=True,
+                        generator=torch.Generator().manual_seed(0))
+    trainer.fit(model, loader, DataLoader(data, batch_size=24))
+    assert trainer.current_epoch == 2 and "val_acc1" in trainer.callback_metrics
+    assert all(torch.equal(backbone.state_dict()[k], v) for k, v in frozen.items())
+    assert not torch.equal(model.classifier.weight, head)
+    model.eval()
+    with torch.no_grad():
+        labels = torch.tensor([split.dataset[i][1] for i in range(len(data))])
+        loss = torch.nn.functional.cross_entropy
+        assert loss(model(images)["logits"], labels) < loss(logits_before, labels)

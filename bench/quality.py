@@ -10,6 +10,7 @@ so with solo-learn installed simclr/supcon/swav are solo-learn's own.
     python bench/quality.py                       # full table: 25 epochs, 3 seeds, ~57 min on 2 CPU cores
     python bench/quality.py --work-dir runs/q     # same, keeping the checkpoints
     python bench/quality.py --quick               # smoke run: tiny data, 1 epoch, 1 seed
+    python bench/quality.py --methods simclr wcl --seeds 0 --override data.augment_on=device
 
 Prints a markdown table (method, clusters, linear top-1/top-5 mean +- std over seeds,
 seconds per epoch), writes JSON, and beside it a bar chart of the top-1 column as PNG
@@ -183,6 +184,9 @@ def main(argv=None):
                         help="keep the checkpoints and logs there (e.g. for "
                              "bench/neighbour_quality.py); default: a temporary directory "
                              "removed at the end")
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="a pretrain config override added to every row (repeatable), "
+                             "e.g. data.augment_on=device; recorded in the results")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: tiny generated dataset, 1 epoch, 1 seed")
     args = parser.parse_args(argv)
@@ -219,7 +223,7 @@ def _run(args, work: str):
     k = chosen_k(args.data_root)
     print(f"[quality] host={host.HOST_NAME} data={args.data_root} attribute k (select_k)={k} "
           f"backbone={args.backbone} batch={args.batch_size} epochs={args.epochs} "
-          f"seeds={args.seeds}", flush=True)
+          f"seeds={args.seeds} overrides={args.override}", flush=True)
 
     start = time.perf_counter()
     rows = {}
@@ -231,7 +235,8 @@ def _run(args, work: str):
         row_dir = os.path.join(work, re.sub(r"[^a-z0-9]+", "_", name).strip("_"))
         runs = []
         for seed in args.seeds:
-            runs.append(run_one(config, [o.format(k=k) for o in overrides], row_dir, seed,
+            runs.append(run_one(config, [o.format(k=k) for o in overrides] + args.override,
+                                row_dir, seed,
                                 args.epochs, args.data_root, args.backbone, args.batch_size,
                                 args.linear_epochs, args.lr))
             print(f"[quality] {name} seed {seed}: top-1 {runs[-1]['top1']:.2f} "
@@ -258,7 +263,8 @@ def _run(args, work: str):
     with open(args.out + ".tmp", "w") as f:
         json.dump({"host": host.HOST_NAME, "data": data, "attribute_k": k, "epochs": args.epochs,
                    "seeds": args.seeds, "backbone": args.backbone, "lr": args.lr,
-                   "batch_size": args.batch_size, "runs": rows, "table": table,
+                   "batch_size": args.batch_size, "overrides": args.override, "runs": rows,
+                   "table": table,
                    "total_minutes": total_minutes}, f, indent=2)
     os.replace(args.out + ".tmp", args.out)
     chart = os.path.splitext(args.out)[0] + ".png"

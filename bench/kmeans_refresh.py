@@ -123,6 +123,7 @@ def _epoch_run(root: str, period: int, epochs: int, batch_size: int, workers: in
 
     from clinfonce_plugin.data.indexed import IndexedDataset
     from clinfonce_plugin.data.registry import build_dataset
+    from clinfonce_plugin.lightning_noise import lightning_noise_filtered
     from clinfonce_plugin.train import build_method, prepare_cfg, pretrain_transform
 
     with initialize_config_dir(config_dir=os.path.join(REPO, "scripts", "pretrain"),
@@ -152,7 +153,8 @@ def _epoch_run(root: str, period: int, epochs: int, batch_size: int, workers: in
         return out
 
     model.refresh_clusters = timed_refresh
-    trainer.fit(model, loader)
+    with lightning_noise_filtered():  # as the real jobs run it
+        trainer.fit(model, loader)
     return timer.seconds, refreshes
 
 

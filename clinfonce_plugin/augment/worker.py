@@ -26,19 +26,21 @@ __all__ = ["WorkerCrop", "build_worker_transform"]
 RATIO = (3.0 / 4.0, 4.0 / 3.0)  # RandomResizedCrop's default aspect-ratio range
 
 
-def _consume_readonly_warning() -> None:
+_readonly_warning_drawn = False
+
+
+def _draw_readonly_warning() -> None:
     """torch warns once per process when it wraps a read-only numpy array (PIL's arrays
     are); the crops here are only read (``interpolate`` writes a new tensor), and copying
     the array to silence it would cost ~5 % of the worker's time, so the one warning is
-    drawn here, silenced."""
+    drawn here, silenced, in the processes that make worker crops."""
+    global _readonly_warning_drawn
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         readonly = np.zeros(1, dtype=np.uint8)
         readonly.setflags(write=False)
         torch.from_numpy(readonly)
-
-
-_consume_readonly_warning()
+    _readonly_warning_drawn = True
 
 
 def _as_image(x: Any) -> Image.Image:
@@ -68,6 +70,8 @@ class WorkerCrop:
         img = _as_image(x)
         if self.scale is None:
             return torch.from_numpy(np.array(self._deterministic(img))).permute(2, 0, 1)
+        if not _readonly_warning_drawn:
+            _draw_readonly_warning()
         top, left, h, w = T1.RandomResizedCrop.get_params(img, self.scale, RATIO)
         region = np.asarray(img.crop((left, top, left + w, top + h)))
         # HWC viewed as (1, C, H, W): channels-last strides, the layout torch's uint8

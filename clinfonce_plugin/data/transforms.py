@@ -9,6 +9,7 @@ import omegaconf
 from omegaconf import OmegaConf
 
 from clinfonce_plugin import host
+from clinfonce_plugin.augment.worker import build_worker_transform
 from clinfonce_plugin.data.augmentation_schedule import EpochClock, ScheduledTransform
 from clinfonce_plugin.data.knn_multicrop import split_crop_pipelines
 
@@ -20,8 +21,6 @@ def _crop_builder(cfg: omegaconf.DictConfig) -> Callable[[str, Any], Callable]:
     """(dataset, node) -> per-crop transform: the host's pipeline, or with
     ``data.augment_on: device`` the worker's decode-and-crop share."""
     if OmegaConf.select(cfg, "data.augment_on") == "device":
-        from clinfonce_plugin.augment.worker import build_worker_transform
-
         return build_worker_transform
     return host.build_transform_pipeline
 

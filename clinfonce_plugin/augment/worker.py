@@ -32,7 +32,7 @@ _readonly_warning_drawn = False
 def _draw_readonly_warning() -> None:
     """torch warns once per process when it wraps a read-only numpy array (PIL's arrays
     are); the crops here are only read (``interpolate`` writes a new tensor), and copying
-    the array to silence it would cost ~5 % of the worker's time, so the one warning is
+    the array to silence it would add a few % to the worker's time, so the one warning is
     drawn here, silenced, in the processes that make worker crops."""
     global _readonly_warning_drawn
     with warnings.catch_warnings():
@@ -58,8 +58,8 @@ class WorkerCrop:
     def __init__(self, size: int, scale: Tuple[float, float] = None) -> None:
         if size < 1:
             raise ValueError(f"crop size must be >= 1, got {size}")
-        if scale is not None and not 0 < scale[0] <= scale[1] <= 1:
-            raise ValueError(f"scale must satisfy 0 < min <= max <= 1, got {scale}")
+        if scale is not None and not 0 <= scale[0] <= scale[1] <= 1:
+            raise ValueError(f"scale must satisfy 0 <= min <= max <= 1, got {scale}")
         self.size, self.scale = int(size), scale
         if scale is None:
             self._deterministic = T.Compose([

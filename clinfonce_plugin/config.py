@@ -100,6 +100,9 @@ PRETRAIN: Dict[str, Any] = {
         "train_path": Key(REQUIRED, "str", "dataset root (official layout)"),
         "val_path": Key(None, "str", "root for online validation (test split)"),
         "num_workers": Key(2, "int", "data-loader workers", low=0),
+        "augment_on": Key("cpu", "str", "where the random augmentations run: cpu (the "
+                          "data-loader workers) or device (batched on the model's device; the "
+                          "workers only decode and crop)", choices=("cpu", "device")),
         "no_labels": Key(False, "bool", "solo-learn's key; labels are used when the dataset "
                          "has them"),
         "verify_images": Key("auto", "bool|str", "check every image file before training "

@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 from . import host
+from .augment.device import DeviceAugmentation
 from .callbacks import (AugmentationClock, BackboneOrigin, FiniteLoss, PeriodicCheckpoint,
                         RNGState)
 from .checkpoints import load_backbone, safe_load
@@ -190,6 +191,8 @@ def pretrain(cfg: omegaconf.DictConfig, source: Any = None,
             os.replace(args_path + ".tmp", args_path)
         if clock is not None:
             callbacks = list(callbacks or []) + [AugmentationClock(clock)]
+        if cfg.data.augment_on == "device":
+            callbacks = list(callbacks or []) + [DeviceAugmentation.from_cfg(cfg)]
         return _fit(cfg, model, train_loader, val_loader, run, ckpt, callbacks, owner)
     finally:
         if owner:

@@ -1,13 +1,15 @@
 """The transforms of a run, built from its ``augmentations`` by the resolved host: the
 multi-crop pretrain pipeline (with the ``warmup_augmentations`` schedule when configured) and
 the deterministic evaluation transform (applied to a dataset by
-``data.indexed.TransformedImages``)."""
+``data.indexed.TransformedImages``). With ``data.augment_on: device`` the pretrain crops are
+the workers' share only (``augment.worker``: uint8 crops; the random ops run on the device)."""
 from typing import Any, Callable, List, Optional, Tuple
 
 import omegaconf
 from omegaconf import OmegaConf
 
 from clinfonce_plugin import host
+from clinfonce_plugin.augment.worker import build_worker_transform
 from clinfonce_plugin.data.augmentation_schedule import EpochClock, ScheduledTransform
 from clinfonce_plugin.data.knn_multicrop import split_crop_pipelines
 
@@ -15,11 +17,18 @@ _RANDOM_OPS = ("color_jitter", "grayscale", "gaussian_blur", "solarization", "eq
                "horizontal_flip")
 
 
+def _crop_builder(cfg: omegaconf.DictConfig) -> Callable[[str, Any], Callable]:
+    """(dataset, node) -> per-crop transform: the host's pipeline, or with
+    ``data.augment_on: device`` the worker's decode-and-crop share."""
+    if OmegaConf.select(cfg, "data.augment_on") == "device":
+        return build_worker_transform
+    return host.build_transform_pipeline
+
+
 def _full(cfg: omegaconf.DictConfig, augmentations) -> Callable[[Any], List[Any]]:
-    pipelines = [
-        host.NCropAugmentation(host.build_transform_pipeline(cfg.data.dataset, aug), aug.num_crops)
-        for aug in augmentations
-    ]
+    build = _crop_builder(cfg)
+    pipelines = [host.NCropAugmentation(build(cfg.data.dataset, aug), aug.num_crops)
+                 for aug in augmentations]
     return host.FullTransformPipeline(pipelines)
 
 
@@ -46,8 +55,10 @@ def crop_pipelines(cfg: omegaconf.DictConfig, clock: Optional[EpochClock] = None
     """Per-crop transforms (large crops, small crops) of ``cfg.augmentations`` in the host's
     crop order (KNN multi-crop cuts each small crop from a different image), scheduled like
     ``pretrain_transform``."""
+    builder = _crop_builder(cfg)
+
     def build(aug):
-        return host.build_transform_pipeline(cfg.data.dataset, aug)
+        return builder(cfg.data.dataset, aug)
 
     large, small = split_crop_pipelines(cfg.augmentations, build)
     epochs = _switch_epoch(cfg, clock)

@@ -29,7 +29,7 @@ Output equal to torchvision's functional op on the same parameters, except:
   and below sigma ~0.5 a sampled Gaussian is nearly the identity while Pillow's kernel keeps
   its variance sigma^2. sigma is uniform in [0.1, 2.0] in both, drawn the same way.
 - The tensor conversion computes x / (255 std) - mean / std in float32: within 1e-6 of
-  ``Normalize(ToDtype(ToImage(x), scale=True))``.
+  ``Normalize(ToDtype(ToImage(x), scale=True))`` (a different rounding order).
 """
 from typing import Callable, List, Sequence
 
@@ -133,14 +133,17 @@ class ResizeCenterCrop:
 
 def adjust_hue(img: Image.Image, factor: float) -> Image.Image:
     """torchvision's ``adjust_hue`` on an RGB PIL image, value for value: the hue channel of
-    Pillow's 8-bit HSV shifted by int(factor * 255) modulo 256. One lookup table over the
-    HSV image replaces torchvision's split / numpy / merge round trip."""
+    Pillow's 8-bit HSV shifted by int(factor * 255) modulo 256, through a lookup table on the
+    hue band (torchvision goes through numpy)."""
     if not -0.5 <= factor <= 0.5:
         raise ValueError(f"hue factor must be in [-0.5, 0.5], got {factor}")
     shift = int(factor * 255) % 256  # truncated toward zero, as torchvision's np.int32 cast
-    identity = list(range(256))
-    table = identity[shift:] + identity[:shift] + identity + identity  # H, S, V bands
-    return img.convert("HSV").point(table).convert("RGB")
+    h, s, v = img.convert("HSV").split()
+    h = h.point(_IDENTITY[shift:] + _IDENTITY[:shift])
+    return Image.merge("HSV", (h, s, v)).convert("RGB")
+
+
+_IDENTITY = list(range(256))
 
 
 class ColorJitter:
@@ -233,25 +236,26 @@ class HorizontalFlip:
 
 
 class ToNormalizedTensor:
-    """RGB PIL image -> (3, H, W) float32 tensor (x / 255 - mean) / std, in two passes over
-    the pixels (torchvision's ToImage, ToDtype and Normalize take four)."""
+    """RGB PIL image -> (3, H, W) float32 tensor (x / 255 - mean) / std: Pillow's band planes
+    stacked, then one scale and one shift in place (torchvision's ToImage, ToDtype and
+    Normalize make four passes, the first a channel transpose)."""
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]):
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
             raise ValueError(f"mean and std need 3 values each, std > 0; got {mean}, {std}")
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
-        std255 = torch.tensor(self.std, dtype=torch.float64) * 255
-        self.scale = (1 / std255).float().view(3, 1, 1)
-        self.shift = (-torch.tensor(self.mean, dtype=torch.float64) * 255 / std255).float()\
-            .view(3, 1, 1)
+        mean64 = torch.tensor(self.mean, dtype=torch.float64)
+        std64 = torch.tensor(self.std, dtype=torch.float64)
+        self.scale = (1 / (255 * std64)).float().view(3, 1, 1)
+        self.shift = (-mean64 / std64).float().view(3, 1, 1)
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
         if img.mode != "RGB":
             img = img.convert("RGB")
-        hwc = torch.from_numpy(np.array(img, dtype=np.uint8))
-        out = torch.empty((3, img.height, img.width), dtype=torch.float32)
-        torch.mul(hwc.permute(2, 0, 1), self.scale, out=out)
-        return out.add_(self.shift)
+        planes = [torch.frombuffer(bytearray(band.tobytes()), dtype=torch.uint8)
+                  for band in img.split()]
+        x = torch.stack(planes).view(3, img.height, img.width).float()
+        return x.mul_(self.scale).add_(self.shift)
 
     def __repr__(self) -> str:
         return f"ToNormalizedTensor(mean={self.mean}, std={self.std})"

@@ -315,6 +315,9 @@ def main(argv=None) -> dict:
                    "split (default 3; --quick 2)")
     p.add_argument("--epoch-runs", type=int, default=None, help="demo runs per variant, "
                    "alternated; medians over runs (default 2; --quick 1)")
+    p.add_argument("--train-threads", type=int, default=None, help="torch threads of the demo's "
+                   "training process (default: torch's, one per core); 1 keeps a shared "
+                   "machine's OpenMP threads from waiting on each other")
     p.add_argument("--workers", type=int, default=None, help="demo data.num_workers (default: "
                    "the demo config's)")
     p.add_argument("--baseline", default=None, help="a checkout whose runtime pipeline is "
@@ -344,6 +347,8 @@ def main(argv=None) -> dict:
         finally:
             torch.set_num_threads(threads)
         epochs = {}
+        if args.train_threads:
+            torch.set_num_threads(args.train_threads)
         if args.epochs:
             variants = {f"{host.HOST_NAME} (this checkout)": None}
             if args.baseline and host.HOST_NAME == "runtime":
@@ -365,7 +370,7 @@ def main(argv=None) -> dict:
         "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
         "pillow": Image.__version__, "baseline": args.baseline, "rounds": args.rounds,
         "files": {"224": len(photos), "32": len(cub)}, "rows": rows, "skipped": skipped,
-        "epochs": epochs,
+        "train_threads": torch.get_num_threads(), "epochs": epochs,
     }
     results["table"] = table(results)
     print(results["table"])

@@ -31,8 +31,8 @@ backbone) on the default synthetic CUB: per epoch, ``data wait`` is the time the
 spends between the end of one step and the start of the next (fetching batches from the
 workers, the copy to the device, Lightning's bookkeeping), ``compute`` the time inside the
 steps (forward, backward, optimiser), and ``loader alone`` one epoch of the same DataLoader
-without training. The first epoch (worker start-up) is left out of the medians; with ``--baseline`` the demo
-also runs with the baseline's runtime pipeline, the runs alternated.
+without training. The first epoch (worker start-up) is left out of the medians; with
+``--baseline`` the demo also runs with the baseline's runtime pipeline, the runs alternated.
 """
 import argparse
 import importlib.util

@@ -6,6 +6,7 @@ Method kwargs and cluster-provider parameters use the same ``Key`` tables (decla
 the method or provider) and the same ``fill_section``.
 """
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -20,7 +21,8 @@ __all__ = ["REQUIRED", "Key", "ConfigError", "Sources", "fill_section", "check_k
            "check_pretrain_cfg", "check_linear_cfg", "check_knn_cfg", "check_plot_cfg", "select",
            "fill_defaults", "as_keys", "validate_run_name", "documented_keys", "PRETRAIN",
            "LINEAR", "KNN", "KNN_FEATURE_TYPES", "PLOT", "AUGMENTATION", "LINEAR_PRESETS",
-           "FINETUNE", "check_finetune_cfg", "linear_preset"]
+           "FINETUNE", "check_finetune_cfg", "linear_preset", "AUTO_WORKERS_CAP",
+           "available_cores", "auto_num_workers", "processes_per_machine"]
 
 
 
@@ -57,6 +59,8 @@ class Unsupported:
 
 
 # --------------------------------------------------------------------------- tables
+AUTO_WORKERS_CAP = 8  # data.num_workers=auto starts at most this many workers per process
+
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 PRETRAIN: Dict[str, Any] = {
@@ -87,6 +91,9 @@ PRETRAIN: Dict[str, Any] = {
     "log_every_n_steps": Key(10, "int", "Lightning logging interval", low=1),
     "num_sanity_val_steps": Key(0, "int", "Lightning sanity validation steps", low=0),
     "enable_progress_bar": Key(True, "bool", "Lightning progress bar"),
+    "channels_last": Key(False, "bool", "model weights and input batches in channels-last "
+                         "memory format (faster convolutions on GPUs with tensor cores, "
+                         "usually with 16-mixed / bf16-mixed precision)"),
     "backbone": {
         "name": Key(REQUIRED, "str", "backbone (host table or timm name)"),
         "kwargs": Key({}, "dict", "backbone constructor arguments"),
@@ -99,10 +106,13 @@ PRETRAIN: Dict[str, Any] = {
         "dataset": Key(REQUIRED, "str", "registered dataset name"),
         "train_path": Key(REQUIRED, "str", "dataset root (official layout)"),
         "val_path": Key(None, "str", "root for online validation (test split)"),
-        "num_workers": Key(2, "int", "data-loader workers", low=0),
         "augment_on": Key("cpu", "str", "where the random augmentations run: cpu (the "
                           "data-loader workers) or device (batched on the model's device; the "
                           "workers only decode and crop)", choices=("cpu", "device")),
+        "num_workers": Key("auto", "int|str", "data-loader workers per process; auto: the "
+                           "cores this process may use (os.sched_getaffinity) divided by the "
+                           f"devices of the machine, at least 1, at most {AUTO_WORKERS_CAP}",
+                           low=0),
         "no_labels": Key(False, "bool", "solo-learn's key; labels are used when the dataset "
                          "has them"),
         "verify_images": Key("auto", "bool|str", "check every image file before training "
@@ -178,7 +188,8 @@ PRETRAIN: Dict[str, Any] = {
 UNSUPPORTED: Dict[str, Unsupported] = {
     "dali": Unsupported(None, "remove it: DALI pipelines are not supported (CUDA only)"),
     "auto_umap": Unsupported(None, "remove it: UMAP plots are not produced"),
-    "performance": Unsupported(None, "remove it: channels_last is not used"),
+    "performance": Unsupported(None, "remove it: channels_last (true / false, default "
+                               "false) sets the memory format"),
     "debug_augmentations": Unsupported(False, "remove it"),
     "data.format": Unsupported("image_folder", "remove it: data.dataset picks the reader of "
                                "the dataset's official layout"),
@@ -221,7 +232,9 @@ EVAL_DATA: Dict[str, Any] = {
     "annotations": Key(None, "str", "default: the pretrain run's"),
     "class_list": Key(None, "str", "default: the pretrain run's"),
     "split_seed": Key(None, "int", "default: the pretrain run's", low=0),
-    "num_workers": Key(2, "int", "data-loader workers", low=0),
+    "num_workers": Key("auto", "int|str", "data-loader workers; auto: the cores this "
+                       f"process may use (os.sched_getaffinity), at least 1, at most "
+                       f"{AUTO_WORKERS_CAP}", low=0),
     "verify_images": Key("auto", "bool|str", "as in pretraining"),
 }
 
@@ -680,6 +693,51 @@ def _check_augmentations(cfg: DictConfig, sources: Sources) -> None:
                      f"{shape}, got {warm_shape}")
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on: its affinity mask (what taskset, cpusets, SLURM or
+    torchrun leave it), else the machine's count (no mask on macOS and Windows)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def auto_num_workers(processes: int = 1, cores: Optional[int] = None) -> int:
+    """``data.num_workers=auto``: the available cores shared among the ``processes`` training
+    processes of this machine, at least 1, at most ``AUTO_WORKERS_CAP``."""
+    cores = available_cores() if cores is None else cores
+    return max(1, min(AUTO_WORKERS_CAP, cores // max(1, processes)))
+
+
+def processes_per_machine(devices: Any, accelerator: Any = "auto") -> int:
+    """Training processes Lightning starts on each machine for ``devices``: the length of a
+    device list, a positive count, else (auto, -1) every GPU when one is used, or 1."""
+    if isinstance(devices, (list, tuple, ListConfig)):
+        return max(1, len(devices))
+    if isinstance(devices, str):
+        ids = [d for d in devices.split(",") if d.strip()]
+        if "," in devices:
+            return max(1, len(ids))
+        devices = int(devices) if devices.strip().lstrip("-").isdigit() else -1
+    if isinstance(devices, int) and devices > 0:
+        return devices
+    if accelerator == "cpu":
+        return 1
+    import torch
+
+    return max(1, torch.cuda.device_count())
+
+
+def _resolve_num_workers(cfg: DictConfig, sources: Sources, processes: int) -> None:
+    """``data.num_workers``: an integer as given, ``auto`` replaced by ``auto_num_workers``."""
+    value = cfg.data.num_workers
+    if isinstance(value, str):
+        if value != "auto":
+            raise _error(sources, "data.num_workers", f"expected an integer >= 0 or auto, "
+                         f"got {value!r}")
+        cfg.data.num_workers = auto_num_workers(processes)
+
+
 def check_pretrain_cfg(cfg: DictConfig, datasets: Iterable[str], methods: Iterable[str],
                        source: Any = None) -> DictConfig:
     """Checks every key (names, kinds, ranges) and fills the defaults of a pretrain config,
@@ -710,6 +768,7 @@ def check_pretrain_cfg(cfg: DictConfig, datasets: Iterable[str], methods: Iterab
             raise _error(sources, "resume", "give either resume=true or "
                          "resume_from_checkpoint=<file>, not both")
         _check_knn_eval(cfg, sources)
+        _resolve_num_workers(cfg, sources, processes_per_machine(cfg.devices, cfg.accelerator))
     return cfg
 
 
@@ -733,6 +792,7 @@ def _check_eval_cfg(cfg: DictConfig, table: dict, sources: "Sources") -> DictCon
         for key in HYDRA_KEYS:
             cfg.pop(key, None)
         fill_section(cfg, "", table, sources)
+        _resolve_num_workers(cfg, sources, processes=1)  # evaluations run on one device
         if cfg.name is not None:
             try:
                 validate_run_name(cfg.name)

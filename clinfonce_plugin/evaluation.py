@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from .classifier import Optimization, Schedule, scaled_lr
 from .data.indexed import TransformedImages
+from .utils.loading import loader_options
 from .data.transforms import classifier_train_transform, eval_transform
 from .utils.devices import lightning_accelerator
 from .zoo import default_output_dir
@@ -38,17 +39,20 @@ def optimization(cfg: omegaconf.DictConfig, head_lr: float, backbone_lr=None) ->
 
 
 def crop_loaders(pre_cfg, train_images, test_images, crop_min_scale: float, batch_size: int,
-                 test_batch_size: int, workers: int):
+                 test_batch_size: int, workers: int, cuda: bool = False):
     """(train loader, test loader) on images: the training images through a random-resized
     crop (area fraction [crop_min_scale, 1]) + flip drawn anew at every epoch, shuffled; the
     test images through the pretrain run's centre crop. A last training batch of a single
-    image is dropped: batch norm in train mode cannot normalise one image."""
+    image is dropped: batch norm in train mode cannot normalise one image. ``cuda``: the
+    batches go to a CUDA device (pinned memory); the training workers persist across
+    epochs."""
     train = TransformedImages(train_images, classifier_train_transform(pre_cfg, crop_min_scale))
     test = TransformedImages(test_images, eval_transform(pre_cfg))
     lone = len(train) > 1 and len(train) % batch_size == 1
-    return (DataLoader(train, batch_size=batch_size, shuffle=True, num_workers=workers,
-                       drop_last=lone),
-            DataLoader(test, batch_size=test_batch_size, num_workers=workers))
+    return (DataLoader(train, batch_size=batch_size, shuffle=True, drop_last=lone,
+                       **loader_options(workers, cuda)),
+            DataLoader(test, batch_size=test_batch_size,
+                       **loader_options(workers, cuda, persistent=False)))
 
 
 def output_place(cfg: omegaconf.DictConfig, ckpt: str, default_name: str) -> Tuple[str, str]:

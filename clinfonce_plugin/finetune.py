@@ -78,7 +78,8 @@ def finetune_eval(cfg: omegaconf.DictConfig, source: Optional[str] = None) -> di
     idx, chosen = labelled_subset(cfg, train)
     train_loader, test_loader = crop_loaders(
         pre_cfg, Subset(train.dataset, idx.tolist()), test.dataset, cfg.crop_min_scale,
-        cfg.optimizer.batch_size, cfg.test_batch_size, int(cfg.data.num_workers))
+        cfg.optimizer.batch_size, cfg.test_batch_size, int(cfg.data.num_workers),
+        cuda=device.type == "cuda")
     opt = optimization(cfg, cfg.optimizer.head_lr, backbone_lr=cfg.optimizer.lr)
     model = Classifier(nn.Linear(dim, train.num_classes), opt, len(train_loader),
                        cfg.max_epochs, backbone=backbone, train_backbone=True)

@@ -30,6 +30,7 @@ from .errors import CheckpointError, ConfigError
 from .evaluation import crop_loaders, fit_and_test, optimization, output_place, write_results
 from .host.backbone import make_backbone
 from .utils.devices import eval_device
+from .utils.loading import loader_options, to_device
 from .zoo import resolve_pretrained
 
 
@@ -61,8 +62,9 @@ def extract_features(backbone: nn.Module, dataset, batch_size: int, workers: int
     backbone.eval()
     device = next(backbone.parameters()).device
     feats, targets = [], []
-    for x, y in DataLoader(dataset, batch_size=batch_size, num_workers=workers):
-        feats.append(backbone(x.to(device)).cpu())
+    options = loader_options(workers, cuda=device.type == "cuda", persistent=False)
+    for x, y in DataLoader(dataset, batch_size=batch_size, **options):
+        feats.append(backbone(to_device(x, device)).cpu())
         targets.append(torch.as_tensor(y))
     return torch.cat(feats), torch.cat(targets)
 
@@ -111,9 +113,10 @@ def features_protocol(cfg, backbone, transform, train, test):
 
 def paper_protocol(cfg, backbone, dim, pre_cfg, train, test):
     """(linear head, frozen backbone, train loader, test loader) of protocol paper."""
+    cuda = next(backbone.parameters()).device.type == "cuda"
     train_loader, test_loader = crop_loaders(
         pre_cfg, train.dataset, test.dataset, cfg.crop_min_scale, cfg.optimizer.batch_size,
-        cfg.feature_batch_size, int(cfg.data.num_workers))
+        cfg.feature_batch_size, int(cfg.data.num_workers), cuda=cuda)
     return nn.Linear(dim, train.num_classes), backbone, train_loader, test_loader
 
 

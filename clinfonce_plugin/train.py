@@ -22,6 +22,7 @@ from .checkpoints import load_backbone, safe_load
 from .config import check_pretrain_cfg
 from .data.augmentation_schedule import EpochClock
 from .data.indexed import IndexedDataset, TransformedImages
+from .utils.loading import loader_options, uses_cuda
 from .data.registry import DATASETS, open_split, require_labels, verify_split
 from .data.transforms import crop_pipelines, eval_transform, pretrain_transform
 from .errors import ConfigError, Interrupted
@@ -165,13 +166,12 @@ def pretrain(cfg: omegaconf.DictConfig, source: Any = None,
     if len(train_set) < cfg.optimizer.batch_size:
         raise ConfigError(f"optimizer.batch_size={cfg.optimizer.batch_size} is larger than the "
                           f"{len(train_set)} training images of {cfg.data.train_path}: lower it")
+    options = loader_options(workers, cuda=uses_cuda(cfg.accelerator))
     train_loader = DataLoader(train_set, batch_size=cfg.optimizer.batch_size, shuffle=True,
-                              num_workers=workers, drop_last=True, pin_memory=False,
-                              persistent_workers=workers > 0)
+                              drop_last=True, **options)
     val_loader = None
     if val is not None:
-        val_loader = DataLoader(val_images, batch_size=cfg.optimizer.batch_size,
-                                num_workers=workers)
+        val_loader = DataLoader(val_images, batch_size=cfg.optimizer.batch_size, **options)
 
     run = RunDir(cfg.checkpoint.dir, cfg.method, cfg.name)
     owner = _is_global_zero()

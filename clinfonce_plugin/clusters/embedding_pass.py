@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from clinfonce_plugin.metrics.information import conditional_entropy, mutual_information
 from clinfonce_plugin.utils.distributed import all_gather_no_grad, get_rank, get_world_size
+from clinfonce_plugin.utils.loading import loader_options, to_device
 
 
 def shard_indexes(n: int, rank: int, world_size: int) -> range:
@@ -55,12 +56,13 @@ def embed_dataset(embed: Callable[[torch.Tensor], torch.Tensor], dataset: Datase
     where = torch.full((rows,), -1, dtype=torch.long, device=device)
     where[: len(mine)] = torch.as_tensor(list(mine), dtype=torch.long, device=device)
     loader = DataLoader(Subset(dataset, list(mine)), batch_size=batch_size, shuffle=False,
-                        num_workers=num_workers, drop_last=False)
+                        drop_last=False, **loader_options(num_workers, device.type == "cuda",
+                                                          persistent=False))
     context = forward_context or contextlib.nullcontext
     filled = 0
     for images, _ in loader:
         with context():
-            out = embed(images.to(device))
+            out = embed(to_device(images, device))
         if out.ndim != 2 or out.shape[1] != dim:
             raise ValueError(f"embedding pass: expected ({images.shape[0]}, {dim}) embeddings, "
                              f"got shape {tuple(out.shape)}")

@@ -1,9 +1,11 @@
 """A method instance from a prepared config: the class the host's ``METHODS`` registers under
 ``cfg.method``, given the training set's SampleInfo when it takes one, with the plugin's
-``backbone.cifar_stem`` applied. Used by the pretrain runner and by the evaluations that
+``backbone.cifar_stem`` applied and its weights in channels-last memory format when
+``channels_last`` is set. Used by the pretrain runner and by the evaluations that
 rebuild a pretrained method's modules (the projector of ``main_knn.py``)."""
 import lightning.pytorch as pl
 import omegaconf
+import torch
 
 from clinfonce_plugin.errors import ConfigError, UserError
 
@@ -27,4 +29,7 @@ def make_method(cfg: omegaconf.DictConfig, sample_info=None) -> pl.LightningModu
         # exit as every other config error
         raise ConfigError(f"method {cfg.method}: {err}") from None
     apply_plugin_stem(model, cfg)
+    if cfg.get("channels_last", False):
+        # the weights; the host's forward converts each input batch
+        model = model.to(memory_format=torch.channels_last)
     return model

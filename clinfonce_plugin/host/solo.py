@@ -4,7 +4,7 @@
 - timm backbones (the small CPU ResNets of the demo configs) are added to solo-learn's
   backbone table under their timm names;
 - ``prepare_cfg`` adapts a checked config to solo-learn's ``parse_cfg`` (device list, dataset
-  names it does not know);
+  names it does not know, ``channels_last`` as its ``performance.disable_channel_last``);
 - ``make_backbone`` builds a bare backbone exactly as solo-learn's BaseMethod does;
 - the online probe's loss is zero, not NaN, on a batch without labels (unlabelled data).
 """
@@ -112,10 +112,13 @@ def load() -> dict:
 
     def prepare_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
         """solo-learn's parse_cfg on a checked config: it counts devices with len(devices)
-        and only knows its own dataset names ("custom" keeps its checks meaningful)."""
+        and only knows its own dataset names ("custom" keeps its checks meaningful); its
+        BaseMethod reads the input memory format from performance.disable_channel_last."""
         if isinstance(cfg.devices, int):
             cfg.devices = list(range(cfg.devices))
         dataset, num_classes = cfg.data.dataset, cfg.data.num_classes
+        # the plugin's channels_last (default off) is solo-learn's inverted key (default on)
+        cfg.performance = {"disable_channel_last": not cfg.get("channels_last", False)}
         if dataset not in SOLO_DATASETS:
             cfg.data.dataset = "custom"
         cfg = pretrain.parse_cfg(cfg)

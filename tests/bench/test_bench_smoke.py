@@ -48,3 +48,30 @@ def test_speed_quick_reports_ratios_to_simclr(tmp_path):
     assert any("labelling adds" in k for k in providers)
     saved = json.loads(out.read_text())
     assert set(saved) >= {"host", "steps", "losses", "providers", "targets", "table"}
+
+
+@pytest.mark.slow
+def test_pipeline_quick_reports_rows_as_ratios_to_the_decode(tmp_path, monkeypatch):
+    pipeline = load_bench("pipeline")
+    # row (c) appears once device_worker_transform returns a transform
+    monkeypatch.setattr(pipeline, "device_worker_transform",
+                        lambda nodes: lambda image: image.resize((8, 8)))
+    out = tmp_path / "pipeline.json"
+    res = pipeline.main(["--quick", "--epochs", "0", "--cub-images", "8", "--photos", "3",
+                         "--work-dir", str(tmp_path / "work"), "--out", str(out)])
+    for size in ("224", "32"):
+        rows = res["rows"][size]
+        assert rows["(d) decode"]["cost_vs_decode"] == 1.0
+        assert {"(a) runtime", "(c) device path, worker share"} <= set(rows)
+        assert all(r["images_per_s"] > 0 and r["cost_vs_decode"] > 0 for r in rows.values())
+        # decoding plus two augmented views costs more than decoding alone
+        assert rows["(a) runtime"]["cost_vs_decode"] > 1.0
+    assert res["files"] == {"224": 3, "32": 8}
+    saved = json.loads(out.read_text())
+    assert saved["table"].splitlines()[0].startswith("| pipeline | 224 px images/s per core")
+    # the generated photos have photo-like sizes and content (not flat colours)
+    from PIL import Image
+    import numpy as np
+
+    photo = Image.open(tmp_path / "work" / "photos" / "0000.jpg")
+    assert photo.size == (500, 375) and np.asarray(photo).std() > 20

@@ -90,6 +90,9 @@ class BaseMethod(pl.LightningModule):
         self.num_small_crops: int = cfg.data.num_small_crops
         self.num_crops: int = self.num_large_crops + self.num_small_crops
         self.multicrop: bool = self.num_small_crops != 0
+        # inputs in the memory format of the weights (the runner converts the model), as
+        # solo-learn's BaseMethod does unless performance.disable_channel_last
+        self.channels_last: bool = bool(cfg.get("channels_last", False))
         self.validation_step_outputs: List[Dict[str, Any]] = []
 
         self.knn_eval: bool = cfg.knn_eval.enabled
@@ -152,13 +155,16 @@ class BaseMethod(pl.LightningModule):
         return [optimizer], [{"scheduler": sched, "interval": self.scheduler_interval,
                               "frequency": 1}]
 
+    def _memory_format(self, X: torch.Tensor) -> torch.Tensor:
+        return X.contiguous(memory_format=torch.channels_last) if self.channels_last else X
+
     def forward(self, X: torch.Tensor) -> Dict[str, Any]:
-        feats = self.backbone(X)
+        feats = self.backbone(self._memory_format(X))
         logits = self.classifier(feats.detach())  # the probe never trains the backbone
         return {"logits": logits, "feats": feats}
 
     def multicrop_forward(self, X: torch.Tensor) -> Dict[str, Any]:
-        return {"feats": self.backbone(X)}
+        return {"feats": self.backbone(self._memory_format(X))}
 
     def _base_shared_step(self, X: torch.Tensor, targets: torch.Tensor) -> Dict[str, Any]:
         out = self(X)

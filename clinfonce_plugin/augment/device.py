@@ -13,6 +13,7 @@ a run resumed at an epoch draws what the uninterrupted run drew there (the crops
 come from the workers, whose generators the runner's ``RNGState`` restores); the callback
 has no state of its own to checkpoint.
 """
+import math
 from typing import Any, List, Optional, Sequence
 
 import lightning.pytorch as pl
@@ -21,19 +22,29 @@ import omegaconf
 import torch
 
 from clinfonce_plugin.augment.batched import BatchedAugmentation, CropAugmenter
-from clinfonce_plugin.host.runtime.augmentations import (IMAGENET_MEAN, IMAGENET_STD,
-                                                         MEANS_N_STD, _blur_kernel)
+from clinfonce_plugin.host.runtime.augmentations import (BLUR_SIGMA, IMAGENET_MEAN,
+                                                         IMAGENET_STD, MEANS_N_STD)
 
-__all__ = ["batched_pipeline", "crop_augmenter", "DeviceAugmentation", "batch_seed"]
+__all__ = ["batched_pipeline", "blur_kernel_size", "crop_augmenter", "DeviceAugmentation",
+           "batch_seed"]
+
+
+def blur_kernel_size(crop_size: int, sigma_max: float = BLUR_SIGMA[1]) -> int:
+    """Taps of the batched blur: +-3 sigma_max (13 at SimCLR's sigma_max 2), so the sampled
+    Gaussian is not truncated, as the CPU pipeline's Pillow blur is not; at most the largest
+    odd number <= crop_size (reflect padding needs pad < size), at least 1."""
+    taps = 2 * math.ceil(3 * sigma_max) + 1
+    largest = crop_size if crop_size % 2 == 1 else crop_size - 1
+    return max(1, min(taps, largest))
 
 
 def batched_pipeline(dataset: str, node) -> BatchedAugmentation:
     """One augmentation node -> its batched random ops and normalisation, with the bundled
     runtime's normalisation (the dataset's own values, else the node's, else ImageNet's)
-    and blur kernel (10 % of the crop, odd) on either host."""
+    and a blur kernel of ``blur_kernel_size(crop_size)`` taps on either host."""
     mean, std = MEANS_N_STD.get(
         dataset, (node.get("mean") or IMAGENET_MEAN, node.get("std") or IMAGENET_STD))
-    return BatchedAugmentation.from_node(node, mean, std, _blur_kernel(node.crop_size))
+    return BatchedAugmentation.from_node(node, mean, std, blur_kernel_size(node.crop_size))
 
 
 def crop_augmenter(dataset: str, augmentations: Sequence[Any]) -> CropAugmenter:

@@ -1,5 +1,5 @@
 """The training process's side of ``data.augment_on: device``: pipelines built with the
-runtime's normalisation and blur kernel, the callback rewriting the crops of a batch in
+runtime's normalisation and blur range, the callback rewriting the crops of a batch in
 place (seeded per rank, epoch and batch; the warm-up pipelines while they apply; the
 precision plugin's dtype), and the config key."""
 from types import SimpleNamespace
@@ -8,23 +8,23 @@ import pytest
 import torch
 from lightning.pytorch.plugins.precision import HalfPrecision, Precision
 from omegaconf import OmegaConf
-from torchvision.transforms import v2 as T
 
 from clinfonce_plugin import host
+from clinfonce_plugin.augment.batched import SIGMA_RANGE
 from clinfonce_plugin.augment.device import (DeviceAugmentation, batch_seed, batched_pipeline,
-                                             crop_augmenter)
+                                             blur_kernel_size, crop_augmenter)
 from clinfonce_plugin.config import ConfigError, check_pretrain_cfg
 from clinfonce_plugin.data.registry import DATASETS
-from clinfonce_plugin.host.runtime.augmentations import build_transform_pipeline
+from clinfonce_plugin.host.runtime.augmentations import (GaussianBlur, ToNormalizedTensor,
+                                                         build_transform_pipeline)
 from tests.conftest import augmentation
 
 
 def _runtime_ops(dataset, node):
-    """(Normalize, GaussianBlur) of the runtime's CPU pipeline of ``node``."""
+    """(ToNormalizedTensor, GaussianBlur) of the runtime's CPU pipeline of ``node``."""
     ops = build_transform_pipeline(dataset, node).transforms
-    normalize = next(op for op in ops if isinstance(op, T.Normalize))
-    blur = next(inner for op in ops if isinstance(op, T.RandomApply)
-                for inner in op.transforms if isinstance(inner, T.GaussianBlur))
+    normalize = next(op for op in ops if isinstance(op, ToNormalizedTensor))
+    blur = next(op.op for op in ops if isinstance(getattr(op, "op", None), GaussianBlur))
     return normalize, blur
 
 
@@ -34,19 +34,35 @@ def _runtime_ops(dataset, node):
     ("cifar100", {"mean": [0.1, 0.2, 0.3], "std": [0.4, 0.5, 0.6]}),  # the dataset's wins
 ])
 @pytest.mark.parametrize("crop_size", [16, 96, 224])
-def test_normalisation_and_blur_kernel_are_the_runtime_pipelines(dataset, extra, crop_size):
+def test_normalisation_and_blur_range_are_the_runtime_pipelines(dataset, extra, crop_size):
     node = augmentation(crop_size, 2)
     node["gaussian_blur"] = {"prob": 0.5}
     node.update(extra)
     node = OmegaConf.create(node)
     normalize, blur = _runtime_ops(dataset, node)
     pipe = batched_pipeline(dataset, node)
-    assert pipe.mean == pytest.approx(tuple(normalize.mean))
-    assert pipe.std == pytest.approx(tuple(normalize.std))
-    assert pipe.blur_kernel == blur.kernel_size[0] == blur.kernel_size[1]
-    assert tuple(blur.sigma) == pytest.approx((0.1, 2.0))
+    assert pipe.mean == pytest.approx(normalize.mean)
+    assert pipe.std == pytest.approx(normalize.std)
+    assert blur.sigma == pytest.approx((0.1, 2.0)) == SIGMA_RANGE
+    # +-3 sigma_max taps: 13 at sigma 2, whatever the crop (all three crops are larger)
+    assert pipe.blur_kernel == 13
     cj = node.color_jitter
     assert pipe.color_jitter == (cj.prob, cj.brightness, cj.contrast, cj.saturation, cj.hue)
+
+
+@pytest.mark.parametrize("crop, sigma_max, taps", [(224, 2.0, 13), (32, 2.0, 13),
+                                                   (12, 2.0, 11), (9, 2.0, 9), (2, 2.0, 1),
+                                                   (224, 0.5, 5), (224, 1.1, 9)])
+def test_blur_kernel_size_covers_three_sigma_within_the_crop(crop, sigma_max, taps):
+    assert blur_kernel_size(crop, sigma_max) == taps
+
+
+def test_the_blur_kernel_holds_the_gaussian_to_three_sigma():
+    # at sigma 2 the 13 taps (+-3.25 sigma) keep 99.9 % of the continuous Gaussian's mass
+    from scipy.stats import norm
+
+    half = blur_kernel_size(224) // 2
+    assert norm.cdf(half + 0.5, scale=2.0) - norm.cdf(-half - 0.5, scale=2.0) > 0.998
 
 
 def _batch(sizes=(12, 12, 6), n=4):

@@ -19,7 +19,8 @@ core), every image decoded and then given all the crops of its yaml (two views):
 (a) the bundled runtime's CPU path (``host.runtime.augmentations.build_transform_pipeline``);
 (a0) with ``--baseline DIR``: the same module from another checkout (e.g. main before a change);
 (b) solo-learn's own pipeline (``solo.data.pretrain_dataloader``) when it is importable;
-(c) the device path's worker share (``device_worker_transform`` below; skipped until wired);
+(c) the device path's worker share (``augment.worker.build_worker_transform``: the decode
+    and random-resized crops to uint8; the random ops then run batched in the training process);
 (d) the JPEG decode alone (``data.images.load_rgb``).
 
 Timing alternates the rows round by round (bench/_timing.py): the figure of a row is its
@@ -44,6 +45,7 @@ import sys
 import tempfile
 import time
 import warnings
+from types import SimpleNamespace
 from typing import Callable, Dict, List, Optional
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -140,14 +142,17 @@ def solo_module():
     return solo_data, None
 
 
-# ----------------------------------------------------------------- row (c): TO BE WIRED
+# ----------------------------------------------------------------- row (c)
 def device_worker_transform(nodes) -> Optional[Callable]:
     """Row (c), the device path's worker share: the per-image transform a data-loader worker
     runs with ``data.augment_on: device`` (the random-resized crop of every crop of
-    ``nodes`` -> uint8 tensors; the decode happens before it, as in every row). Returns None
-    while that path does not exist: the row is then skipped with a message. To wire it,
-    return that path's worker transform for ``nodes`` here."""
-    return None
+    ``nodes`` -> uint8 tensors; the decode happens before it, as in every row)."""
+    from clinfonce_plugin.augment.worker import build_worker_transform
+
+    return full_pipeline(SimpleNamespace(
+        FullTransformPipeline=runtime_aug.FullTransformPipeline,
+        NCropAugmentation=runtime_aug.NCropAugmentation,
+        build_transform_pipeline=build_worker_transform), nodes)
 
 
 def per_image(files: List[str], transform: Optional[Callable]) -> Callable[[], None]:
@@ -190,8 +195,7 @@ def pipeline_rows(size: str, files: List[str], rounds: int, baseline: Optional[s
     if worker is not None:
         rows["(c) device path, worker share"] = worker
     else:
-        skipped.append(f"{size} px (c) device path worker share: skipped, "
-                       f"bench/pipeline.py device_worker_transform is not wired yet")
+        skipped.append(f"{size} px (c) device path worker share: skipped")
     return measure_rows(files, rows, rounds)
 
 
@@ -224,11 +228,12 @@ class StepTimer(pl.Callback):
         self.epoch.append(time.perf_counter() - self._start)
 
 
-def demo_cfg(root: str, out_dir: str, epochs: int, workers: Optional[int]):
+def demo_cfg(root: str, out_dir: str, epochs: int, workers: Optional[int], extra=()):
     from hydra import compose, initialize_config_dir
 
     overrides = [f"data.train_path={root}", f"max_epochs={epochs}", "checkpoint.enabled=false",
-                 f"checkpoint.dir={out_dir}", "+enable_progress_bar=false", "+overwrite=true"]
+                 f"checkpoint.dir={out_dir}", "+enable_progress_bar=false", "+overwrite=true",
+                 *extra]
     if workers is not None:
         overrides.append(f"data.num_workers={workers}")
     with initialize_config_dir(config_dir=os.path.join(REPO, "scripts", "pretrain"),
@@ -260,9 +265,10 @@ def loader_epoch_seconds(cfg, epochs: int) -> List[float]:
 
 
 def epoch_split(root: str, work: str, epochs: int, workers: Optional[int],
-                pipeline_builder: Optional[Callable] = None) -> dict:
+                pipeline_builder: Optional[Callable] = None, extra=()) -> dict:
     """The demo run's per-epoch wait / compute (medians over epochs after the first), with
-    the runtime's ``build_transform_pipeline`` replaced by ``pipeline_builder`` if given."""
+    the runtime's ``build_transform_pipeline`` replaced by ``pipeline_builder`` if given and
+    the config ``extra`` overrides (e.g. ``data.augment_on=device``)."""
     from clinfonce_plugin.train import pretrain
 
     saved = host.build_transform_pipeline
@@ -270,9 +276,9 @@ def epoch_split(root: str, work: str, epochs: int, workers: Optional[int],
         host.build_transform_pipeline = pipeline_builder
     try:
         timer = StepTimer()
-        cfg = demo_cfg(root, work, epochs, workers)
+        cfg = demo_cfg(root, work, epochs, workers, extra)
         pretrain(cfg, callbacks=[timer])
-        loader = loader_epoch_seconds(demo_cfg(root, work, epochs, workers), epochs)
+        loader = loader_epoch_seconds(demo_cfg(root, work, epochs, workers, extra), epochs)
     finally:
         host.build_transform_pipeline = saved
     later = slice(1, None) if epochs > 1 else slice(None)
@@ -350,17 +356,20 @@ def main(argv=None) -> dict:
         if args.train_threads:
             torch.set_num_threads(args.train_threads)
         if args.epochs:
-            variants = {f"{host.HOST_NAME} (this checkout)": None}
+            variants = {f"{host.HOST_NAME} (this checkout), augment_on cpu": (None, ()),
+                        f"{host.HOST_NAME} (this checkout), augment_on device":
+                            (None, ("data.augment_on=device",))}
             if args.baseline and host.HOST_NAME == "runtime":
                 old = load_module("baseline_augmentations_epoch", os.path.join(
                     args.baseline, "clinfonce_plugin", "host", "runtime", "augmentations.py"))
-                variants = {"runtime at baseline": old.build_transform_pipeline, **variants}
+                variants = {"runtime at baseline, augment_on cpu":
+                            (old.build_transform_pipeline, ()), **variants}
             runs: Dict[str, List[dict]] = {name: [] for name in variants}
             for r in range(args.epoch_runs):
                 names = list(variants)[r % len(variants):] + list(variants)[:r % len(variants)]
                 for name in names:  # alternated, as the rows
                     runs[name].append(epoch_split(cub_root, os.path.join(work, f"runs-{r}"),
-                                                  args.epochs, args.workers, variants[name]))
+                                                  args.epochs, args.workers, *variants[name]))
             keys = ("epoch_s", "data_wait_s", "compute_s", "loader_alone_s")
             epochs = {name: {**{k: statistics.median(run[k] for run in rs) for k in keys},
                              "runs": rs} for name, rs in runs.items()}

@@ -3,6 +3,7 @@ produce the documented output structure (no speed assertions)."""
 import json
 
 import pytest
+import torch
 
 from tests.helpers import load_bench
 
@@ -51,11 +52,8 @@ def test_speed_quick_reports_ratios_to_simclr(tmp_path):
 
 
 @pytest.mark.slow
-def test_pipeline_quick_reports_rows_as_ratios_to_the_decode(tmp_path, monkeypatch):
+def test_pipeline_quick_reports_rows_as_ratios_to_the_decode(tmp_path):
     pipeline = load_bench("pipeline")
-    # row (c) appears once device_worker_transform returns a transform
-    monkeypatch.setattr(pipeline, "device_worker_transform",
-                        lambda nodes: lambda image: image.resize((8, 8)))
     out = tmp_path / "pipeline.json"
     res = pipeline.main(["--quick", "--epochs", "0", "--cub-images", "8", "--photos", "3",
                          "--work-dir", str(tmp_path / "work"), "--out", str(out)])
@@ -64,8 +62,9 @@ def test_pipeline_quick_reports_rows_as_ratios_to_the_decode(tmp_path, monkeypat
         assert rows["(d) decode"]["cost_vs_decode"] == 1.0
         assert {"(a) runtime", "(c) device path, worker share"} <= set(rows)
         assert all(r["images_per_s"] > 0 and r["cost_vs_decode"] > 0 for r in rows.values())
-        # decoding plus two augmented views costs more than decoding alone
+        # decoding plus two augmented views (or two crops) costs more than decoding alone
         assert rows["(a) runtime"]["cost_vs_decode"] > 1.0
+        assert rows["(c) device path, worker share"]["cost_vs_decode"] > 1.0
     assert res["files"] == {"224": 3, "32": 8}
     saved = json.loads(out.read_text())
     assert saved["table"].splitlines()[0].startswith("| pipeline | 224 px images/s per core")
@@ -75,3 +74,7 @@ def test_pipeline_quick_reports_rows_as_ratios_to_the_decode(tmp_path, monkeypat
 
     photo = Image.open(tmp_path / "work" / "photos" / "0000.jpg")
     assert photo.size == (500, 375) and np.asarray(photo).std() > 20
+    # row (c) times what a worker of augment_on: device hands over: uint8 crops of the yaml
+    crops = pipeline.device_worker_transform(pipeline.aug_nodes("symmetric_224.yaml"))(
+        photo.convert("RGB"))
+    assert [(c.dtype, tuple(c.shape)) for c in crops] == [(torch.uint8, (3, 224, 224))] * 2

@@ -358,7 +358,7 @@ def main(argv=None) -> dict:
         if args.epochs:
             variants = {f"{host.HOST_NAME} (this checkout), augment_on cpu": (None, ()),
                         f"{host.HOST_NAME} (this checkout), augment_on device":
-                            (None, ("data.augment_on=device",))}
+                            (None, ("++data.augment_on=device",))}
             if args.baseline and host.HOST_NAME == "runtime":
                 old = load_module("baseline_augmentations_epoch", os.path.join(
                     args.baseline, "clinfonce_plugin", "host", "runtime", "augmentations.py"))

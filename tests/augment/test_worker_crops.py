@@ -10,6 +10,7 @@ from PIL import Image, ImageFilter
 from torchvision.transforms import v2 as T
 
 from clinfonce_plugin.augment.worker import WorkerCrop, build_worker_transform
+from clinfonce_plugin.config import AUGMENTATION, fill_section
 from clinfonce_plugin.data.augmentation_schedule import EpochClock
 from clinfonce_plugin.data.indexed import IndexedDataset
 from clinfonce_plugin.data.knn_multicrop import KnnMultiCrop
@@ -66,8 +67,12 @@ def test_worker_crop_accepts_a_numpy_image_and_refuses_other_types():
 
 
 def _device_cfg(nodes):
+    """A run config with ``nodes`` filled with the schema's defaults, as the runner fills
+    them (solo-learn's pipeline reads every key)."""
     cfg = make_cfg()
     cfg.augmentations = nodes
+    for i in range(len(nodes)):
+        fill_section(cfg, f"augmentations[{i}]", AUGMENTATION)
     cfg.data.augment_on = "device"
     return cfg
 

@@ -63,12 +63,26 @@ def output_place(cfg: omegaconf.DictConfig, ckpt: str, default_name: str) -> Tup
     return out_dir, cfg.get("name") or default_name
 
 
+def log_version(out_dir: str, logs: str, name: str) -> str:
+    """``name``, or ``name-1``, ``name-2``, ... : the first version whose directory
+    ``<out_dir>/<logs>/<version>`` does not exist. A rerun under the same name keeps the
+    earlier log (Lightning's CSV logger would delete it, or, before 2.2, fail to rewrite
+    its header)."""
+    version, n = name, 0
+    while os.path.exists(os.path.join(out_dir, logs, version)):
+        n += 1
+        version = f"{name}-{n}"
+    return version
+
+
 def fit_and_test(model: pl.LightningModule, train_loader, test_loader, cfg,
                  device: torch.device, out_dir: str, logs: str, name: str) -> dict:
     """Trains ``model`` for ``cfg.max_epochs`` on ``device`` (CSV log in
-    ``<out_dir>/<logs>/<name>``) and returns the test metrics (test_acc1, test_acc5)."""
+    ``<out_dir>/<logs>/<log_version(...)>``) and returns the test metrics (test_acc1,
+    test_acc5)."""
+    logger = CSVLogger(out_dir, name=logs, version=log_version(out_dir, logs, name))
     trainer = pl.Trainer(max_epochs=cfg.max_epochs, accelerator=lightning_accelerator(device),
-                         devices=1, logger=CSVLogger(out_dir, name=logs, version=name),
+                         devices=1, logger=logger,
                          enable_checkpointing=False,
                          enable_progress_bar=cfg.get("enable_progress_bar", True),
                          log_every_n_steps=1)

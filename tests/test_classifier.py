@@ -153,3 +153,15 @@ def test_the_few_workers_warning_is_hidden_only_for_features_in_memory(
         assert few == []
     else:
         assert [m.split("'")[1] for m in few] == ["test_dataloader", "train_dataloader"]
+
+
+def test_a_rerun_logs_beside_the_earlier_log_and_keeps_it(tmp_path):
+    from clinfonce_plugin.evaluation import log_version
+
+    assert log_version(str(tmp_path), "logs", "run") == "run"
+    (tmp_path / "logs" / "run").mkdir(parents=True)
+    (tmp_path / "logs" / "run" / "metrics.csv").write_text("epoch\n0\n")
+    assert log_version(str(tmp_path), "logs", "run") == "run-1"
+    (tmp_path / "logs" / "run-1").mkdir()
+    assert log_version(str(tmp_path), "logs", "run") == "run-2"
+    assert (tmp_path / "logs" / "run" / "metrics.csv").read_text() == "epoch\n0\n"

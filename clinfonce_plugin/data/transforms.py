@@ -9,6 +9,7 @@ import omegaconf
 from omegaconf import OmegaConf
 
 from clinfonce_plugin import host
+from clinfonce_plugin.config import AUGMENTATION, fill_section
 from clinfonce_plugin.augment.worker import build_worker_transform
 from clinfonce_plugin.data.augmentation_schedule import EpochClock, ScheduledTransform
 from clinfonce_plugin.data.knn_multicrop import split_crop_pipelines
@@ -75,6 +76,9 @@ def _single_crop(cfg: omegaconf.DictConfig, crop_min_scale: Optional[float]):
     random op off; a random-resized crop of area fraction [crop_min_scale, 1] and a
     horizontal flip (p 0.5) when ``crop_min_scale`` is given, else resize + centre crop."""
     node = OmegaConf.create(OmegaConf.to_container(cfg.augmentations[0], resolve=True))
+    # a pretrain config written before a key existed (e.g. an older args.json or zoo file)
+    # lacks it; solo-learn's pipeline reads every key
+    node = fill_section(OmegaConf.create({"node": node}), "node", AUGMENTATION)
     for key in _RANDOM_OPS:
         if key in node:
             node[key].prob = 0.0

@@ -34,10 +34,7 @@ class PeriodicCheckpoint(pl.Callback):
         if (trainer.current_epoch + 1) % self.every_n_epochs != 0:
             return
         tmp = self.path + ".tmp"
-        # collective: every rank builds it, rank 0 writes. weights_only given: the full state
-        # (optimizer, loops, callbacks) is the point of a resumable checkpoint, and Lightning
-        # >= 2.5 logs a line at every save where it is left unset
-        trainer.save_checkpoint(tmp, weights_only=False)
+        trainer.save_checkpoint(tmp)  # collective: every rank builds it, rank 0 writes
         if trainer.is_global_zero:
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())

@@ -6,6 +6,7 @@ The filter is a context (``warnings.catch_warnings``), not a process-wide settin
 the plugin inside solo-learn changes no warning of solo-learn's own jobs.
 """
 import contextlib
+import logging
 import re
 import warnings
 from typing import Iterator, NamedTuple, Type
@@ -39,11 +40,38 @@ NOISE = (
 )
 
 
+# Lightning's log lines (not warnings) that say nothing a user can act on: (logger, regex)
+LOG_NOISE = (
+    # Lightning >= 2.5 logs it at every checkpoint save that leaves save_checkpoint's
+    # weights_only unset: a line per epoch; the runner's checkpoints are the full training
+    # state on purpose (they resume the run)
+    ("lightning.pytorch.trainer.connectors.checkpoint_connector",
+     re.escape("`weights_only` was not set, defaulting to `False`.") + "$"),
+)
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, pattern: str):
+        super().__init__()
+        self.pattern = re.compile(pattern)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.pattern.match(record.getMessage())
+
+
 @contextlib.contextmanager
 def lightning_noise_filtered() -> Iterator[None]:
-    """Within the context, the warnings of ``NOISE`` are not shown; every other warning is."""
-    with warnings.catch_warnings():
-        for noise in NOISE:
-            # Lightning's PossibleUserWarning subclasses UserWarning
-            warnings.filterwarnings("ignore", message=noise.message, category=noise.category)
-        yield
+    """Within the context, the warnings of ``NOISE`` and the log lines of ``LOG_NOISE`` are
+    not shown; every other warning and log line is."""
+    filters = [(logging.getLogger(name), _DropMessages(pattern)) for name, pattern in LOG_NOISE]
+    for logger, drop in filters:
+        logger.addFilter(drop)
+    try:
+        with warnings.catch_warnings():
+            for noise in NOISE:
+                # Lightning's PossibleUserWarning subclasses UserWarning
+                warnings.filterwarnings("ignore", message=noise.message, category=noise.category)
+            yield
+    finally:
+        for logger, drop in filters:
+            logger.removeFilter(drop)

@@ -243,7 +243,8 @@ def _fit(cfg, model, train_loader, val_loader, run: RunDir, ckpt: Optional[str],
                           f"{trainer.global_step}: {where}")
 
     final = os.path.join(run.partial, f"{cfg.name}.ckpt")
-    trainer.save_checkpoint(final, weights_only=False)  # see callbacks.PeriodicCheckpoint
+    with lightning_noise_filtered():
+        trainer.save_checkpoint(final)
     finish_loggers(trainer)
     if trainer.is_global_zero:
         run.finish()

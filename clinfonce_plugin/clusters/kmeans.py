@@ -133,7 +133,7 @@ def refresh_due(epoch: int, period: int, last_refresh_epoch: int, warmup_epochs:
     return (epoch - warmup_epochs) % period == 0 and epoch != last_refresh_epoch
 
 
-def _buffer_name(base: str, granularity: int) -> str:
+def granularity_buffer_name(base: str, granularity: int) -> str:
     """``ids`` / ``centroids`` for granularity 0 (the names of a one-k provider), then
     ``ids_1`` / ``centroids_1``, ..."""
     return base if granularity == 0 else f"{base}_{granularity}"
@@ -234,8 +234,9 @@ class KMeansProvider(ClusterProvider):
         placeholder = np.arange(n, dtype=np.int64)  # instance ids until the first refresh
         for m, k in enumerate(self.ks):
             if m > 0:  # granularity 0's ids are the base class's buffer ``ids``
-                self.register_buffer(_buffer_name("ids", m), torch.from_numpy(placeholder.copy()))
-            self.register_buffer(_buffer_name("centroids", m), torch.zeros(k, dim))
+                self.register_buffer(granularity_buffer_name("ids", m),
+                                     torch.from_numpy(placeholder.copy()))
+            self.register_buffer(granularity_buffer_name("centroids", m), torch.zeros(k, dim))
         self.register_buffer("refresh_epoch", torch.tensor(-1, dtype=torch.long))
         self._granularity_clusters = [n] * len(self.ks)
         return placeholder
@@ -252,13 +253,13 @@ class KMeansProvider(ClusterProvider):
 
     def granularity_ids(self, granularity: int) -> torch.Tensor:
         self._check_granularity(granularity)
-        return getattr(self, _buffer_name("ids", granularity))
+        return getattr(self, granularity_buffer_name("ids", granularity))
 
     def granularity_centroids(self, granularity: int) -> torch.Tensor:
         """(k, d) buffer of clustering ``granularity``'s unit centroids (zero rows past its
         number of clusters)."""
         self._check_granularity(granularity)
-        return getattr(self, _buffer_name("centroids", granularity))
+        return getattr(self, granularity_buffer_name("centroids", granularity))
 
     def granularity_num_clusters(self, granularity: int) -> int:
         self._check_granularity(granularity)

@@ -6,7 +6,7 @@ import numpy as np
 
 from .kmeans import l2_normalise
 
-# Eq. 12's smoothing constant: small clusters get a larger phi (the official run_kmeans:
+# the smoothing constant alpha of PCL's phi: small clusters get a larger phi (the official run_kmeans:
 # np.log(len(dist) + 10))
 ALPHA = 10.0
 # the official run_kmeans clips phi to these percentiles "for stability"
@@ -17,7 +17,7 @@ def concentration(embeddings: np.ndarray, ids: np.ndarray, centroids: np.ndarray
                   temperature: float, alpha: float = ALPHA,
                   clip_percentiles: Tuple[float, float] = CLIP_PERCENTILES) -> np.ndarray:
     """Implements PCL's concentration estimate (Li et al., ICLR 2021,
-    https://arxiv.org/abs/2005.04966, Eq. 12, with the official code's ``run_kmeans``).
+    https://arxiv.org/abs/2005.04966), as the official code's ``run_kmeans`` computes it.
 
     For cluster c with members v_1 .. v_Z (the L2-normalised embeddings) and prototype c::
 
@@ -31,14 +31,14 @@ def concentration(embeddings: np.ndarray, ids: np.ndarray, centroids: np.ndarray
 
     The official code measures the distances to the centroids of its Euclidean k-means (the
     members' means); here they are measured to ``centroids``, the prototypes the loss uses
-    (the kmeans provider's unit centroids of spherical k-means), which is Eq. 12's c.
+    (the kmeans provider's unit centroids of spherical k-means), which is the paper's c.
 
     Args:
         embeddings: (N, d) embeddings in dataset order (normalised here).
         ids: (N,) contiguous cluster ids 0..K-1.
         centroids: (K', d) with K' >= K: row c is cluster c's prototype (rows >= K unused).
         temperature: the mean of the returned phi, > 0.
-        alpha: Eq. 12's alpha.
+        alpha: the paper's alpha.
         clip_percentiles: (low, high) percentiles phi is clipped to.
 
     Returns:

@@ -79,7 +79,7 @@ def proto_nce(z: torch.Tensor, ids: torch.Tensor, prototypes: torch.Tensor,
               concentration: torch.Tensor, num_negatives: Optional[int] = None,
               generator: Optional[torch.Generator] = None, gather: bool = True) -> torch.Tensor:
     """Implements the prototype term of ProtoNCE for one clustering (PCL, Li et al., ICLR
-    2021, https://arxiv.org/abs/2005.04966, Eq. 11).
+    2021, https://arxiv.org/abs/2005.04966, the ProtoNCE loss).
 
     With ``z_a`` and the prototypes ``c_j`` L2-normalised, ``phi_j`` the concentration of
     prototype j, ``y_a`` the cluster of row a and S the columns of ``prototype_columns``::

@@ -44,7 +44,7 @@ class PCL(DynamicClusters, BaseMethod):
     embedding pass of the projector output, same faiss k-means, same checkpointed buffers):
     after its ``warmup_epochs`` (PCL: 20 epochs of InfoNCE alone) and then every ``period``
     epochs. After each refresh the concentration phi of every cluster of every granularity
-    is estimated from the same embeddings (``clusters.concentration``: PCL Eq. 12 with the
+    is estimated from the same embeddings (``clusters.concentration``: PCL's estimate with the
     official clipping to the 10th-90th percentiles, mean scaled to ``temperature``) and kept
     in the buffers ``concentration``, ``concentration_1``, ... (checkpointed with the
     provider's).

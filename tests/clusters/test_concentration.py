@@ -25,7 +25,7 @@ def test_hand_computed_case():
     x = np.array([r[0] for r in rows], dtype=np.float32)  # norms must not matter
     ids = np.array([r[1] for r in rows])
     centroids = np.array([_at(0), _at(90), _at(180), _at(-90), [0.0, 0.0]])  # a padding row
-    # Eq. 12: mean distance / log(Z + 10)
+    # PCL's phi: mean distance / log(Z + 10)
     phi = [1.0 / math.log(12), (2 / 3) / math.log(13), 0.5 / math.log(14)]
     phi.append(max(phi))  # the singleton takes the largest
     s = sorted(phi)       # numpy's linear percentiles of 4 values: positions 0.3 and 2.7

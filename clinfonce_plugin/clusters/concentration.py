@@ -6,8 +6,8 @@ import numpy as np
 
 from .kmeans import l2_normalise
 
-# the smoothing constant alpha of PCL's phi: small clusters get a larger phi (the official run_kmeans:
-# np.log(len(dist) + 10))
+# the smoothing constant alpha of PCL's phi: small clusters get a larger phi (the official
+# run_kmeans: np.log(len(dist) + 10))
 ALPHA = 10.0
 # the official run_kmeans clips phi to these percentiles "for stability"
 CLIP_PERCENTILES: Tuple[float, float] = (10.0, 90.0)

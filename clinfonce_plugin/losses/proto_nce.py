@@ -63,7 +63,9 @@ def prototype_columns(batch_ids: torch.Tensor, num_clusters: int,
         (K,) bool mask on ``batch_ids``' device, True for the prototypes in the softmax.
     """
     device = batch_ids.device
-    if num_negatives is None:
+    if num_negatives is None or num_negatives >= num_clusters:
+        # every prototype is in whatever the batch holds: no draw, no copy of the ids to the
+        # host
         return torch.ones(num_clusters, dtype=torch.bool, device=device)
     in_batch = torch.zeros(num_clusters, dtype=torch.bool)
     in_batch[batch_ids.detach().long().cpu()] = True

@@ -53,6 +53,7 @@ SPECS = {
     "wcl": ("wcl_synthetic_cub", ["augmentations=symmetric_32.yaml",
                                   "++method_kwargs.knn_multicrop=false"]),
     "cluster_ce (attributes)": ("cluster_ce_synthetic_cub", ["++method_kwargs.clusters.k={k}"]),
+    "pcl": ("pcl_synthetic_cub", []),
 }
 
 
@@ -229,8 +230,10 @@ def _run(args, work: str):
     rows = {}
     for name in args.methods:
         config, overrides = SPECS[name]
-        if args.quick and "kmeans" in config:  # 36 training images
+        if args.quick and ("kmeans" in config or config.startswith("pcl")):  # 36 images
             overrides = overrides + ["++method_kwargs.clusters.k=6"]
+            if config.startswith("pcl"):  # 1 epoch: cluster before it, not after a warm-up
+                overrides = overrides + ["++method_kwargs.clusters.warmup_epochs=0"]
         # one directory per row: two rows may share a config (and so a run name)
         row_dir = os.path.join(work, re.sub(r"[^a-z0-9]+", "_", name).strip("_"))
         runs = []

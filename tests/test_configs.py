@@ -147,6 +147,30 @@ def test_kmeans_cluster_counts_follow_appendix_e():
         assert cfg.method_kwargs.clusters.k == k, name
 
 
+@pytest.mark.parametrize("dataset", ["utzappos", "wider_attribute", "cub", "imagenet100"])
+def test_pcl_configs_are_their_kmeans_runs_with_pcls_own_values(dataset):
+    def load(name):
+        cfg = _compose("scripts/pretrain", os.path.join(REPO, "scripts/pretrain", name))
+        return OmegaConf.to_container(cfg, resolve=True)
+
+    pcl, km = load(f"pcl_{dataset}.yaml"), load(f"clinfonce_kmeans_{dataset}.yaml")
+    # Cl-InfoNCE App. E: 'the same network architecture and cluster number' for PCL; the
+    # rest (optimizer, schedule, augmentations, epochs) is the K-means run's
+    for key in ("backbone", "data", "optimizer", "scheduler", "augmentations", "max_epochs",
+                "devices", "precision"):
+        assert pcl[key] == km[key], key
+    kw, km_kw = pcl["method_kwargs"], km["method_kwargs"]
+    for key in ("proj_hidden_dim", "proj_output_dim", "temperature"):
+        assert kw[key] == km_kw[key], key
+    for key in ("k", "iterations", "seed", "space", "period"):
+        assert kw["clusters"][key] == km_kw["clusters"][key], key
+    # PCL's official main_pcl.py: --warmup-epoch 20, nredo 5, --pcl-r 16384
+    assert (kw["clusters"]["warmup_epochs"], kw["clusters"]["nredo"], kw["num_negatives"]) == \
+        (20, 5, 16384)
+    # the K-means Cl-InfoNCE runs: the official run script's warm-up 0 and run_kmeans' nredo 5
+    assert (km_kw["clusters"]["warmup_epochs"], km_kw["clusters"]["nredo"]) == (0, 5)
+
+
 def test_wcl_imagenet_configs_warm_up_with_the_weaker_augmentation():
     for name in ("wcl_imagenet100.yaml", "wcl_multicrop_imagenet100.yaml",
                  "wcl_twoview_imagenet100.yaml", "wcl_instance_imagenet100.yaml"):

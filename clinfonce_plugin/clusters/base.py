@@ -130,9 +130,8 @@ class ClusterProvider(nn.Module):
         raise NotImplementedError
 
     # ----------------------------------------------------------------------- ids
-    def _set_ids(self, ids: np.ndarray) -> None:
-        """Checks new ids and writes them into the buffer in place (on its device); dynamic
-        providers call it again at every refresh."""
+    def _checked_ids(self, ids: np.ndarray) -> np.ndarray:
+        """``ids`` as (N,) int64 after checking shape, dtype and contiguity 0..K-1."""
         ids = np.asarray(ids)
         n = self.info.num_samples
         if ids.shape != (n,):
@@ -148,13 +147,38 @@ class ClusterProvider(nn.Module):
             print(f"warning: cluster provider {self.name!r} put all {n} images in one "
                   f"cluster: every pair is a positive and the cluster loss cannot separate "
                   f"images; check its parameters", file=sys.stderr)
+        return ids
+
+    def _set_ids(self, ids: np.ndarray) -> None:
+        """Checks new ids and writes them into the buffer in place (on its device); dynamic
+        providers call it again at every refresh."""
+        ids = self._checked_ids(ids)
         self.ids.copy_(torch.from_numpy(ids))
-        self._num_clusters = k
+        self._num_clusters = int(ids.max()) + 1
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         # the ids changed under the module: K follows them (ids are contiguous: max + 1)
         self._num_clusters = int(self.ids.max()) + 1 if self.ids.numel() else 0
+
+    # --------------------------------------------------------------- granularities
+    @property
+    def num_granularities(self) -> int:
+        """How many clusterings of the samples the provider holds (several numbers of k-means
+        clusters); 1 for every static provider, whose one clustering is ``ids``."""
+        return 1
+
+    def granularity_ids(self, granularity: int) -> torch.Tensor:
+        """(N,) ids of clustering ``granularity`` (0 .. num_granularities - 1)."""
+        if granularity != 0:
+            raise IndexError(f"{self.name}: granularity {granularity} out of range for 1")
+        return self.ids
+
+    def granularity_num_clusters(self, granularity: int) -> int:
+        """K of clustering ``granularity``."""
+        if granularity != 0:
+            raise IndexError(f"{self.name}: granularity {granularity} out of range for 1")
+        return self.num_clusters
 
     @property
     def num_clusters(self) -> int:

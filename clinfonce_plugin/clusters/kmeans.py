@@ -1,9 +1,11 @@
 """K-means clusters on the learned embeddings, recomputed while training.
 
 Implements the K-means clusters of Cl-InfoNCE (https://arxiv.org/abs/2202.06670, Sec. 4.4,
-Algorithm 1): before the first epoch and then every ``period`` epochs the whole training set
-is embedded, the embeddings are L2-normalised and clustered with spherical k-means (faiss),
-and the assignments become the clusters of the next epochs.
+Algorithm 1): after ``warmup_epochs`` epochs on instance clusters and then every ``period``
+epochs the whole training set is embedded, the embeddings are L2-normalised and clustered
+with spherical k-means (faiss), and the assignments become the clusters of the next epochs.
+Several numbers of clusters (granularities, as PCL and the official ``--num_cluster
+1000,2500``) are clustered from the same embeddings.
 
 This module holds the clustering itself: ``spherical_kmeans`` (faiss, seeded), the refresh
 schedule (``refresh_due``) and the ``kmeans`` provider, which owns the ids, centroids and
@@ -116,40 +118,59 @@ def compact_clusters(labels: np.ndarray, centroids: np.ndarray) -> Tuple[np.ndar
     return ids, out
 
 
-def refresh_due(epoch: int, period: int, last_refresh_epoch: int) -> bool:
+def refresh_due(epoch: int, period: int, last_refresh_epoch: int, warmup_epochs: int = 0) -> bool:
     """Whether the clusters are recomputed before ``epoch`` (0-based).
 
-    Due before epochs 0, period, 2 * period, ... unless already done for that epoch (a run
-    resumed inside such an epoch), and always when there never was a refresh
-    (``last_refresh_epoch < 0``), since the placeholder ids are not clusters.
+    Epochs ``0 .. warmup_epochs - 1`` train on the placeholder (instance) clusters: never due.
+    Then due before epochs ``warmup_epochs``, ``warmup_epochs + period``, ... unless already
+    done for that epoch (a run resumed inside such an epoch), and always when there never was
+    a refresh (``last_refresh_epoch < 0``) past the warm-up.
     """
+    if epoch < warmup_epochs:
+        return False
     if last_refresh_epoch < 0:
         return True
-    return epoch % period == 0 and epoch != last_refresh_epoch
+    return (epoch - warmup_epochs) % period == 0 and epoch != last_refresh_epoch
+
+
+def granularity_buffer_name(base: str, granularity: int) -> str:
+    """``ids`` / ``centroids`` for granularity 0 (the names of a one-k provider), then
+    ``ids_1`` / ``centroids_1``, ..."""
+    return base if granularity == 0 else f"{base}_{granularity}"
 
 
 class KMeansProvider(ClusterProvider):
     """Implements K-means clusters (https://arxiv.org/abs/2202.06670, Sec. 4.4, Algorithm 1).
 
     A dynamic provider: ``refresh(embeddings, epoch)`` replaces the ids with the spherical
-    k-means assignments of the (N, d) training-set embeddings; the method calls it when
-    ``due(epoch)``, i.e. before the first epoch and every ``period`` epochs. Until the first
-    refresh the ids are a placeholder, one cluster per image (instance ids), which no
-    training step ever sees.
+    k-means assignments of the (N, d) training-set embeddings, once per number of clusters in
+    ``k`` (granularity m is clustered with faiss seed ``seed + m``, as the official code seeds
+    its m-th clustering with m); the method calls it when ``due(epoch)``: before epoch
+    ``warmup_epochs`` and then every ``period`` epochs. Until the first refresh the ids of
+    every granularity are a placeholder, one cluster per image (instance ids): the clusters
+    of the warm-up epochs, which make Cl-InfoNCE SimCLR's loss (the official code's warm-up
+    trains on instance labels, ``gran_lvl -1``).
 
-    Besides ``ids``, the buffers ``centroids`` and ``refresh_epoch`` are the provider's state:
-    sized at construction, so that a freshly built model loads a checkpoint of a refreshed
-    one and keeps its clusters until the schedule says otherwise.
+    The state is the buffers ``ids`` and ``centroids`` of granularity 0 (the first k; the
+    names of a one-k provider), ``ids_m`` and ``centroids_m`` of granularity m >= 1, and
+    ``refresh_epoch``: sized at construction, so that a freshly built model loads a
+    checkpoint of a refreshed one and keeps its clusters until the schedule says otherwise.
+    ``ids``, ``num_clusters`` and ``forward`` are granularity 0's; ``granularity_ids(m)``,
+    ``granularity_centroids(m)`` and ``granularity_num_clusters(m)`` give every granularity.
 
     Extra cfg settings:
-        k (int, required): number of centroids, 1 <= k <= N. Empty clusters are dropped, so
-            the number of clusters can be below k.
-        iterations (int): k-means iterations (default 20).
-        seed (int): faiss seed; the same at every refresh (default 0).
-        nredo (int): k-means restarts, best objective kept (default 1).
+        k (int or list of int, required): number of centroids, 1 <= k <= N; a list clusters
+            the same embeddings once per entry (granularities). Empty clusters are dropped,
+            so the number of clusters can be below k.
+        iterations (int): k-means iterations (default 20; the official code's too).
+        seed (int): faiss seed of granularity 0; granularity m uses seed + m; the same at
+            every refresh (default 0).
+        nredo (int): k-means restarts, best objective kept (default 1; the official code: 5).
         space (str): what is clustered: "projector" (output of the projector g, the
             official implementation) or "backbone" (backbone features). Default "projector".
         period (int): epochs between refreshes (default 1: every epoch).
+        warmup_epochs (int): epochs trained on instance clusters before the first k-means
+            (default 0, the official run script's; its argparse default is 100).
         device (str): "auto" (faiss GPU when available, else CPU), "cpu" or "gpu".
 
     Args:
@@ -159,28 +180,42 @@ class KMeansProvider(ClusterProvider):
         **params: the settings above.
 
     Attributes:
-        centroids: (k, d) float32 buffer, the unit centroids of the last refresh (rows >=
-            num_clusters are zero); zeros before the first refresh.
+        ks: the numbers of centroids, one per granularity.
+        centroids: (k, d) float32 buffer, the unit centroids of granularity 0 at the last
+            refresh (rows >= its number of clusters are zero); zeros before the first
+            refresh. ``centroids_m``: the same for granularity m.
         refresh_epoch: int64 scalar buffer, the epoch of the last refresh, -1 before it.
     """
 
     name = "kmeans"
     dynamic = True
     PARAMS = {"k": REQUIRED, "iterations": 20, "seed": 0, "nredo": 1, "space": "projector",
-              "period": 1, "device": "auto"}
+              "period": 1, "warmup_epochs": 0, "device": "auto"}
 
     def __init__(self, info: SampleInfo, embedding_dims: Mapping[str, int], **params: Any) -> None:
         self._embedding_dims = dict(embedding_dims)  # read by _build, which the base __init__ runs
         super().__init__(info, **params)
 
+    def _check_ks(self, value: Any) -> Tuple[int, ...]:
+        n = self.info.num_samples
+        hint = " (at most the number of samples)"
+        if isinstance(value, (list, tuple)):
+            if not value:
+                raise ValueError(f"{self.name}: parameter 'k' must be an integer or a non-empty "
+                                 f"list of integers, got {value!r}")
+            return tuple(check_int(self.name, f"k[{i}]", v, 1, n, hint=hint)
+                         for i, v in enumerate(value))
+        return (check_int(self.name, "k", value, 1, n, hint=hint),)
+
     def _build(self) -> np.ndarray:
         p = self.params
         n = self.info.num_samples
-        self.k = check_int(self.name, "k", p["k"], 1, n, hint=" (at most the number of samples)")
+        self.ks: Tuple[int, ...] = self._check_ks(p["k"])
         self.iterations = check_int(self.name, "iterations", p["iterations"], 1)
-        self.seed = check_int(self.name, "seed", p["seed"], 0, 2**31 - 1)
+        self.seed = check_int(self.name, "seed", p["seed"], 0, 2**31 - len(self.ks))
         self.nredo = check_int(self.name, "nredo", p["nredo"], 1)
         self.period = check_int(self.name, "period", p["period"], 1)
+        self.warmup_epochs = check_int(self.name, "warmup_epochs", p["warmup_epochs"], 0)
         if p["space"] not in SPACES:
             raise ValueError(f"{self.name}: parameter 'space' must be one of {list(SPACES)}, "
                              f"got {p['space']!r}")
@@ -196,10 +231,47 @@ class KMeansProvider(ClusterProvider):
         if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
             raise ValueError(f"{self.name}: needs the embedding dimension of space "
                              f"{self.space!r}, got embedding_dims={self._embedding_dims}")
-        self.register_buffer("centroids", torch.zeros(self.k, dim))
+        placeholder = np.arange(n, dtype=np.int64)  # instance ids until the first refresh
+        for m, k in enumerate(self.ks):
+            if m > 0:  # granularity 0's ids are the base class's buffer ``ids``
+                self.register_buffer(granularity_buffer_name("ids", m),
+                                     torch.from_numpy(placeholder.copy()))
+            self.register_buffer(granularity_buffer_name("centroids", m), torch.zeros(k, dim))
         self.register_buffer("refresh_epoch", torch.tensor(-1, dtype=torch.long))
-        return np.arange(n, dtype=np.int64)  # placeholder until the first refresh
+        self._granularity_clusters = [n] * len(self.ks)
+        return placeholder
 
+    # --------------------------------------------------------------- granularities
+    @property
+    def num_granularities(self) -> int:
+        return len(self.ks)
+
+    def _check_granularity(self, granularity: int) -> None:
+        if not 0 <= granularity < len(self.ks):
+            raise IndexError(f"{self.name}: granularity {granularity} out of range for "
+                             f"{len(self.ks)} (k={list(self.ks)})")
+
+    def granularity_ids(self, granularity: int) -> torch.Tensor:
+        self._check_granularity(granularity)
+        return getattr(self, granularity_buffer_name("ids", granularity))
+
+    def granularity_centroids(self, granularity: int) -> torch.Tensor:
+        """(k, d) buffer of clustering ``granularity``'s unit centroids (zero rows past its
+        number of clusters)."""
+        self._check_granularity(granularity)
+        return getattr(self, granularity_buffer_name("centroids", granularity))
+
+    def granularity_num_clusters(self, granularity: int) -> int:
+        self._check_granularity(granularity)
+        return self._granularity_clusters[granularity]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        # the ids changed under the module: each K follows them (ids are contiguous: max + 1)
+        self._granularity_clusters = [
+            int(self.granularity_ids(m).max()) + 1 for m in range(len(self.ks))]
+
+    # ------------------------------------------------------------------ schedule
     @property
     def refreshed(self) -> bool:
         """Whether the ids come from k-means (False: still the placeholder)."""
@@ -207,18 +279,20 @@ class KMeansProvider(ClusterProvider):
 
     def due(self, epoch: int) -> bool:
         """Whether the schedule reclusters before ``epoch`` (see ``refresh_due``)."""
-        return refresh_due(epoch, self.period, int(self.refresh_epoch))
+        return refresh_due(epoch, self.period, int(self.refresh_epoch), self.warmup_epochs)
 
     @torch.no_grad()
     def refresh(self, embeddings, epoch: int) -> torch.Tensor:
-        """Clusters the training set's embeddings and installs the assignments.
+        """Clusters the training set's embeddings once per granularity and installs the
+        assignments.
 
         Args:
             embeddings: (N, d) embeddings in dataset order, identical on every rank.
             epoch: the epoch the clusters are made for (stored in ``refresh_epoch``).
 
         Returns:
-            ``self.ids``: the (N,) int64 contiguous ids.
+            ``self.ids``: granularity 0's (N,) int64 contiguous ids (the others:
+            ``granularity_ids(m)``).
 
         Raises:
             RuntimeError: under torch.distributed, when the ranks' assignments differ.
@@ -228,21 +302,36 @@ class KMeansProvider(ClusterProvider):
         n, d = self.info.num_samples, self.centroids.shape[1]
         if x.shape != (n, d):
             raise ValueError(f"{self.name}: expected ({n}, {d}) embeddings, got shape {x.shape}")
-        labels, centroids, _ = spherical_kmeans(
-            x, self.k, self.iterations, self.seed, self.nredo, self.faiss_device)
-        ids, centroids = compact_clusters(labels, centroids)
-        if not all_ranks_agree(torch.from_numpy(ids)):
+        results = []
+        for m, k in enumerate(self.ks):
+            labels, centroids, _ = spherical_kmeans(
+                x, k, self.iterations, self.seed + m, self.nredo, self.faiss_device)
+            ids, centroids = compact_clusters(labels, centroids)
+            results.append((ids, centroids))
+        if not all_ranks_agree(torch.from_numpy(np.concatenate([ids for ids, _ in results]))):
             raise RuntimeError(
                 "k-means assignments differ between ranks: every rank must cluster the same "
                 "gathered embeddings with the same seed (check that faiss is deterministic here)"
             )
-        self._set_ids(ids)
-        self.centroids.copy_(torch.from_numpy(centroids))
+        # installed only once every granularity is clustered: a failure leaves the old state
+        for m, (ids, centroids) in enumerate(results):
+            if m == 0:
+                self._set_ids(ids)
+            else:
+                self.granularity_ids(m).copy_(torch.from_numpy(self._checked_ids(ids)))
+            self.granularity_centroids(m).copy_(torch.from_numpy(centroids))
+            self._granularity_clusters[m] = int(ids.max()) + 1
         self.refresh_epoch.fill_(int(epoch))
         return self.ids
 
     def _describe_extra(self) -> str:
+        k = self.ks[0] if len(self.ks) == 1 else list(self.ks)
+        text = f"k={k}, space={self.space}, every {self.period} epoch(s)"
+        if self.warmup_epochs:
+            text += f" after {self.warmup_epochs} warm-up epoch(s)"
         if not self.refreshed:
-            return (f"k={self.k}, space={self.space}, every {self.period} epoch(s); "
-                    "placeholder ids (one per image) until the first refresh")
-        return f"k={self.k}, space={self.space}, every {self.period} epoch(s)"
+            return f"{text}; placeholder ids (one per image) until the first refresh"
+        if len(self.ks) > 1:
+            sizes = [self.granularity_num_clusters(m) for m in range(len(self.ks))]
+            text += f"; clusters per granularity {sizes}"
+        return text

@@ -1,8 +1,9 @@
 """The plugin's methods, one file each; file name = registry key = yaml ``method:``."""
 from .clinfonce import ClInfoNCE
 from .cluster_ce import ClusterCE
+from .pcl import PCL
 from .wcl import WCL
 
-PLUGIN_METHODS = {"clinfonce": ClInfoNCE, "cluster_ce": ClusterCE, "wcl": WCL}
+PLUGIN_METHODS = {"clinfonce": ClInfoNCE, "cluster_ce": ClusterCE, "pcl": PCL, "wcl": WCL}
 
-__all__ = ["PLUGIN_METHODS", "ClInfoNCE", "ClusterCE", "WCL"]
+__all__ = ["PLUGIN_METHODS", "ClInfoNCE", "ClusterCE", "PCL", "WCL"]

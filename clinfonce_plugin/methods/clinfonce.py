@@ -1,5 +1,4 @@
 """Cl-InfoNCE as a host method: a projector, a cluster provider and the cluster loss."""
-import time
 from typing import Any, Dict, List, Optional, Sequence
 
 import omegaconf
@@ -7,14 +6,13 @@ import torch
 from omegaconf import OmegaConf, open_dict
 
 from clinfonce_plugin.config import ConfigError, fill_defaults
-from clinfonce_plugin.clusters.embedding_pass import embed_dataset, label_metrics
-from clinfonce_plugin.data.indexed import TransformedImages
 from clinfonce_plugin.clusters.registry import CLUSTER_PROVIDERS, build_from_spec
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.heads import mlp
 from clinfonce_plugin.host import BaseMethod
 from clinfonce_plugin.losses import cl_infonce
 from clinfonce_plugin.data.registry import training_sample_info
+from clinfonce_plugin.methods.dynamic_clusters import DynamicClusters
 from clinfonce_plugin.utils.distributed import all_gather_no_grad, get_rank, get_world_size
 
 METHOD_KWARGS = {
@@ -41,7 +39,7 @@ def mean_positives(ids_gathered: torch.Tensor) -> torch.Tensor:
     return (counts[inverse] - 1).float().mean()
 
 
-class ClInfoNCE(BaseMethod):
+class ClInfoNCE(DynamicClusters, BaseMethod):
     """Implements Cl-InfoNCE (https://arxiv.org/abs/2202.06670).
 
     Positives of an anchor are all other views whose cluster id equals the anchor's; the ids
@@ -50,14 +48,17 @@ class ClInfoNCE(BaseMethod):
     ``provider.ids``); a step looks its batch up with ``self.provider(indexes)``.
 
     Dynamic providers (``kmeans``, Sec. 4.4, Algorithm 1) are refreshed in
-    ``on_train_epoch_start``, before epochs 0, period, 2 * period, ...: the training set is
-    embedded once (resize + centre crop, the network in eval mode, sharded over ranks and
-    gathered) and clustered identically on every rank. Before epoch 0 this is the randomly
-    initialised network, as in Algorithm 1. The provider's ``centroids`` and ``refresh_epoch``
-    buffers join its ``ids`` in the checkpoint, so a resumed run keeps its clusters and
-    reclusters only when the schedule says so. Each refresh logs
-    ``kmeans_num_clusters`` and, when labels are known, ``kmeans_mi`` = I(Z;T) and
-    ``kmeans_cond_entropy`` = H(Z|T) in bits, and ``kmeans_refresh_seconds``.
+    ``on_train_epoch_start`` by ``DynamicClusters`` (the provider's schedule: after its
+    ``warmup_epochs`` on instance clusters, i.e. SimCLR, then every ``period`` epochs): the
+    training set is embedded once and clustered identically on every rank. Without warm-up
+    the first clustering is of the randomly initialised network, as in Algorithm 1. The
+    provider's buffers are in the checkpoint, so a resumed run keeps its clusters and
+    reclusters only when the schedule says so.
+
+    With several numbers of k-means clusters (``clusters.k`` a list, M granularities) the
+    loss is the mean over granularities of Cl-InfoNCE with each granularity's ids (a choice
+    of this plugin: the official code parses a list but its training step asserts one
+    clustering; PCL averages its prototype term over granularities the same way).
 
     Extra cfg settings:
         method_kwargs:
@@ -69,7 +70,7 @@ class ClInfoNCE(BaseMethod):
                 Cl-InfoNCE form) or "in" (positives summed inside the log, solo's form).
             clusters (dict): ``provider`` (instance | labels | attributes | hierarchy |
                 precomputed | kmeans) and that provider's parameters, e.g. ``k`` for
-                attributes, ``k``/``period``/``space``/... for kmeans.
+                attributes, ``k`` (int or list)/``period``/``warmup_epochs``/... for kmeans.
             instance_head (bool): add a second projector trained with instance InfoNCE
                 (the dual-head variant, Cl-InfoNCE App. A.1).
             instance_weight (float): weight of the instance loss when instance_head is on.
@@ -98,11 +99,7 @@ class ClInfoNCE(BaseMethod):
         # the N-sized ids every step
         self._ddp_params_and_buffers_to_ignore = [
             f"provider.{name}" for name, _ in self.provider.named_buffers()]
-        if self.provider.dynamic:
-            # (image tensor, target) items of the training set in dataset order; built from
-            # cfg.data on the first refresh unless set beforehand (tests, benchmarks)
-            self.embedding_dataset: Optional[torch.utils.data.Dataset] = None
-            self.last_refresh: Dict[str, float] = {}
+        self.init_dynamic_clusters()
 
     @staticmethod
     def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
@@ -140,79 +137,28 @@ class ClInfoNCE(BaseMethod):
     def multicrop_forward(self, X: torch.Tensor) -> Dict[str, Any]:
         return self._project(super().multicrop_forward(X))
 
-    # ------------------------------------------------------------ dynamic clusters
-    def on_train_epoch_start(self) -> None:
-        super().on_train_epoch_start()
-        if self.provider.dynamic:
-            self.maybe_refresh_clusters(self.current_epoch)
-
-    def maybe_refresh_clusters(self, epoch: int) -> bool:
-        """Refreshes the clusters if the schedule says so before ``epoch``; returns whether."""
-        if not self.provider.due(epoch):
-            return False
-        self.refresh_clusters(epoch)
-        return True
-
-    def _train_images(self) -> torch.utils.data.Dataset:
-        if self.embedding_dataset is None:
-            # imported here: the data registry and transforms are only needed by this pass
-            from clinfonce_plugin.data.registry import open_split
-            from clinfonce_plugin.data.transforms import eval_transform
-
-            base = open_split(self.cfg.data, "train").dataset
-            self.embedding_dataset = TransformedImages(base, eval_transform(self.cfg))
-        if len(self.embedding_dataset) != self.provider.ids.numel():
-            raise ValueError(f"the embedding dataset has {len(self.embedding_dataset)} images, "
-                             f"the clusters cover {self.provider.ids.numel()}")
-        return self.embedding_dataset
-
-    def _cluster_embedding(self, x: torch.Tensor) -> torch.Tensor:
+    def cluster_embedding(self, x: torch.Tensor) -> torch.Tensor:
         out = self(x)
         return out["feats"] if self.provider.space == "backbone" else out["z"]
-
-    @torch.no_grad()
-    def refresh_clusters(self, epoch: int) -> Dict[str, float]:
-        """Embeds the training set, reclusters it and installs the new ids (every rank)."""
-        start = time.perf_counter()
-        modes = {m: m.training for m in self.modules()}
-        self.eval()  # BN running statistics, no dropout: a deterministic pass
-        trainer = getattr(self, "_trainer", None)
-        context = trainer.precision_plugin.forward_context if trainer is not None else None
-        try:
-            emb = embed_dataset(self._cluster_embedding, self._train_images(),
-                                self.provider.centroids.shape[1],
-                                int(self.cfg.optimizer.batch_size),
-                                int(self.cfg.data.get("num_workers", 0) or 0), self.device,
-                                context)
-        finally:
-            for module, mode in modes.items():
-                module.training = mode
-        embed_seconds = time.perf_counter() - start
-        ids = self.provider.refresh(emb, epoch).cpu().numpy()
-        fit_seconds = time.perf_counter() - start - embed_seconds
-        metrics = label_metrics(ids, self.provider.info.labels)
-        metrics["kmeans_refresh_seconds"] = time.perf_counter() - start
-        self.last_refresh = dict(metrics, epoch=float(epoch), embed_seconds=embed_seconds,
-                                 fit_seconds=fit_seconds)
-        if trainer is not None:
-            # identical on every rank already: no sync needed
-            self.log_dict(metrics, on_step=False, on_epoch=True, sync_dist=False)
-        if get_rank() == 0:
-            info = ", ".join(f"{k[len('kmeans_'):]}={v:.4g}" for k, v in metrics.items())
-            print(f"[clinfonce] k-means before epoch {epoch}: {info} "
-                  f"(embedding pass {embed_seconds:.2f} s, k-means {fit_seconds:.2f} s)")
-        return metrics
 
     def training_step(self, batch: Sequence[Any], batch_idx: int) -> torch.Tensor:
         indexes = batch[0]
         out = super().training_step(batch, batch_idx)
         n_views = len(out["z"])
         z = torch.cat(out["z"])
-        ids = self.provider(indexes).repeat(n_views)
-        num_clusters = self.provider.num_clusters
         rows_gathered = z.size(0) * get_world_size()
-        loss = cl_infonce(z, ids, self.temperature, form=self.loss_form,
-                          num_clusters=loss_num_clusters(num_clusters, rows_gathered))
+        granularities = self.provider.num_granularities
+        loss = z.new_zeros(())
+        for m in range(granularities):
+            # granularity 0 through forward: it checks the range of CPU indexes
+            ids_m = (self.provider(indexes) if m == 0
+                     else self.provider.granularity_ids(m)[indexes]).repeat(n_views)
+            k_m = self.provider.granularity_num_clusters(m)
+            loss = loss + cl_infonce(z, ids_m, self.temperature, form=self.loss_form,
+                                     num_clusters=loss_num_clusters(k_m, rows_gathered))
+            if m == 0:
+                ids = ids_m
+        loss = loss / granularities
         logs = {"train_clinfonce_loss": loss}
         total = loss
         if self.instance_head:
@@ -225,6 +171,6 @@ class ClInfoNCE(BaseMethod):
             total = total + self.instance_weight * inst_loss
         with torch.no_grad():
             logs["train_mean_positives"] = mean_positives(all_gather_no_grad(ids))
-        logs["num_clusters"] = float(num_clusters)
+        logs["num_clusters"] = float(self.provider.num_clusters)
         self.log_dict(logs, on_epoch=True, sync_dist=True)
         return total + out["loss"]

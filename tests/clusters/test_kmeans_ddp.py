@@ -49,8 +49,8 @@ def _worker(rank: int) -> dict:
     # the method: each rank embeds its shard, the gathered matrix is clustered everywhere
     model = _model()
     seen = []
-    embed = model._cluster_embedding
-    model._cluster_embedding = lambda x: (seen.append(x.shape[0]), embed(x))[1]
+    embed = model.cluster_embedding
+    model.cluster_embedding = lambda x: (seen.append(x.shape[0]), embed(x))[1]
     model.refresh_clusters(0)
     result["embedded"] = sum(seen)
     result["ids"] = model.provider.ids.clone()

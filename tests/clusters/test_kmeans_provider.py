@@ -47,7 +47,8 @@ def test_registered_as_dynamic_with_its_params():
     assert CLUSTER_PROVIDERS["kmeans"] is KMeansProvider
     assert KMeansProvider.dynamic is True
     assert KMeansProvider.PARAMS == {"k": REQUIRED, "iterations": 20, "seed": 0, "nredo": 1,
-                                     "space": "projector", "period": 1, "device": "auto"}
+                                     "space": "projector", "period": 1, "warmup_epochs": 0,
+                                     "device": "auto"}
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -184,6 +185,11 @@ def test_compact_clusters_renumbers_used_centroids_and_zero_pads():
     ({"k": 2, "space": "features"}, r"'space' must be one of \['backbone', 'projector'\]"),
     ({"k": 2, "device": "tpu"}, r"'device' must be one of \['auto', 'cpu', 'gpu'\]"),
     ({"k": 2, "niter": 5}, r"unknown parameter\(s\) \['niter'\]"),
+    ({"k": []}, r"'k' must be an integer or a non-empty list of integers, got \[\]"),
+    ({"k": [2, 11]}, r"'k\[1\]' must be an integer in \[1, 10\]"),
+    ({"k": [2, 1.5]}, r"'k\[1\]' must be an integer in \[1, 10\]"),
+    ({"k": 2, "warmup_epochs": -1}, r"'warmup_epochs' must be an integer >= 0"),
+    ({"k": 2, "nredo": 0}, r"'nredo' must be an integer >= 1"),
 ])
 def test_bad_params_are_rejected(params, match):
     with pytest.raises(ValueError, match=match):
@@ -220,3 +226,92 @@ def test_embedding_dims_must_name_the_clustered_space():
         _kmeans(10, k=2, space="backbone")
     with pytest.raises(ValueError, match=r"needs the embedding dimension of space 'projector'"):
         _kmeans(10, d=0, k=2)
+
+
+# ------------------------------------------------- the official code's options (issue 16)
+def _nested_blobs(seed=0, per_blob=15, noise=0.02):
+    """Four tight blobs in two well-separated pairs: k=4 finds the blobs, k=2 the pairs."""
+    rng = np.random.default_rng(seed)
+    centres = _unit(np.array([[1, 0, 0.3, 0], [1, 0, -0.3, 0], [0, 1, 0, 0.3], [0, 1, 0, -0.3]]))
+    blob = np.repeat(np.arange(4), per_blob)
+    x = centres[blob] + noise * rng.standard_normal((blob.size, 4))
+    perm = rng.permutation(blob.size)
+    return x[perm].astype(np.float32), blob[perm]
+
+
+def test_a_list_of_k_clusters_every_granularity_from_the_same_embeddings():
+    x, blob = _nested_blobs()
+    provider = _kmeans(len(blob), d=4, k=[4, 2], seed=3, nredo=5)
+    assert provider.num_granularities == 2 and provider.ks == (4, 2)
+    assert provider.granularity_centroids(1).shape == (2, 4)
+    ids = provider.refresh(x, 0)
+    assert ids is provider.ids and provider.granularity_ids(0) is provider.ids
+    assert _same_partition(provider.granularity_ids(0).numpy(), blob)
+    assert _same_partition(provider.granularity_ids(1).numpy(), blob // 2)
+    assert [provider.granularity_num_clusters(m) for m in (0, 1)] == [4, 2]
+    assert provider.num_clusters == 4
+    # granularity m is the seeded k-means of seed + m (the official code: seed m)
+    for m, k in enumerate((4, 2)):
+        labels, centroids, _ = spherical_kmeans(x, k, seed=3 + m, nredo=5)
+        expected_ids, expected_centroids = compact_clusters(labels, centroids)
+        assert provider.granularity_ids(m).tolist() == expected_ids.tolist()
+        np.testing.assert_array_equal(provider.granularity_centroids(m).numpy(),
+                                      expected_centroids)
+    assert "k=[4, 2]" in provider.describe() and "[4, 2]" in provider.describe()
+    with pytest.raises(IndexError, match="granularity 2 out of range for 2"):
+        provider.granularity_ids(2)
+
+
+def test_every_granularity_is_state_and_a_fresh_provider_loads_it():
+    x, _ = _nested_blobs(1)
+    provider = _kmeans(len(x), d=4, k=[4, 2], warmup_epochs=2)
+    assert list(provider.state_dict()) == ["ids", "centroids", "ids_1", "centroids_1",
+                                           "refresh_epoch"]
+    provider.refresh(x, 2)
+    fresh = _kmeans(len(x), d=4, k=[4, 2], warmup_epochs=2)
+    assert fresh.granularity_num_clusters(1) == len(x)  # placeholder: one per image
+    fresh.load_state_dict(provider.state_dict())
+    for m in (0, 1):
+        assert torch.equal(fresh.granularity_ids(m), provider.granularity_ids(m))
+        assert torch.equal(fresh.granularity_centroids(m), provider.granularity_centroids(m))
+        assert fresh.granularity_num_clusters(m) == provider.granularity_num_clusters(m)
+    assert not fresh.due(2) and fresh.due(3)
+    with pytest.raises(RuntimeError, match="Missing key.*ids_1"):
+        fresh.load_state_dict(_kmeans(len(x), d=4, k=4).state_dict())
+
+
+def test_the_warmup_trains_on_instance_ids_then_the_schedule_counts_from_its_end():
+    provider = _kmeans(12, d=2, k=[3, 2], warmup_epochs=3, period=2)
+    for m in (0, 1):
+        assert provider.granularity_ids(m).tolist() == list(range(12))
+    assert [provider.due(e) for e in range(4)] == [False, False, False, True]
+    x = np.random.default_rng(0).standard_normal((12, 2)).astype(np.float32)
+    provider.refresh(x, 3)
+    assert [provider.due(e) for e in range(3, 8)] == [False, False, True, False, True]
+    assert "after 3 warm-up epoch(s)" in provider.describe()
+
+
+def test_refresh_schedule_with_warmup():
+    # (epoch, period, last refresh epoch, warm-up epochs) -> due
+    table = [
+        (0, 1, -1, 2, False), (1, 1, -1, 2, False), (2, 1, -1, 2, True),  # first after warm-up
+        (3, 1, 2, 2, True), (3, 2, 2, 2, False), (4, 2, 2, 2, True),     # period from its end
+        (5, 3, -1, 2, True),          # resumed past the warm-up without clusters: due at once
+        (2, 2, 2, 2, False),          # resumed inside the refreshed epoch
+        (100, 1, -1, 100, True), (99, 1, -1, 100, False),  # the official argparse default
+    ]
+    for epoch, period, last, warmup, due in table:
+        assert refresh_due(epoch, period, last, warmup) is due, (epoch, period, last, warmup)
+
+
+def test_nredo_keeps_the_best_of_its_runs():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((500, 6)).astype(np.float32)
+    objectives = {nredo: spherical_kmeans(x, 20, seed=1, nredo=nredo)[2] for nredo in (1, 5)}
+    # the objective is the sum of the points' inner products with their centroids: recompute
+    labels, centroids, objective = spherical_kmeans(x, 20, seed=1, nredo=5)
+    sims = _unit(x.astype(np.float64)) @ centroids.astype(np.float64).T
+    assert objective == pytest.approx(sims[np.arange(500), labels].sum(), rel=1e-4)
+    assert objectives[5] > objectives[1]  # the first run is nredo=1's: 4 more can only help
+    provider = _kmeans(500, d=6, k=20, seed=1, nredo=5)
+    assert provider.refresh(x, 0).tolist() == compact_clusters(labels, centroids)[0].tolist()

@@ -42,7 +42,7 @@ def _reference_ids(model, space):
             rows.append(out["feats"] if space == "backbone" else out["z"])
     model.train()
     p = model.provider
-    labels, centroids, _ = spherical_kmeans(torch.cat(rows).numpy(), p.k, p.iterations, p.seed)
+    labels, centroids, _ = spherical_kmeans(torch.cat(rows).numpy(), p.ks[0], p.iterations, p.seed)
     return compact_clusters(labels, centroids)
 
 
@@ -111,13 +111,69 @@ def test_embedding_dataset_of_the_wrong_size_is_an_error(cfg_factory):
         model.refresh_clusters(0)
 
 
+def _step_loss(model, idx):
+    """(training-step loss, view-major z, probe loss) of a two-view batch, in eval mode."""
+    model.eval()
+    model.log = lambda *a, **k: None
+    model.log_dict = lambda *a, **k: None
+    g = torch.Generator().manual_seed(2)
+    batch = (torch.tensor(idx), [torch.rand(len(idx), 3, 32, 32, generator=g) for _ in range(2)],
+             torch.tensor(idx) % 4)
+    with torch.no_grad():
+        outs = [model(x) for x in batch[1]]
+        probe = sum(torch.nn.functional.cross_entropy(o["logits"], batch[2]) for o in outs) / 2
+        out = model.training_step(batch, 0)
+    loss = out["loss"] if isinstance(out, dict) else out
+    return loss, torch.cat([o["z"] for o in outs]), probe
+
+
+def test_warmup_epochs_train_on_instance_clusters_then_cluster(cfg_factory):
+    from clinfonce_plugin.host.runtime.losses import nt_xent_masked
+
+    model = _model(cfg_factory, warmup_epochs=2, period=2)
+    assert [model.maybe_refresh_clusters(e) for e in (0, 1)] == [False, False]
+    assert not model.provider.refreshed
+    idx = [0, 3, 5, 7, 8, 11]
+    loss, z, probe = _step_loss(model, idx)
+    # instance clusters: SimCLR's NT-Xent, whatever the loss form
+    expected = nt_xent_masked(z, torch.tensor(idx).repeat(2), 0.2) + probe
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-5)
+    assert [model.maybe_refresh_clusters(e) for e in (2, 3, 4)] == [True, False, True]
+    assert int(model.provider.refresh_epoch) == 4
+
+
+def test_several_k_average_the_loss_over_granularities(cfg_factory):
+    from clinfonce_plugin.host.runtime.losses import nt_xent_masked
+
+    cfg = cfg_factory("clinfonce", loss_form="in",
+                      clusters={"provider": "kmeans", "k": [3, 6], "nredo": 2})
+    torch.manual_seed(0)
+    model = host.METHODS["clinfonce"](cfg, sample_info=SampleInfo(num_samples=N,
+                                                                  labels=np.arange(N) % 4))
+    model.embedding_dataset = _images()
+    metrics = model.refresh_clusters(0)
+    ids = [model.provider.granularity_ids(m) for m in (0, 1)]
+    assert not torch.equal(ids[0], ids[1])  # two clusterings: the test can tell them apart
+    for m, suffix in ((0, ""), (1, "_1")):
+        mi, h = slow_mi_and_cond_entropy(ids[m].tolist(), (np.arange(N) % 4).tolist())
+        assert metrics[f"kmeans_mi{suffix}"] == pytest.approx(mi, abs=1e-9)
+        assert metrics[f"kmeans_cond_entropy{suffix}"] == pytest.approx(h, abs=1e-9)
+        assert metrics[f"kmeans_num_clusters{suffix}"] == len(torch.unique(ids[m]))
+    idx = torch.tensor([1, 2, 4, 9, 13, 17, 19])
+    loss, z, probe = _step_loss(model, idx.tolist())
+    # form "in" with each granularity's ids is SupCon's loss with those ids as labels
+    expected = sum(nt_xent_masked(z, ids[m][idx].repeat(2), 0.2) for m in (0, 1)) / 2 + probe
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-5)
+
+
 # ------------------------------------------------------------- tiny end-to-end runs
-def _cfg(root, out_dir, name, max_epochs, period, resume=None):
+def _cfg(root, out_dir, name, max_epochs, period, resume=None, k=5, warmup_epochs=0):
     cfg = yaml_pretrain_cfg("clinfonce_kmeans_synthetic_cub", "symmetric_32", root, out_dir,
                             max_epochs)
     cfg.name = name
-    cfg.method_kwargs.clusters.k = 5
+    cfg.method_kwargs.clusters.k = k
     cfg.method_kwargs.clusters.period = period
+    cfg.method_kwargs.clusters.warmup_epochs = warmup_epochs
     cfg.resume_from_checkpoint = resume
     return cfg
 
@@ -166,6 +222,44 @@ def test_pretrain_logs_metrics_and_resume_keeps_clusters_until_the_schedule(tiny
     third = pretrain(_cfg(tiny_cub, str(tmp_path), "third", 3, 2, resume=first))
     assert int(_state(third)["provider.refresh_epoch"]) == 2
     assert list(_kmeans_rows(third)) == [2]
+
+
+@pytest.mark.slow
+def test_warmup_and_several_k_survive_resume(tiny_cub, tmp_path):
+    from clinfonce_plugin.train import pretrain
+
+    def run(name, epochs, resume=None):
+        return pretrain(_cfg(tiny_cub, str(tmp_path), name, epochs, 2, resume=resume, k=[5, 3],
+                             warmup_epochs=1))
+
+    # epoch 0 is the warm-up: no k-means yet, every granularity still the instance ids
+    warm = run("warm", 1)
+    state = _state(warm)
+    assert int(state["provider.refresh_epoch"]) == -1
+    n = state["provider.ids"].numel()
+    for key in ("provider.ids", "provider.ids_1"):
+        assert state[key].tolist() == list(range(n))
+    assert _kmeans_rows(warm) == {}
+
+    # resumed: clustered before epoch 1 (the end of the warm-up), both granularities
+    first = run("first", 2, resume=warm)
+    state = _state(first)
+    assert int(state["provider.refresh_epoch"]) == 1
+    assert state["provider.centroids"].shape == (5, 128)
+    assert state["provider.centroids_1"].shape == (3, 128)
+    assert 1 < len(torch.unique(state["provider.ids_1"])) <= 3
+    logged = _kmeans_rows(first)
+    assert list(logged) == [1]
+    assert float(logged[1]["kmeans_num_clusters_1"]) == len(torch.unique(state["provider.ids_1"]))
+    assert "kmeans_mi_1" in logged[1] and "kmeans_cond_entropy_1" in logged[1]
+
+    # resumed again: epoch 2 is not on the schedule (1 + period 2 = 3): the state is kept
+    second = run("second", 3, resume=first)
+    kept = _state(second)
+    assert int(kept["provider.refresh_epoch"]) == 1
+    for key in ("provider.ids", "provider.ids_1", "provider.centroids", "provider.centroids_1"):
+        assert torch.equal(kept[key], state[key]), key
+    assert _kmeans_rows(second) == {}
 
 
 @pytest.mark.slow

@@ -12,7 +12,8 @@ from clinfonce_plugin.clusters.registry import CLUSTER_PROVIDERS
 from clinfonce_plugin.config import AUGMENTATION, FINETUNE, KNN, LINEAR, PLOT, PRETRAIN, \
     REQUIRED, UNSUPPORTED, documented_keys
 from clinfonce_plugin.host.runtime.args import OPTIMIZER_KWARGS
-from clinfonce_plugin.host.runtime.methods import PROJECTOR_KWARGS, SWAV_KWARGS
+from clinfonce_plugin.host.runtime.methods import MOCOV2PLUS_KWARGS, PROJECTOR_KWARGS, \
+    SWAV_KWARGS
 from clinfonce_plugin.methods import clinfonce, cluster_ce, wcl
 
 DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
@@ -64,6 +65,7 @@ def _expected():
         "`method_kwargs` of the bundled runtime's `simclr` and `supcon`":
             _kwargs(PROJECTOR_KWARGS),
         "`method_kwargs` of the bundled runtime's `swav`": _kwargs(SWAV_KWARGS),
+        "`method_kwargs` of the bundled runtime's `mocov2plus`": _kwargs(MOCOV2PLUS_KWARGS),
         "Linear evaluation (`main_linear.py`)":
             {k: _shown(spec.default) for k, spec in documented_keys(LINEAR).items()},
         "kNN evaluation (`main_knn.py`)":

@@ -1,8 +1,10 @@
 """The plugin's methods, one file each; file name = registry key = yaml ``method:``."""
 from .clinfonce import ClInfoNCE
 from .cluster_ce import ClusterCE
+from .cmc_attributes import CMCAttributes
 from .wcl import WCL
 
-PLUGIN_METHODS = {"clinfonce": ClInfoNCE, "cluster_ce": ClusterCE, "wcl": WCL}
+PLUGIN_METHODS = {"clinfonce": ClInfoNCE, "cluster_ce": ClusterCE, "cmc_attributes": CMCAttributes,
+                  "wcl": WCL}
 
-__all__ = ["PLUGIN_METHODS", "ClInfoNCE", "ClusterCE", "WCL"]
+__all__ = ["PLUGIN_METHODS", "ClInfoNCE", "ClusterCE", "CMCAttributes", "WCL"]

@@ -14,7 +14,7 @@ from clinfonce_plugin.config import AUGMENTATION, FINETUNE, KNN, LINEAR, PLOT, P
 from clinfonce_plugin.host.runtime.args import OPTIMIZER_KWARGS
 from clinfonce_plugin.host.runtime.methods import MOCOV2PLUS_KWARGS, PROJECTOR_KWARGS, \
     SWAV_KWARGS
-from clinfonce_plugin.methods import clinfonce, cluster_ce, wcl
+from clinfonce_plugin.methods import clinfonce, cluster_ce, cmc_attributes, wcl
 
 DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
                    "configuration.md")
@@ -61,6 +61,7 @@ def _expected():
         "Refused solo-learn keys": set(UNSUPPORTED),
         "`method_kwargs` of `clinfonce`": _kwargs(clinfonce.METHOD_KWARGS),
         "`method_kwargs` of `cluster_ce`": _kwargs(cluster_ce.METHOD_KWARGS),
+        "`method_kwargs` of `cmc_attributes`": _kwargs(cmc_attributes.METHOD_KWARGS),
         "`method_kwargs` of `wcl`": _kwargs(wcl.METHOD_KWARGS),
         "`method_kwargs` of the bundled runtime's `simclr` and `supcon`":
             _kwargs(PROJECTOR_KWARGS),

@@ -25,6 +25,7 @@ METHODS = {
     "clinfonce": ("clinfonce_synthetic_cub", "symmetric_32",
                   {"clusters": {"provider": "attributes", "k": 4}}),
     "wcl": ("wcl_synthetic_cub", "wcl_multicrop_32", {}),
+    "cmc_attributes": ("cmc_attributes_synthetic_cub", "symmetric_32", {}),
     # solo-learn's own under solo-learn, the runtime's on the runtime
     "mocov2plus": ("mocov2plus_synthetic_cub", "symmetric_32", {"queue_size": 24}),
 }

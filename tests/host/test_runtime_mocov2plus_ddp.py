@@ -1,7 +1,8 @@
 """The runtime's mocov2plus step under 2 CPU processes (gloo): with the batch split over the
 ranks, the mean of the ranks' losses, the DDP-averaged gradients and the queues (gathered
-keys, in rank order) equal the single-process step on the whole batch. BatchNorm runs in
-eval mode so that per-rank batch statistics do not differ."""
+keys, in rank order) equal the single-process step on the whole batch; training starts from
+rank 0's queue on every rank. BatchNorm runs in eval mode so that per-rank batch statistics
+do not differ."""
 import pytest
 import torch
 import torch.distributed as dist
@@ -12,12 +13,21 @@ WORLD = 2
 B = 8  # whole batch; 4 images per rank
 
 
-def _model():
+def _method_class():
     from clinfonce_plugin import host
+
+    return host.METHODS["mocov2plus"]
+
+
+def _cfg():
     from tests.conftest import make_cfg
 
+    return make_cfg("mocov2plus", queue_size=12)
+
+
+def _model():
     torch.manual_seed(0)
-    model = host.METHODS["mocov2plus"](make_cfg("mocov2plus", queue_size=12)).eval()
+    model = _method_class()(_cfg()).eval()
     model.log = lambda *a, **k: None
     model.log_dict = lambda *a, **k: None
     return model
@@ -37,6 +47,13 @@ def _step(model, batch):
 
 
 def _worker(rank):
+    from types import SimpleNamespace
+
+    torch.manual_seed(100 + rank)  # another initial queue on each rank ...
+    other = _method_class()(_cfg())
+    other._trainer = SimpleNamespace(global_step=0)
+    before = other.queue.clone()
+    other.on_train_start()  # ... replaced by rank 0's
     model = _model()
     idx, crops, targets = _batch()
     part = slice(rank * B // WORLD, (rank + 1) * B // WORLD)
@@ -45,11 +62,22 @@ def _worker(rank):
         dist.all_reduce(g)
         g /= WORLD
     dist.all_reduce(loss)
-    return {"loss": loss / WORLD, "grads": grads, "queue": queue, "ptr": ptr}
+    return {"loss": loss / WORLD, "grads": grads, "queue": queue, "ptr": ptr,
+            "start_before": before, "start_after": other.queue.clone()}
 
 
-def test_two_process_step_equals_single_process_step():
-    results = run_ranks(_worker, world_size=WORLD)
+@pytest.fixture(scope="module")
+def results():
+    return run_ranks(_worker, world_size=WORLD)
+
+
+def test_training_starts_with_rank_0s_queue_on_every_rank(results):
+    assert not torch.equal(results[0]["start_before"], results[1]["start_before"])
+    for got in results:
+        assert torch.equal(got["start_after"], results[0]["start_before"])
+
+
+def test_two_process_step_equals_single_process_step(results):
     model = _model()
     queue0 = model.queue.clone()
     loss, grads, queue, ptr = _step(model, _batch())

@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from clinfonce_plugin.config import REQUIRED, fill_defaults
 
-from clinfonce_plugin.utils.distributed import all_gather_no_grad
+from clinfonce_plugin.utils.distributed import all_gather_no_grad, is_dist
 
 from .base import BaseMethod, BaseMomentumMethod
 from .losses import moco_infonce, nt_xent_masked
@@ -199,7 +199,8 @@ class MoCoV2Plus(BaseMomentumMethod):
     and momentum projector (EMA copies, ``momentum.base_tau`` -> ``momentum.final_tau``). The
     loss is ``(L(q1, k2, queue of view 2) + L(q2, k1, queue of view 1)) / 2`` with L MoCo's
     InfoNCE (``losses.moco_infonce``); after it, every rank's keys (gathered) enter the two
-    FIFO queues, so the queues are equal on every rank. The queues (``queue``: 2 x D x K,
+    FIFO queues, so the queues stay equal on every rank (rank 0's are broadcast when training
+    starts, and DDP does not broadcast them every step). The queues (``queue``: 2 x D x K,
     starting as random unit vectors) and their write position (``queue_ptr``) are buffers,
     saved with the checkpoint. Two large crops, no small crops.
 
@@ -227,6 +228,9 @@ class MoCoV2Plus(BaseMomentumMethod):
         queue = torch.randn(2, kw.proj_output_dim, kw.queue_size)
         self.register_buffer("queue", nn.functional.normalize(queue, dim=1))
         self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
+        # equal on every rank (rank 0's at the start, then the same gathered keys): DDP need
+        # not broadcast 2 x D x K floats every step
+        self._ddp_params_and_buffers_to_ignore = ["queue", "queue_ptr"]
 
     @staticmethod
     def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
@@ -259,6 +263,12 @@ class MoCoV2Plus(BaseMomentumMethod):
         out = super().momentum_forward(X)
         out.update({"z": nn.functional.normalize(self.momentum_projector(out["feats"]), dim=-1)})
         return out
+
+    def on_train_start(self):
+        super().on_train_start()
+        if is_dist():  # the random initial queue (or a restored one) of rank 0 everywhere
+            torch.distributed.broadcast(self.queue, 0)
+            torch.distributed.broadcast(self.queue_ptr, 0)
 
     def training_step(self, batch: Sequence[Any], batch_idx: int) -> torch.Tensor:
         out = super().training_step(batch, batch_idx)

@@ -233,6 +233,7 @@ def test_momentum_modules_start_as_copies(cfg_factory):
     ({"method_kwargs": {"queue_size": 0}}, "must be positive"),
 ])
 def test_method_refuses_what_it_cannot_do(cfg_factory, change, message):
+    from clinfonce_plugin.config import ConfigError
     from clinfonce_plugin.host.runtime.methods import MoCoV2Plus
 
     cfg = cfg_factory("mocov2plus", queue_size=16)
@@ -240,7 +241,7 @@ def test_method_refuses_what_it_cannot_do(cfg_factory, change, message):
         for key, value in values.items():
             cfg[section] = cfg.get(section) or {}
             cfg[section][key] = value
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):  # one error line at the entry points
         MoCoV2Plus.add_and_assert_specific_cfg(cfg)
 
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from .backbones import make_host_backbone
 from .knn import online_knn_accuracy
 from .momentum import cosine_tau, ema_update_, init_momentum_
-from clinfonce_plugin.config import PRETRAIN, fill_section, select
+from clinfonce_plugin.config import PRETRAIN, ConfigError, fill_section, select
 from .optim import (
     SCHEDULERS,
     build_optimizer,
@@ -261,10 +261,10 @@ class BaseMomentumMethod(BaseMethod):
         cfg = BaseMethod.add_and_assert_specific_cfg(cfg)
         fill_section(cfg, "momentum", PRETRAIN["momentum"])
         if cfg.momentum.classifier:
-            raise ValueError("momentum.classifier: the bundled runtime has no momentum "
+            raise ConfigError("momentum.classifier: the bundled runtime has no momentum "
                              "classifier (solo-learn has): set it to false")
         if cfg.momentum.base_tau > cfg.momentum.final_tau:
-            raise ValueError(f"momentum.base_tau ({cfg.momentum.base_tau}) must not exceed "
+            raise ConfigError(f"momentum.base_tau ({cfg.momentum.base_tau}) must not exceed "
                              f"momentum.final_tau ({cfg.momentum.final_tau})")
         return cfg
 

@@ -7,7 +7,7 @@ import omegaconf
 import torch
 import torch.nn as nn
 
-from clinfonce_plugin.config import REQUIRED, fill_defaults
+from clinfonce_plugin.config import REQUIRED, ConfigError, fill_defaults
 
 from clinfonce_plugin.utils.distributed import all_gather_no_grad, is_dist
 
@@ -237,10 +237,10 @@ class MoCoV2Plus(BaseMomentumMethod):
         cfg = BaseMomentumMethod.add_and_assert_specific_cfg(cfg)
         kw = fill_defaults(cfg, "method_kwargs", MOCOV2PLUS_KWARGS)
         if kw.temperature <= 0 or kw.queue_size < 1:
-            raise ValueError(f"mocov2plus: temperature and queue_size must be positive, got "
+            raise ConfigError(f"mocov2plus: temperature and queue_size must be positive, got "
                              f"{kw.temperature}, {kw.queue_size}")
         if (cfg.data.num_large_crops, cfg.data.num_small_crops) != (2, 0):
-            raise ValueError(f"mocov2plus takes two large crops and no small crops, got "
+            raise ConfigError(f"mocov2plus takes two large crops and no small crops, got "
                              f"{cfg.data.num_large_crops} and {cfg.data.num_small_crops}")
         return cfg
 

@@ -28,7 +28,10 @@ def _loop_moco(q, k, queue, t):
 @pytest.mark.parametrize("n, d, k, t", [(4, 3, 5, 0.2), (7, 8, 16, 0.07), (1, 2, 1, 1.0)])
 def test_moco_infonce_matches_a_loop_reference(n, d, k, t):
     g = torch.Generator().manual_seed(n + d + k)
-    unit = lambda *s: nn.functional.normalize(torch.randn(*s, generator=g, dtype=torch.float64), dim=-1)
+    def unit(*shape):
+        return nn.functional.normalize(torch.randn(*shape, generator=g, dtype=torch.float64),
+                                       dim=-1)
+
     q, key, queue = unit(n, d), unit(n, d), unit(k, d).T
     assert moco_infonce(q, key, queue, t).item() == pytest.approx(_loop_moco(q, key, queue, t),
                                                                   rel=1e-10)

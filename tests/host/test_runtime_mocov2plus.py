@@ -114,11 +114,11 @@ def test_queue_refuses_more_keys_than_slots():
 
 
 def _model(cfg_factory, **kwargs):
-    from clinfonce_plugin import host
+    from clinfonce_plugin.host.runtime.methods import MoCoV2Plus  # whichever host is resolved
 
     kwargs.setdefault("queue_size", 16)
     torch.manual_seed(0)
-    model = host.METHODS["mocov2plus"](cfg_factory("mocov2plus", **kwargs))
+    model = MoCoV2Plus(cfg_factory("mocov2plus", **kwargs))
     model.log = lambda *a, **k: None
     model.log_dict = lambda *a, **k: None
     return model

@@ -14,9 +14,9 @@ B = 8  # whole batch; 4 images per rank
 
 
 def _method_class():
-    from clinfonce_plugin import host
+    from clinfonce_plugin.host.runtime.methods import MoCoV2Plus  # whichever host is resolved
 
-    return host.METHODS["mocov2plus"]
+    return MoCoV2Plus
 
 
 def _cfg():

@@ -54,6 +54,11 @@ SPECS = {
                                   "++method_kwargs.knn_multicrop=false"]),
     "cluster_ce (attributes)": ("cluster_ce_synthetic_cub", ["++method_kwargs.clusters.k={k}"]),
     "pcl": ("pcl_synthetic_cub", []),
+    # CMC with the whole attribute vector as the second view (no k: nothing is clustered)
+    "cmc_attributes": ("cmc_attributes_synthetic_cub", []),
+    # MoCo v2+ (solo-learn's mocov2plus, the runtime's without it); the queue keeps the
+    # config's share of the training images (0.57 of BENCH_DATA's 1,800)
+    "mocov2": ("mocov2plus_synthetic_cub", ["++method_kwargs.queue_size=1024"]),
 }
 
 

@@ -175,6 +175,16 @@ PRETRAIN: Dict[str, Any] = {
         "k": Key(20, "int", "neighbours of the online kNN", low=1),
         "distance_func": Key("euclidean", "str", "cosine or euclidean"),
     },
+    # solo-learn's section of its momentum methods (BaseMomentumMethod), with its defaults;
+    # only a method with a momentum encoder takes it (see check_pretrain_cfg)
+    "momentum": {
+        "base_tau": Key(0.99, "float", "EMA coefficient of the momentum encoder at the first "
+                        "step", low=0, high=1),
+        "final_tau": Key(1.0, "float", "EMA coefficient at the last step (cosine increase "
+                         "from base_tau)", low=0, high=1),
+        "classifier": Key(False, "bool", "solo-learn only: an online linear probe on the "
+                          "momentum backbone too"),
+    },
     "method_kwargs": Key({}, "dict", "the method's own keys (see docs/configuration.md)"),
     "augmentations": Key(REQUIRED, "list", "list of crop pipelines"),
     "warmup_augmentations": Key(None, "list", "crop pipelines used instead of augmentations "
@@ -751,6 +761,7 @@ def check_pretrain_cfg(cfg: DictConfig, datasets: Iterable[str], methods: Iterab
         if cfg.method not in methods:
             raise _error(sources, "method", f"unknown method {cfg.method!r}. "
                          f"Choose from {sorted(methods)}")
+        _check_momentum(cfg, methods, sources)
         if cfg.data.dataset not in datasets:
             raise _error(sources, "data.dataset", f"unknown dataset {cfg.data.dataset!r}. "
                          f"Choose from {sorted(datasets)}")
@@ -770,6 +781,29 @@ def check_pretrain_cfg(cfg: DictConfig, datasets: Iterable[str], methods: Iterab
         _check_knn_eval(cfg, sources)
         _resolve_num_workers(cfg, sources, processes_per_machine(cfg.devices, cfg.accelerator))
     return cfg
+
+
+def uses_momentum(method_class: Any) -> bool:
+    """Whether a registered method class has a momentum encoder: solo-learn's
+    BaseMomentumMethod and the runtime's define ``momentum_pairs``."""
+    return hasattr(method_class, "momentum_pairs")
+
+
+def _check_momentum(cfg: DictConfig, methods: Iterable[str], sources: Sources) -> None:
+    """The ``momentum`` section (checked and filled with the rest) stays for a method with a
+    momentum encoder; any other method refuses it unless it holds the defaults (as in the
+    resolved config of another run), and then it is dropped."""
+    method_class = methods.get(cfg.method) if isinstance(methods, Mapping) else None
+    if uses_momentum(method_class):
+        if cfg.momentum.base_tau > cfg.momentum.final_tau:
+            raise _error(sources, "momentum.base_tau", f"must not exceed momentum.final_tau "
+                         f"({cfg.momentum.final_tau}), got {cfg.momentum.base_tau}")
+        return
+    for key, spec in PRETRAIN["momentum"].items():
+        if cfg.momentum[key] != spec.default:
+            raise _error(sources, f"momentum.{key}", f"method {cfg.method} has no momentum "
+                         f"encoder and does not read the momentum section: remove it")
+    cfg.pop("momentum")
 
 
 def _check_knn_eval(cfg: DictConfig, sources: Sources) -> None:

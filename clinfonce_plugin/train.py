@@ -28,6 +28,7 @@ from .data.transforms import crop_pipelines, eval_transform, pretrain_transform
 from .errors import ConfigError, Interrupted
 from .lightning_noise import lightning_noise_filtered
 from .loggers import build_loggers, check_logger_packages, finish_loggers, lr_monitor, watch
+from .host.backbone import sync_momentum_modules
 from .host.method import make_method
 from .rundir import RunDir
 from .utils.devices import resolve_accelerator
@@ -76,6 +77,7 @@ def build_method(cfg: omegaconf.DictConfig, sample_info=None) -> pl.LightningMod
         # a resumed run restores its own weights: the initialisation happened in its first run
         path = resolve_pretrained(spec)
         load_backbone(model.backbone, path, cfg.backbone.name)
+        sync_momentum_modules(model)  # a momentum backbone starts from the same weights
         print(f"[clinfonce] backbone initialised from {path}")
     return model
 

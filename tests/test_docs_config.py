@@ -12,8 +12,9 @@ from clinfonce_plugin.clusters.registry import CLUSTER_PROVIDERS
 from clinfonce_plugin.config import AUGMENTATION, FINETUNE, KNN, LINEAR, PLOT, PRETRAIN, \
     REQUIRED, UNSUPPORTED, documented_keys
 from clinfonce_plugin.host.runtime.args import OPTIMIZER_KWARGS
-from clinfonce_plugin.host.runtime.methods import PROJECTOR_KWARGS, SWAV_KWARGS
-from clinfonce_plugin.methods import clinfonce, cluster_ce, pcl, wcl
+from clinfonce_plugin.host.runtime.methods import MOCOV2PLUS_KWARGS, PROJECTOR_KWARGS, \
+    SWAV_KWARGS
+from clinfonce_plugin.methods import clinfonce, cluster_ce, cmc_attributes, pcl, wcl
 
 DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
                    "configuration.md")
@@ -60,11 +61,13 @@ def _expected():
         "Refused solo-learn keys": set(UNSUPPORTED),
         "`method_kwargs` of `clinfonce`": _kwargs(clinfonce.METHOD_KWARGS),
         "`method_kwargs` of `cluster_ce`": _kwargs(cluster_ce.METHOD_KWARGS),
+        "`method_kwargs` of `cmc_attributes`": _kwargs(cmc_attributes.METHOD_KWARGS),
         "`method_kwargs` of `pcl`": _kwargs(pcl.METHOD_KWARGS),
         "`method_kwargs` of `wcl`": _kwargs(wcl.METHOD_KWARGS),
         "`method_kwargs` of the bundled runtime's `simclr` and `supcon`":
             _kwargs(PROJECTOR_KWARGS),
         "`method_kwargs` of the bundled runtime's `swav`": _kwargs(SWAV_KWARGS),
+        "`method_kwargs` of the bundled runtime's `mocov2plus`": _kwargs(MOCOV2PLUS_KWARGS),
         "Linear evaluation (`main_linear.py`)":
             {k: _shown(spec.default) for k, spec in documented_keys(LINEAR).items()},
         "kNN evaluation (`main_knn.py`)":

@@ -25,8 +25,9 @@ METHODS = {
     "clinfonce": ("clinfonce_synthetic_cub", "symmetric_32",
                   {"clusters": {"provider": "attributes", "k": 4}}),
     "wcl": ("wcl_synthetic_cub", "wcl_multicrop_32", {}),
-    # solo-learn's own (skipped on the runtime, which does not have it)
-    "mocov2plus": ("simclr_synthetic_cub", "symmetric_32", {"queue_size": 24}),
+    "cmc_attributes": ("cmc_attributes_synthetic_cub", "symmetric_32", {}),
+    # solo-learn's own under solo-learn, the runtime's on the runtime
+    "mocov2plus": ("mocov2plus_synthetic_cub", "symmetric_32", {"queue_size": 24}),
 }
 
 
@@ -34,17 +35,10 @@ def _pretrain_cfg(method, root, out):
     """The resolved config of a run of ``method`` (what its args.json holds)."""
     yaml_name, augs, kwargs = METHODS[method]
     cfg = yaml_pretrain_cfg(yaml_name, augs, root, out)
-    if method != "mocov2plus":
-        cfg.method = method
+    cfg.method = method
     for key, value in kwargs.items():
         cfg.method_kwargs[key] = value
-    cfg = prepare_cfg(cfg)
-    if method == "mocov2plus":
-        # a run of solo-learn's own main_pretrain: its args.json has the momentum section of
-        # solo-learn's momentum methods (this project's pretrain config does not take it)
-        cfg.method = method
-        cfg.momentum = {"base_tau": 0.99, "final_tau": 1.0, "classifier": False}
-    return cfg
+    return prepare_cfg(cfg)
 
 
 def _write(tmp_path, cfg, state, name="model.ckpt", args_beside=True):

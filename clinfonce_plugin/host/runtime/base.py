@@ -4,7 +4,8 @@ Same constructor (``cfg``), attributes, ``learnable_params``, ``forward`` /
 ``multicrop_forward`` dicts and ``training_step`` outputs as ``solo.methods.base.BaseMethod``,
 so plugin methods are written once for both hosts.
 """
-from typing import Any, Dict, List, Optional, Sequence
+import copy
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import lightning.pytorch as pl
 import omegaconf
@@ -14,7 +15,8 @@ import torch.nn.functional as F
 
 from .backbones import make_host_backbone
 from .knn import online_knn_accuracy
-from clinfonce_plugin.config import PRETRAIN, fill_section, select
+from .momentum import cosine_tau, ema_update_, init_momentum_
+from clinfonce_plugin.config import PRETRAIN, ConfigError, fill_section, select
 from .optim import (
     SCHEDULERS,
     build_optimizer,
@@ -232,3 +234,70 @@ class BaseMethod(pl.LightningModule):
             int(select(self.cfg, "data.num_workers", 0)), self.device,
             self.trainer.precision_plugin.forward_context)
         return {"val_knn_acc1": acc1, "val_knn_acc5": acc5}
+
+
+class BaseMomentumMethod(BaseMethod):
+    """BaseMethod plus a momentum backbone (solo-learn's BaseMomentumMethod contract): an EMA
+    copy of the backbone, updated after every optimizer step with a coefficient rising from
+    ``momentum.base_tau`` to ``momentum.final_tau`` along a half cosine over the run's steps.
+
+    Cfg: ``momentum: {base_tau, final_tau, classifier}`` (``clinfonce_plugin.config``; the
+    runtime has no momentum classifier and refuses ``classifier: true``). Subclasses extend
+    ``momentum_pairs`` with their own (online, momentum) module pairs and ``momentum_forward``
+    with their momentum heads; ``training_step`` adds ``momentum_<key>`` lists (one entry per
+    large crop) of ``momentum_forward``'s outputs.
+    """
+
+    def __init__(self, cfg: omegaconf.DictConfig):
+        super().__init__(cfg)
+        self.momentum_backbone = copy.deepcopy(self.backbone)
+        init_momentum_(self.backbone, self.momentum_backbone)
+        self.base_tau: float = cfg.momentum.base_tau
+        self.final_tau: float = cfg.momentum.final_tau
+        self._last_step = 0
+
+    @staticmethod
+    def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
+        cfg = BaseMethod.add_and_assert_specific_cfg(cfg)
+        fill_section(cfg, "momentum", PRETRAIN["momentum"])
+        if cfg.momentum.classifier:
+            raise ConfigError("momentum.classifier: the bundled runtime has no momentum "
+                             "classifier (solo-learn has): set it to false")
+        if cfg.momentum.base_tau > cfg.momentum.final_tau:
+            raise ConfigError(f"momentum.base_tau ({cfg.momentum.base_tau}) must not exceed "
+                             f"momentum.final_tau ({cfg.momentum.final_tau})")
+        return cfg
+
+    @property
+    def momentum_pairs(self) -> List[Tuple[nn.Module, nn.Module]]:
+        return [(self.backbone, self.momentum_backbone)]
+
+    @torch.no_grad()
+    def momentum_forward(self, X: torch.Tensor) -> Dict[str, Any]:
+        return {"feats": self.momentum_backbone(self._memory_format(X))}
+
+    def training_step(self, batch: List[Any], batch_idx: int) -> Dict[str, Any]:
+        outs = super().training_step(batch, batch_idx)
+        X = batch[1]
+        X = [X] if isinstance(X, torch.Tensor) else X
+        mom = [self.momentum_forward(x) for x in X[: self.num_large_crops]]
+        outs.update({f"momentum_{k}": [m[k] for m in mom] for k in mom[0]})
+        return outs
+
+    def on_train_start(self):
+        # a resumed run continues from its restored step, not from 0
+        self._last_step = self.trainer.global_step
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        """After an optimizer step k (global_step went from k-1 to k): the EMA update with
+        tau(k - 1), as solo-learn's MomentumUpdater (its first update uses base_tau). tau is
+        a function of the step alone, so a resumed run continues the schedule exactly.
+        Batches that only accumulate gradients move nothing."""
+        step = self.trainer.global_step
+        if step > self._last_step:
+            max_steps = self.trainer.estimated_stepping_batches
+            tau = cosine_tau(min(step - 1, max_steps), max_steps, self.base_tau, self.final_tau)
+            for online, momentum in self.momentum_pairs:
+                ema_update_(online, momentum, tau)
+            self.log("tau", tau)
+        self._last_step = step

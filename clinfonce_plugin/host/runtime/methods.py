@@ -1,14 +1,19 @@
-"""The runtime's built-in methods: SimCLR and SupCon (same names and kwargs as solo-learn)."""
+"""The runtime's built-in methods: SimCLR, SupCon, SwAV and MoCo v2+ (same names and kwargs as
+solo-learn)."""
+import copy
 from typing import Any, Dict, List, Sequence
 
 import omegaconf
 import torch
 import torch.nn as nn
 
-from clinfonce_plugin.config import REQUIRED, fill_defaults
+from clinfonce_plugin.config import REQUIRED, ConfigError, fill_defaults
 
-from .base import BaseMethod
-from .losses import nt_xent_masked
+from clinfonce_plugin.utils.distributed import all_gather_no_grad, is_dist
+
+from .base import BaseMethod, BaseMomentumMethod
+from .losses import moco_infonce, nt_xent_masked
+from .momentum import enqueue_, init_momentum_
 
 PROJECTOR_KWARGS = {"proj_hidden_dim": REQUIRED, "proj_output_dim": REQUIRED,
                     "temperature": REQUIRED}
@@ -180,4 +185,103 @@ class SwAV(BaseMethod):
                 p.grad = None
 
 
-METHODS = {"simclr": SimCLR, "supcon": SupCon, "swav": SwAV}
+# solo-learn's defaults (its mocov2plus.py); its yamls set proj_hidden_dim 2048,
+# proj_output_dim 256, temperature 0.2, queue_size 32768 (CIFAR) or 65536 (ImageNet)
+MOCOV2PLUS_KWARGS = {"proj_hidden_dim": REQUIRED, "proj_output_dim": REQUIRED,
+                     "temperature": REQUIRED, "queue_size": 65536}
+
+
+class MoCoV2Plus(BaseMomentumMethod):
+    """Implements MoCo v2+ (https://arxiv.org/abs/2011.10566), as solo-learn's ``mocov2plus``:
+    MoCo v2 with a symmetric loss.
+
+    Query q = normalise(projector(backbone(x))); key k the same through the momentum backbone
+    and momentum projector (EMA copies, ``momentum.base_tau`` -> ``momentum.final_tau``). The
+    loss is ``(L(q1, k2, queue of view 2) + L(q2, k1, queue of view 1)) / 2`` with L MoCo's
+    InfoNCE (``losses.moco_infonce``); after it, every rank's keys (gathered) enter the two
+    FIFO queues, so the queues stay equal on every rank (rank 0's are broadcast when training
+    starts, and DDP does not broadcast them every step). The queues (``queue``: 2 x D x K,
+    starting as random unit vectors) and their write position (``queue_ptr``) are buffers,
+    saved with the checkpoint. Two large crops, no small crops.
+
+    Extra cfg settings:
+        method_kwargs:
+            proj_hidden_dim (int): hidden units of the projector.
+            proj_output_dim (int): output dimension of the projector (D).
+            temperature (float): softmax temperature.
+            queue_size (int): keys per queue (K), at least the global batch.
+        momentum: base_tau, final_tau (see BaseMomentumMethod).
+    """
+
+    def __init__(self, cfg: omegaconf.DictConfig):
+        super().__init__(cfg)
+        kw = cfg.method_kwargs
+        self.temperature: float = kw.temperature
+        self.queue_size: int = kw.queue_size
+        self.projector = nn.Sequential(
+            nn.Linear(self.features_dim, kw.proj_hidden_dim),
+            nn.ReLU(),
+            nn.Linear(kw.proj_hidden_dim, kw.proj_output_dim),
+        )
+        self.momentum_projector = copy.deepcopy(self.projector)
+        init_momentum_(self.projector, self.momentum_projector)
+        queue = torch.randn(2, kw.proj_output_dim, kw.queue_size)
+        self.register_buffer("queue", nn.functional.normalize(queue, dim=1))
+        self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
+        # equal on every rank (rank 0's at the start, then the same gathered keys): DDP need
+        # not broadcast 2 x D x K floats every step
+        self._ddp_params_and_buffers_to_ignore = ["queue", "queue_ptr"]
+
+    @staticmethod
+    def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
+        cfg = BaseMomentumMethod.add_and_assert_specific_cfg(cfg)
+        kw = fill_defaults(cfg, "method_kwargs", MOCOV2PLUS_KWARGS)
+        if kw.temperature <= 0 or kw.queue_size < 1:
+            raise ConfigError(f"mocov2plus: temperature and queue_size must be positive, got "
+                             f"{kw.temperature}, {kw.queue_size}")
+        if (cfg.data.num_large_crops, cfg.data.num_small_crops) != (2, 0):
+            raise ConfigError(f"mocov2plus takes two large crops and no small crops, got "
+                             f"{cfg.data.num_large_crops} and {cfg.data.num_small_crops}")
+        return cfg
+
+    @property
+    def learnable_params(self) -> List[Dict[str, Any]]:
+        return super().learnable_params + [{"name": "projector",
+                                            "params": self.projector.parameters()}]
+
+    @property
+    def momentum_pairs(self):
+        return super().momentum_pairs + [(self.projector, self.momentum_projector)]
+
+    def forward(self, X: torch.Tensor) -> Dict[str, Any]:
+        out = super().forward(X)
+        out.update({"z": nn.functional.normalize(self.projector(out["feats"]), dim=-1)})
+        return out
+
+    @torch.no_grad()
+    def momentum_forward(self, X: torch.Tensor) -> Dict[str, Any]:
+        out = super().momentum_forward(X)
+        out.update({"z": nn.functional.normalize(self.momentum_projector(out["feats"]), dim=-1)})
+        return out
+
+    def on_train_start(self):
+        super().on_train_start()
+        if is_dist():  # the random initial queue (or a restored one) of rank 0 everywhere
+            torch.distributed.broadcast(self.queue, 0)
+            torch.distributed.broadcast(self.queue_ptr, 0)
+
+    def training_step(self, batch: Sequence[Any], batch_idx: int) -> torch.Tensor:
+        out = super().training_step(batch, batch_idx)
+        q1, q2 = out["z"]
+        k1, k2 = out["momentum_z"]
+        # a copy: the enqueue below writes in place into the tensor the loss saved for backward
+        queue = self.queue.clone()
+        nce_loss = (moco_infonce(q1, k2, queue[1], self.temperature)
+                    + moco_infonce(q2, k1, queue[0], self.temperature)) / 2
+        enqueue_(self.queue, self.queue_ptr,
+                 torch.stack([all_gather_no_grad(k1), all_gather_no_grad(k2)]))
+        self.log("train_nce_loss", nce_loss, on_epoch=True, sync_dist=True)
+        return nce_loss + out["loss"]
+
+
+METHODS = {"simclr": SimCLR, "supcon": SupCon, "swav": SwAV, "mocov2plus": MoCoV2Plus}

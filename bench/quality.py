@@ -11,6 +11,7 @@ so with solo-learn installed simclr/supcon/swav are solo-learn's own.
     python bench/quality.py --work-dir runs/q     # same, keeping the checkpoints
     python bench/quality.py --quick               # smoke run: tiny data, 1 epoch, 1 seed
     python bench/quality.py --methods simclr wcl --seeds 0 --override data.augment_on=device
+    python bench/quality.py --data-seed 1         # the same table on another data instance
 
 Prints a markdown table (method, clusters, linear top-1/top-5 mean +- std over seeds,
 seconds per epoch), writes JSON, and beside it a bar chart of the top-1 column as PNG
@@ -185,6 +186,10 @@ def main(argv=None):
                         help="default: generated there with BENCH_DATA's parameters (and "
                              "regenerated if it holds other ones); another existing "
                              "CUB-layout directory is read as is")
+    parser.add_argument("--data-seed", type=int, default=BENCH_DATA["seed"],
+                        help="generator seed of the benchmark data: another instance of the "
+                             "same distribution, generated into "
+                             "datasets/synthetic_cub_bench-seed<N> (default: BENCH_DATA's)")
     parser.add_argument("--out", default=os.path.join(REPO, "bench/results/quality.json"))
     parser.add_argument("--work-dir", default=None,
                         help="keep the checkpoints and logs there (e.g. for "
@@ -222,9 +227,12 @@ def _run(args, work: str):
         raise SystemExit(f"methods not registered in the {host.HOST_NAME} host: {missing}")
     from clinfonce_plugin.data.registry import build_dataset
 
-    if not args.quick and (args.data_root == DEFAULT_DATA_ROOT
+    params = dict(BENCH_DATA, seed=args.data_seed)
+    if args.data_root == DEFAULT_DATA_ROOT and args.data_seed != BENCH_DATA["seed"]:
+        args.data_root = f"{DEFAULT_DATA_ROOT}-seed{args.data_seed}"
+    if not args.quick and (args.data_root.startswith(DEFAULT_DATA_ROOT)
                            or not os.path.isdir(args.data_root)):
-        ensure_bench_data(args.data_root, BENCH_DATA)
+        ensure_bench_data(args.data_root, params)
     build_dataset("synthetic_cub", args.data_root, split="train")
     k = chosen_k(args.data_root)
     print(f"[quality] host={host.HOST_NAME} data={args.data_root} attribute k (select_k)={k} "

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from clinfonce_plugin.clusters.components import purity
 from clinfonce_plugin.metrics.information import conditional_entropy, mutual_information
 from clinfonce_plugin.utils.distributed import all_gather_no_grad, get_rank, get_world_size
 from clinfonce_plugin.utils.loading import loader_options, to_device
@@ -81,10 +82,12 @@ def embed_dataset(embed: Callable[[torch.Tensor], torch.Tensor], dataset: Datase
 
 
 def label_metrics(ids: np.ndarray, labels: Optional[np.ndarray]) -> Dict[str, float]:
-    """I(Z;T) and H(Z|T) in bits of cluster ids Z against labels T (label -1 is ignored).
+    """I(Z;T) and H(Z|T) in bits, and the purity, of cluster ids Z against labels T (label -1
+    is ignored).
 
     Returns:
-        ``{"kmeans_num_clusters": K}`` plus ``"kmeans_mi"`` and ``"kmeans_cond_entropy"``
+        ``{"kmeans_num_clusters": K}`` plus ``"kmeans_mi"``, ``"kmeans_cond_entropy"`` and
+        ``"kmeans_purity"`` (fraction of images whose cluster's majority label is theirs)
         when at least one label is known.
     """
     ids = np.asarray(ids)
@@ -96,4 +99,5 @@ def label_metrics(ids: np.ndarray, labels: Optional[np.ndarray]) -> Dict[str, fl
     if known.any():
         out["kmeans_mi"] = mutual_information(ids[known], labels[known])
         out["kmeans_cond_entropy"] = conditional_entropy(ids[known], labels[known])
+        out["kmeans_purity"] = purity(torch.as_tensor(ids[known]), torch.as_tensor(labels[known]))
     return out

@@ -32,8 +32,9 @@ class DynamicClusters:
     sharded over ranks and gathered), has the provider cluster it identically on every rank,
     then calls ``clusters_refreshed(embeddings, epoch)``, where a method derives more state
     from the same embeddings. It logs ``kmeans_num_clusters`` and, when labels are known,
-    ``kmeans_mi`` = I(Z;T) and ``kmeans_cond_entropy`` = H(Z|T) in bits (granularity m >= 1:
-    the same keys with the suffix ``_m``), and ``kmeans_refresh_seconds``.
+    ``kmeans_mi`` = I(Z;T) and ``kmeans_cond_entropy`` = H(Z|T) in bits and ``kmeans_purity``
+    (granularity m >= 1: the same keys with the suffix ``_m``), and
+    ``kmeans_refresh_seconds``.
 
     The class using it calls ``init_dynamic_clusters()`` after building ``self.provider`` and
     defines ``cluster_embedding(x)``, the (B, d) embeddings of the clustered space.

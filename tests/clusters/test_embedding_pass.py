@@ -17,6 +17,8 @@ def test_label_metrics_ignore_unknown_labels_and_match_a_loop_reference():
     assert out["kmeans_mi"] == pytest.approx(mi, abs=1e-12)
     assert out["kmeans_cond_entropy"] == pytest.approx(h, abs=1e-12)
     assert out["kmeans_num_clusters"] == 3
+    # known pairs: cluster 0 -> labels 0,0; cluster 1 -> 1,1,0; cluster 2 -> 1,2: majorities 2+2+1
+    assert out["kmeans_purity"] == pytest.approx(5 / 7)
     assert set(label_metrics(ids, None)) == {"kmeans_num_clusters"}
     assert set(label_metrics(ids, np.full(9, -1))) == {"kmeans_num_clusters"}
 

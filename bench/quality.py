@@ -103,7 +103,7 @@ def chosen_k(data_root: str) -> int:
 
 
 def run_one(config: str, overrides, out_dir: str, seed: int, epochs: int, data_root: str,
-            backbone: str, batch_size: int, linear_epochs: int, lr=None):
+            backbone: str, batch_size: int, linear_epochs: int, lr=None, callbacks=()):
     from clinfonce_plugin.linear import linear_eval
     from clinfonce_plugin.train import pretrain
 
@@ -116,7 +116,7 @@ def run_one(config: str, overrides, out_dir: str, seed: int, epochs: int, data_r
                                version_base="1.2"):
         cfg = compose(config_name=config, overrides=common + list(overrides))
     timer = EpochTimer()
-    ckpt = pretrain(cfg, callbacks=[timer])
+    ckpt = pretrain(cfg, callbacks=[timer, *callbacks])
     with initialize_config_dir(config_dir=os.path.join(REPO, "scripts/linear"),
                                version_base="1.2"):
         lin = compose(config_name="clinfonce_synthetic_cub", overrides=[

@@ -72,6 +72,10 @@ def main(argv=None):
     parser.add_argument("--out", default=os.path.join(REPO, "bench/results/kmeans_study.json"))
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: tiny generated dataset, 1 epoch, 1 seed")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the variants --out already holds (same data, seeds and "
+                             "epochs) and run only the others; --out is rewritten after "
+                             "every variant")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="kmeans-study-") as work:
         return _run(args, work)
@@ -90,7 +94,17 @@ def _run(args, work: str):
         quality.ensure_bench_data(data_root, dict(quality.BENCH_DATA, seed=args.data_seed))
     print(f"[kmeans_study] data={data_root} seeds={args.seeds} epochs={args.epochs}", flush=True)
     start, rows = time.perf_counter(), {}
+    if args.resume and os.path.exists(args.out):
+        with open(args.out) as f:
+            old = json.load(f)
+        if (old["data"], old["seeds"], old["epochs"]) != (
+                dict(quality.BENCH_DATA, seed=args.data_seed), args.seeds, args.epochs):
+            raise SystemExit(f"{args.out} holds another study (data, seeds or epochs differ)")
+        rows = old["rows"]
     for name in args.variants:
+        if name in rows:
+            print(f"[kmeans_study] {name}: kept from {args.out}", flush=True)
+            continue
         config, overrides, epochs = VARIANTS[name]
         if args.quick:
             overrides = [o for o in overrides if ".k=" not in o]
@@ -110,6 +124,7 @@ def _run(args, work: str):
                   + f" ({(time.perf_counter() - start) / 60:.1f} min so far)", flush=True)
         rows[name] = {"config": config, "overrides": overrides, "epochs": epochs or args.epochs,
                       "runs": runs}
+        _write(args, rows, batch, lr, "", (time.perf_counter() - start) / 60)
 
     lines = ["| variant | linear top-1 (%) | first refresh: I(Z;T) / H(Z|T) / purity | "
              "last refresh: I(Z;T) / H(Z|T) / purity |", "| --- | --- | --- | --- |"]
@@ -128,13 +143,17 @@ def _run(args, work: str):
     print(table)
     minutes = (time.perf_counter() - start) / 60
     print(f"[kmeans_study] {minutes:.1f} min")
+    _write(args, rows, batch, lr, table, minutes)
+    return rows
+
+
+def _write(args, rows, batch, lr, table, minutes):
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out + ".tmp", "w") as f:
         json.dump({"data": dict(quality.BENCH_DATA, seed=args.data_seed), "seeds": args.seeds,
                    "epochs": args.epochs, "batch_size": batch, "lr": lr, "rows": rows,
                    "table": table, "total_minutes": minutes}, f, indent=2)
     os.replace(args.out + ".tmp", args.out)
-    return rows
 
 
 if __name__ == "__main__":

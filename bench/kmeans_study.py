@@ -45,6 +45,8 @@ VARIANTS = {
     "backbone space": (KMEANS[0], KMEANS[1] + ["++method_kwargs.clusters.space=backbone"], None),
     "period 5": (KMEANS[0], KMEANS[1] + ["++method_kwargs.clusters.period=5"], None),
     "k=[40,160]": (KMEANS[0], KMEANS[1] + ["++method_kwargs.clusters.k=[40,160]"], None),
+    "k=160, warm-up 10 epochs": (KMEANS[0], KMEANS[1] + [
+        "++method_kwargs.clusters.k=160", "++method_kwargs.clusters.warmup_epochs=10"], None),
     "simclr, 50 epochs": (quality.SPECS["simclr"][0], quality.SPECS["simclr"][1], 50),
     "k=40, 50 epochs": (KMEANS[0], KMEANS[1], 50),
 }

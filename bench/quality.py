@@ -247,6 +247,9 @@ def _run(args, work: str):
             overrides = overrides + ["++method_kwargs.clusters.k=6"]
             if config.startswith("pcl"):  # 1 epoch: cluster before it, not after a warm-up
                 overrides = overrides + ["++method_kwargs.clusters.warmup_epochs=0"]
+        if args.quick and config.startswith("mocov2plus"):
+            # solo-learn's mocov2plus wants the queue a multiple of the batch (12 here)
+            overrides = overrides + [f"++method_kwargs.queue_size={3 * args.batch_size}"]
         # one directory per row: two rows may share a config (and so a run name)
         row_dir = os.path.join(work, re.sub(r"[^a-z0-9]+", "_", name).strip("_"))
         runs = []

@@ -5,6 +5,7 @@ import json
 import os
 import pickle
 import re
+import warnings
 from typing import Any, Dict
 
 import torch
@@ -24,7 +25,11 @@ def safe_load(path: str, what: str = "checkpoint") -> Dict[str, Any]:
     if size == 0:
         raise CheckpointError(f"{what} {path} is empty (0 bytes): an interrupted copy or write?")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # garbage bytes can look like a pickle of another protocol: torch warns before
+            # failing, and the failure below is the message that matters
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         text = str(err)
         match = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)

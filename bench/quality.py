@@ -7,7 +7,7 @@ synthetic CUB (``BENCH_DATA``: 1,800 training images whose neighbours carry the 
 generated on first use. Methods come from the resolved host registry,
 so with solo-learn installed simclr/supcon/swav are solo-learn's own.
 
-    python bench/quality.py                       # full table: 25 epochs, 3 seeds, ~57 min on 2 CPU cores
+    python bench/quality.py                       # full table: 25 epochs, 3 seeds (docs/results.md)
     python bench/quality.py --work-dir runs/q     # same, keeping the checkpoints
     python bench/quality.py --quick               # smoke run: tiny data, 1 epoch, 1 seed
     python bench/quality.py --methods simclr wcl --seeds 0 --override data.augment_on=device
@@ -48,7 +48,8 @@ SPECS = {
     "clinfonce (attributes)": ("clinfonce_synthetic_cub", ["++method_kwargs.clusters.k={k}"]),
     # k chosen by bench/kmeans_study.py on a third data instance (generator seed 2), never on
     # the instances this table reports: the config's k = 40 there gave 32.8, k = 450 55.1
-    "clinfonce (kmeans)": ("clinfonce_kmeans_synthetic_cub", ["++method_kwargs.clusters.k=450"]),
+    "clinfonce (kmeans)": ("clinfonce_kmeans_synthetic_cub",
+                           ["++method_kwargs.clusters.k=450"]),
     "clinfonce (dual head)": ("clinfonce_synthetic_cub",
                               ["++method_kwargs.clusters.k={k}", "++method_kwargs.instance_head=true"]),
     # the two 32x32 views of every other row (WCL's main comparison is two-view; its

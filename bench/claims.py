@@ -69,7 +69,8 @@ def report(merged) -> str:
             per_seed = " / ".join(f"{runs[s]:.1f}" for s in sorted(runs))
             lines.append(f"| {row} | {fmt(runs.values())} | {per_seed} |")
         lines.append("")
-    lines += ["| claim | data | ahead | behind | gap | spread | gap > spread | ahead on seeds |",
+    lines += ["| claim | data | first | second | gap | spread | gap beyond spread | "
+              "first ahead on seeds |",
               "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for claim, first, second in CLAIMS:
         for data_seed in sorted(merged):

@@ -225,7 +225,7 @@ def test_an_error_in_the_warmup_file_names_that_file_and_line(tmp_path):
         "host.METHODS, src))\n")
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     out = subprocess.run([sys.executable, str(script), "--config-name", "run_synthetic_cub.yaml"],
-                         capture_output=True, text=True, cwd=repo,
+                         capture_output=True, text=True, cwd=tmp_path,  # hydra writes outputs/ here
                          env={**os.environ, "PYTHONPATH": repo})
     weak = tmp_path / "augmentations" / "weak.yaml"
     line = next(i for i, text in enumerate(weak.read_text().splitlines(), 1)

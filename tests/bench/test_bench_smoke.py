@@ -78,3 +78,19 @@ def test_pipeline_quick_reports_rows_as_ratios_to_the_decode(tmp_path):
     crops = pipeline.device_worker_transform(pipeline.aug_nodes("symmetric_224.yaml"))(
         photo.convert("RGB"))
     assert [(c.dtype, tuple(c.shape)) for c in crops] == [(torch.uint8, (3, 224, 224))] * 2
+
+
+@pytest.mark.slow
+def test_kmeans_study_quick_records_each_refresh(tmp_path):
+    study = load_bench("kmeans_study")
+    out = tmp_path / "study.json"
+    rows = study.main(["--quick", "--variants", "simclr", "k=40 (config)", "--out", str(out)])
+    assert rows["simclr"]["runs"][0]["refreshes"] == []  # instance clusters: no k-means
+    (refresh,) = rows["k=40 (config)"]["runs"][0]["refreshes"]  # 1 epoch: one refresh
+    assert refresh["epoch"] == 0.0 and refresh["kmeans_num_clusters"] == 6.0  # quick k
+    assert 0.0 <= refresh["kmeans_purity"] <= 1.0
+    saved = json.loads(out.read_text())
+    assert saved["rows"] == json.loads(json.dumps(rows))
+    # --resume keeps what the file holds and runs nothing more
+    again = study.main(["--quick", "--resume", "--variants", "simclr", "--out", str(out)])
+    assert again["simclr"] == saved["rows"]["simclr"]

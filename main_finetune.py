@@ -11,7 +11,7 @@ top-1/top-5 on the test split are printed and written as JSON beside the checkpo
 import os
 
 from clinfonce_plugin.cli import hydra_main
-from clinfonce_plugin.finetune import finetune_eval
+from clinfonce_plugin.evaluate.finetune import finetune_eval
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts", "finetune")
 

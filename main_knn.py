@@ -10,7 +10,7 @@ by default ``knn-<pretrain name>.json``).
 import os
 
 from clinfonce_plugin.cli import hydra_main
-from clinfonce_plugin.knn import knn_eval
+from clinfonce_plugin.evaluate.knn import knn_eval
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts", "knn")
 

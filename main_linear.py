@@ -8,7 +8,7 @@ as JSON beside the checkpoint (``<name>.json``, by default ``linear-<pretrain na
 import os
 
 from clinfonce_plugin.cli import hydra_main
-from clinfonce_plugin.linear import linear_eval
+from clinfonce_plugin.evaluate.linear import linear_eval
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts", "linear")
 

@@ -8,7 +8,7 @@ set on the command line as ``key=value`` (``max_epochs=5 optimizer.batch_size=64
 import os
 
 from clinfonce_plugin.cli import hydra_main
-from clinfonce_plugin.train import pretrain
+from clinfonce_plugin.run.pretrain import pretrain
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts", "pretrain")
 

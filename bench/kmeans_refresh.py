@@ -123,8 +123,8 @@ def _epoch_run(root: str, period: int, epochs: int, batch_size: int, workers: in
 
     from clinfonce_plugin.data.indexed import IndexedDataset
     from clinfonce_plugin.data.registry import build_dataset
-    from clinfonce_plugin.lightning_noise import lightning_noise_filtered
-    from clinfonce_plugin.train import build_method, prepare_cfg, pretrain_transform
+    from clinfonce_plugin.run.lightning_noise import lightning_noise_filtered
+    from clinfonce_plugin.run.pretrain import build_method, prepare_cfg, pretrain_transform
 
     with initialize_config_dir(config_dir=os.path.join(REPO, "scripts", "pretrain"),
                                version_base="1.2"):

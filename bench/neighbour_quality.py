@@ -72,7 +72,7 @@ def evaluate(name: str, feats: torch.Tensor, targets: torch.Tensor, batch: int, 
 
 def main(argv=None) -> list:
     from clinfonce_plugin.data.registry import build_dataset
-    from clinfonce_plugin.linear import extract_features, load_pretrained_backbone
+    from clinfonce_plugin.evaluate.pretrained import extract_features, load_pretrained_backbone
     from clinfonce_plugin.data.transforms import eval_transform
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

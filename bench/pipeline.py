@@ -247,7 +247,7 @@ def loader_epoch_seconds(cfg, epochs: int) -> List[float]:
 
     from clinfonce_plugin.data.indexed import IndexedDataset
     from clinfonce_plugin.data.registry import open_split
-    from clinfonce_plugin.train import prepare_cfg, pretrain_transform
+    from clinfonce_plugin.run.pretrain import prepare_cfg, pretrain_transform
 
     cfg = prepare_cfg(cfg)
     train = open_split(cfg.data, "train")
@@ -269,7 +269,7 @@ def epoch_split(root: str, work: str, epochs: int, workers: Optional[int],
     """The demo run's per-epoch wait / compute (medians over epochs after the first), with
     the runtime's ``build_transform_pipeline`` replaced by ``pipeline_builder`` if given and
     the config ``extra`` overrides (e.g. ``data.augment_on=device``)."""
-    from clinfonce_plugin.train import pretrain
+    from clinfonce_plugin.run.pretrain import pretrain
 
     saved = host.build_transform_pipeline
     if pipeline_builder is not None:

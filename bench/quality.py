@@ -118,8 +118,8 @@ def chosen_k(data_root: str) -> int:
 
 def run_one(config: str, overrides, out_dir: str, seed: int, epochs: int, data_root: str,
             backbone: str, batch_size: int, linear_epochs: int, lr=None, callbacks=()):
-    from clinfonce_plugin.linear import linear_eval
-    from clinfonce_plugin.train import pretrain
+    from clinfonce_plugin.evaluate.linear import linear_eval
+    from clinfonce_plugin.run.pretrain import pretrain
 
     # "++" adds a key the yaml does not set, or overrides it
     common = [f"++seed={seed}", f"++max_epochs={epochs}", f"backbone.name={backbone}",
@@ -164,7 +164,7 @@ def bar_chart(rows, path: str, title: str):
     exists, as the JSON is): per method a bar at the mean over seeds with an error bar of
     one sample standard deviation, the mean written above it. ``rows``: {method: [{"top1":
     percent, ...} per seed]}. Returns the matplotlib figure."""
-    from clinfonce_plugin.plots import new_figure, save_png
+    from clinfonce_plugin.evaluate.plots import new_figure, save_png
 
     names = list(rows)
     stats = [mean_std([r["top1"] for r in rows[n]]) for n in names]

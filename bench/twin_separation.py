@@ -81,7 +81,7 @@ def evaluate(train, test, class_prototype: np.ndarray) -> dict:
 
 def main(argv=None) -> list:
     from clinfonce_plugin.data.registry import build_dataset
-    from clinfonce_plugin.linear import extract_features, load_pretrained_backbone
+    from clinfonce_plugin.evaluate.pretrained import extract_features, load_pretrained_backbone
     from clinfonce_plugin.data.transforms import eval_transform
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

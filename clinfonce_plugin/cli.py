@@ -19,7 +19,7 @@ from typing import Callable, List, Optional
 
 from .config import Sources
 from .errors import Interrupted, UserError
-from .lightning_noise import lightning_noise_filtered
+from .run.lightning_noise import lightning_noise_filtered
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130

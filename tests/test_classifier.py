@@ -12,9 +12,9 @@ import torch.nn as nn
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
-from clinfonce_plugin.classifier import Classifier, Optimization, Schedule
+from clinfonce_plugin.evaluate.classifier import Classifier, Optimization, Schedule
 from clinfonce_plugin.config import check_linear_cfg, linear_preset
-from clinfonce_plugin.evaluation import optimization
+from clinfonce_plugin.evaluate.shared import optimization
 
 
 def test_cosine_per_step_to_zero():
@@ -133,7 +133,7 @@ def test_the_few_workers_warning_is_hidden_only_for_features_in_memory(
         monkeypatch, tmp_path, in_memory):
     from lightning.pytorch.trainer.connectors import data_connector
 
-    from clinfonce_plugin.evaluation import fit_and_test
+    from clinfonce_plugin.evaluate.shared import fit_and_test
 
     # Lightning warns when a loader has < 2 workers and the machine could give it more
     monkeypatch.setattr(data_connector, "suggested_max_num_workers", lambda devices: 4)
@@ -156,7 +156,7 @@ def test_the_few_workers_warning_is_hidden_only_for_features_in_memory(
 
 
 def test_a_rerun_logs_beside_the_earlier_log_and_keeps_it(tmp_path):
-    from clinfonce_plugin.evaluation import log_version
+    from clinfonce_plugin.evaluate.shared import log_version
 
     assert log_version(str(tmp_path), "logs", "run") == "run"
     (tmp_path / "logs" / "run").mkdir(parents=True)

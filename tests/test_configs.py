@@ -12,7 +12,7 @@ from clinfonce_plugin import host
 from clinfonce_plugin.config import check_pretrain_cfg
 from clinfonce_plugin.data.registry import DATASETS
 from clinfonce_plugin.config import check_finetune_cfg, check_knn_cfg, check_plot_cfg
-from clinfonce_plugin.linear import check_linear_cfg
+from clinfonce_plugin.config import check_linear_cfg
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRETRAIN = sorted(glob.glob(os.path.join(REPO, "scripts/pretrain/*.yaml")))

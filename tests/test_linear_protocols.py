@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from clinfonce_plugin.config import ConfigError, LINEAR_PRESETS, check_linear_cfg, linear_preset
-from clinfonce_plugin.evaluation import crop_loaders
+from clinfonce_plugin.evaluate.shared import crop_loaders
 from tests.conftest import augmentation
 from tests.helpers import entry_point_errors
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-import clinfonce_plugin.train as train_module
+import clinfonce_plugin.run.pretrain as train_module
 from clinfonce_plugin import config, host
 from clinfonce_plugin.config import ConfigError, check_linear_cfg, check_pretrain_cfg
 from clinfonce_plugin.host.method import make_method
@@ -16,7 +16,7 @@ from tests.helpers import yaml_pretrain_cfg
 
 
 def _cores(monkeypatch, n):
-    monkeypatch.setattr(config.os, "sched_getaffinity", lambda pid: set(range(n)),
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(n)),
                         raising=False)
 
 
@@ -31,8 +31,8 @@ def test_auto_workers_share_the_available_cores(monkeypatch, cores, processes, e
 
 
 def test_available_cores_without_an_affinity_mask(monkeypatch):
-    monkeypatch.delattr(config.os, "sched_getaffinity", raising=False)
-    monkeypatch.setattr(config.os, "cpu_count", lambda: 12)
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 12)
     assert config.available_cores() == 12
 
 

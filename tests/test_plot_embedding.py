@@ -12,8 +12,8 @@ from omegaconf import OmegaConf
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.config import check_plot_cfg
 from clinfonce_plugin.errors import ConfigError, OutputExists
-from clinfonce_plugin.plot_embedding import cluster_ids, pick_classes, stratified_subsample
-from clinfonce_plugin.plots import check_outputs, new_figure, save_png, scatter_by
+from clinfonce_plugin.evaluate.embedding import cluster_ids, pick_classes, stratified_subsample
+from clinfonce_plugin.evaluate.plots import check_outputs, new_figure, save_png, scatter_by
 
 
 # ----------------------------------------------------------------------- subsample

@@ -13,8 +13,8 @@ from omegaconf import OmegaConf
 
 from clinfonce_plugin import host
 from clinfonce_plugin.errors import CheckpointError
-from clinfonce_plugin.projector import load_pretrained_projector
-from clinfonce_plugin.train import build_method, prepare_cfg
+from clinfonce_plugin.evaluate.projector import load_pretrained_projector
+from clinfonce_plugin.run.pretrain import build_method, prepare_cfg
 from tests.helpers import yaml_pretrain_cfg
 
 # method -> (pretrain yaml, augmentations, method_kwargs overrides)

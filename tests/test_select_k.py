@@ -13,7 +13,8 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from clinfonce_plugin.config import ConfigError
-from clinfonce_plugin.select_k import CONFIG_DIR, run_select_k
+from clinfonce_plugin.evaluate.select_k import run_select_k
+from clinfonce_plugin.select_k import CONFIG_DIR
 from tests.helpers import slow_mi_and_cond_entropy
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -129,7 +130,7 @@ def test_level_sweep_on_a_tiny_tree_by_hand():
     from clinfonce_plugin.clusters.sample_info import SampleInfo
     from clinfonce_plugin.metrics.information import entropy
     from clinfonce_plugin.metrics.k_selection import format_table, select_k
-    from clinfonce_plugin.select_k import level_sweep
+    from clinfonce_plugin.evaluate.select_k import level_sweep
 
     # A -> x, A -> y, B -> z; samples x, x, y, z; a virtual root sits above A and B
     info = SampleInfo(num_samples=4, labels=np.array([0, 0, 1, 2]), class_names=["x", "y", "z"],
@@ -155,7 +156,7 @@ def test_level_sweep_on_a_tiny_tree_by_hand():
 def test_level_sweep_with_unknown_labels_and_a_pairs_list():
     from clinfonce_plugin.clusters.sample_info import SampleInfo
     from clinfonce_plugin.metrics.k_selection import select_k
-    from clinfonce_plugin.select_k import level_sweep
+    from clinfonce_plugin.evaluate.select_k import level_sweep
 
     # r -> a -> {x, y}, r -> z; the unknown (-1) sample is left out of I and H
     info = SampleInfo(num_samples=5, labels=np.array([0, 1, 2, 2, -1]),

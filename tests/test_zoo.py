@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from clinfonce_plugin.zoo import ZooError, load_manifest, resolve_pretrained
+from clinfonce_plugin.run.zoo import ZooError, load_manifest, resolve_pretrained
 
 
 def _zoo(tmp_path, payload=b"weights", recorded=None, extra=None):

@@ -59,10 +59,10 @@ def test_exported_file_evaluates_alone_and_compares(tiny_cub, tmp_path, monkeypa
     """A run exported as a zoo file: float16 weights of backbone and projector plus the
     config, no args.json needed; ``compare_zoo`` evaluates it exactly as a direct evaluation
     of that file does."""
-    from clinfonce_plugin import zoo
-    from clinfonce_plugin.knn import knn_eval
-    from clinfonce_plugin.linear import linear_eval
-    from clinfonce_plugin.train import pretrain
+    from clinfonce_plugin.run import zoo
+    from clinfonce_plugin.evaluate.knn import knn_eval
+    from clinfonce_plugin.evaluate.linear import linear_eval
+    from clinfonce_plugin.run.pretrain import pretrain
     from tests.helpers import yaml_pretrain_cfg
 
     cfg = yaml_pretrain_cfg("simclr_synthetic_cub", "symmetric_32", tiny_cub,

@@ -10,8 +10,9 @@ import sys
 import pytest
 import torch
 
-from clinfonce_plugin.checkpoints import fit_keys
-from clinfonce_plugin.zoo import ZOO_DIR, load_manifest, sha256sum, verify_all
+from clinfonce_plugin.run.checkpoints import fit_keys
+from clinfonce_plugin.run.zoo import ZOO_DIR, load_manifest, sha256sum
+from clinfonce_plugin.zoo import verify_all
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "zoo"))
@@ -41,7 +42,7 @@ def test_every_model_is_shipped_and_verified():
 
 @pytest.mark.parametrize("name", sorted(build.MODELS))
 def test_zoo_file_loads_into_its_backbone(name):
-    from clinfonce_plugin.linear import load_pretrained_backbone
+    from clinfonce_plugin.evaluate.pretrained import load_pretrained_backbone
 
     path = os.path.join(ZOO_DIR, MANIFEST[name]["file"])
     backbone, dim, pre_cfg = load_pretrained_backbone(path)
@@ -59,7 +60,7 @@ def test_zoo_file_loads_into_its_backbone(name):
     trainable = sum(p.numel() for p in backbone.parameters())
     assert trainable == MANIFEST[name]["backbone_parameters"]
     # the backbone.pretrained= path (initialising a pretrain run) reads the same weights
-    from clinfonce_plugin.checkpoints import load_backbone
+    from clinfonce_plugin.run.checkpoints import load_backbone
     from clinfonce_plugin.host.backbone import make_backbone
 
     fresh, _ = make_backbone(pre_cfg)

@@ -35,9 +35,9 @@ from omegaconf import OmegaConf  # noqa: E402
 
 import quality  # noqa: E402  (bench/quality.py: the benchmark's recipe, one place)
 from clinfonce_plugin import host  # noqa: E402
-from clinfonce_plugin.checkpoints import ARGS_KEY, safe_load, state_dict_of  # noqa: E402
-from clinfonce_plugin.compare import KNN_DISTANCE, KNN_K  # noqa: E402
-from clinfonce_plugin.zoo import ZOO_DIR, load_manifest, sha256sum  # noqa: E402
+from clinfonce_plugin.run.checkpoints import ARGS_KEY, safe_load, state_dict_of  # noqa: E402
+from clinfonce_plugin.evaluate.compare import KNN_DISTANCE, KNN_K  # noqa: E402
+from clinfonce_plugin.run.zoo import ZOO_DIR, load_manifest, sha256sum  # noqa: E402
 
 # zoo name -> the benchmark row it is trained as (bench/quality.py SPECS)
 MODELS = {
@@ -78,7 +78,7 @@ def compose_pretrain(config: str, overrides):
 def train(name: str, attribute_k: int, work: str):
     """(final checkpoint, reused) of zoo model ``name`` trained under ``work`` (a finished run
     already there is reused)."""
-    from clinfonce_plugin.train import pretrain
+    from clinfonce_plugin.run.pretrain import pretrain
 
     config, overrides = recipe(name, attribute_k)
     cfg = compose_pretrain(config, overrides + [f"checkpoint.dir={work}",
@@ -120,8 +120,8 @@ def evaluate(name: str, path: str, out_dir: str, linear: bool = True) -> dict:
     """Linear (the fast features protocol and the papers' protocol) top-1 (``linear``), then
     kNN top-1 and the clustering scores of the zoo file ``path``, each with its wall time and
     the command that gives the same figure (every other key at its default)."""
-    from clinfonce_plugin.knn import knn_eval
-    from clinfonce_plugin.linear import linear_eval
+    from clinfonce_plugin.evaluate.knn import knn_eval
+    from clinfonce_plugin.evaluate.linear import linear_eval
 
     facts = {}
     for protocol in ("features", "paper") if linear else ():

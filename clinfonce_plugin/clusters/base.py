@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from clinfonce_plugin.markers import REQUIRED
+from clinfonce_plugin.utils.markers import REQUIRED
 
 from .sample_info import SampleInfo
 

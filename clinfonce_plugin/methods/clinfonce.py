@@ -8,7 +8,7 @@ from omegaconf import OmegaConf, open_dict
 from clinfonce_plugin.config import ConfigError, fill_defaults
 from clinfonce_plugin.clusters.registry import CLUSTER_PROVIDERS, build_from_spec
 from clinfonce_plugin.clusters.sample_info import SampleInfo
-from clinfonce_plugin.heads import mlp
+from clinfonce_plugin.methods.heads import mlp
 from clinfonce_plugin.host import BaseMethod
 from clinfonce_plugin.losses import cl_infonce
 from clinfonce_plugin.data.registry import training_sample_info

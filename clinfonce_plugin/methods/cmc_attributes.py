@@ -10,7 +10,7 @@ from clinfonce_plugin.clusters.attributes import binarize_attributes
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.config import ConfigError, fill_defaults
 from clinfonce_plugin.data.registry import training_sample_info
-from clinfonce_plugin.heads import mlp
+from clinfonce_plugin.methods.heads import mlp
 from clinfonce_plugin.host import BaseMethod
 from clinfonce_plugin.losses import cross_view_infonce
 

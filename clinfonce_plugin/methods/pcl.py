@@ -13,7 +13,7 @@ from clinfonce_plugin.clusters.kmeans import granularity_buffer_name
 from clinfonce_plugin.clusters.registry import build_from_spec
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.data.registry import training_sample_info
-from clinfonce_plugin.heads import mlp
+from clinfonce_plugin.methods.heads import mlp
 from clinfonce_plugin.host import BaseMethod
 from clinfonce_plugin.losses import cl_infonce, proto_nce
 from clinfonce_plugin.methods.dynamic_clusters import DynamicClusters

@@ -14,7 +14,7 @@ from clinfonce_plugin.clusters.neighbours import BACKENDS as KNN_BACKENDS
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.data.indexed import IndexedDataset
 from clinfonce_plugin.data.knn_multicrop import KnnMultiCrop
-from clinfonce_plugin.heads import mlp
+from clinfonce_plugin.methods.heads import mlp
 from clinfonce_plugin.host import BaseMethod
 from clinfonce_plugin.losses import instance_nce, multicrop_nce, multicrop_swap, wcl_swap
 from clinfonce_plugin.data.registry import training_sample_info

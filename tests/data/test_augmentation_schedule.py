@@ -15,7 +15,7 @@ from clinfonce_plugin import host
 from clinfonce_plugin.data.augmentation_schedule import EpochClock, ScheduledTransform
 from clinfonce_plugin.data.indexed import IndexedDataset
 from clinfonce_plugin.data.registry import DATASETS
-from clinfonce_plugin.train import pretrain
+from clinfonce_plugin.run.pretrain import pretrain
 from tests.conftest import augmentation
 from tests.helpers import yaml_pretrain_cfg
 

@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 from clinfonce_plugin.errors import ConfigError, DataError
-from clinfonce_plugin.linear import linear_eval
-from clinfonce_plugin.select_k import run_select_k
-from clinfonce_plugin.train import pretrain
+from clinfonce_plugin.evaluate.linear import linear_eval
+from clinfonce_plugin.evaluate.select_k import run_select_k
+from clinfonce_plugin.run.pretrain import pretrain
 from tests.helpers import yaml_linear_cfg, yaml_pretrain_cfg
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -8,9 +8,9 @@ import torch
 
 from clinfonce_plugin import host
 from clinfonce_plugin.augment.device import DeviceAugmentation
-from clinfonce_plugin.checkpoints import safe_load
+from clinfonce_plugin.run.checkpoints import safe_load
 from clinfonce_plugin.data.knn_multicrop import NeighbourTable
-from clinfonce_plugin.train import pretrain
+from clinfonce_plugin.run.pretrain import pretrain
 from tests.helpers import yaml_pretrain_cfg
 
 

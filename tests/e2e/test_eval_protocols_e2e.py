@@ -10,9 +10,10 @@ import torch
 from omegaconf import OmegaConf
 
 from clinfonce_plugin.errors import ConfigError, DataError
-from clinfonce_plugin.finetune import finetune_eval
-from clinfonce_plugin.linear import linear_eval, load_pretrained_backbone
-from clinfonce_plugin.train import pretrain
+from clinfonce_plugin.evaluate.finetune import finetune_eval
+from clinfonce_plugin.evaluate.linear import linear_eval
+from clinfonce_plugin.evaluate.pretrained import load_pretrained_backbone
+from clinfonce_plugin.run.pretrain import pretrain
 from tests.helpers import entry_point_errors, yaml_linear_cfg, yaml_pretrain_cfg
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -12,13 +12,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from clinfonce_plugin.checkpoints import safe_load
+from clinfonce_plugin.run.checkpoints import safe_load
 from clinfonce_plugin.data.indexed import TransformedImages
 from clinfonce_plugin.data.registry import open_split
 from clinfonce_plugin.data.transforms import eval_transform
-from clinfonce_plugin.knn import knn_eval
+from clinfonce_plugin.evaluate.knn import knn_eval
 from clinfonce_plugin.metrics.knn import weighted_knn_accuracy
-from clinfonce_plugin.train import build_method, prepare_cfg, pretrain
+from clinfonce_plugin.run.pretrain import build_method, prepare_cfg, pretrain
 from tests.helpers import yaml_pretrain_cfg
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

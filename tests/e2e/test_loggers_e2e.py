@@ -15,9 +15,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from clinfonce_plugin.errors import MissingPackage
-from clinfonce_plugin.lightning_noise import NOISE, lightning_noise_filtered
-from clinfonce_plugin.loggers import WANDB_ID_FILE, check_logger_packages
-from clinfonce_plugin.train import pretrain
+from clinfonce_plugin.run.lightning_noise import NOISE, lightning_noise_filtered
+from clinfonce_plugin.run.loggers import WANDB_ID_FILE, check_logger_packages
+from clinfonce_plugin.run.pretrain import pretrain
 from tests.helpers import yaml_pretrain_cfg
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

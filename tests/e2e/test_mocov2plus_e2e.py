@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from clinfonce_plugin import host
-from clinfonce_plugin.checkpoints import safe_load
-from clinfonce_plugin.linear import linear_eval
-from clinfonce_plugin.train import build_method, prepare_cfg, pretrain
+from clinfonce_plugin.run.checkpoints import safe_load
+from clinfonce_plugin.evaluate.linear import linear_eval
+from clinfonce_plugin.run.pretrain import build_method, prepare_cfg, pretrain
 from tests.helpers import yaml_linear_cfg, yaml_pretrain_cfg
 
 pytestmark = pytest.mark.skipif("mocov2plus" not in host.METHODS,

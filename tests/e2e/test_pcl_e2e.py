@@ -8,9 +8,9 @@ import os
 import pytest
 import torch
 
-from clinfonce_plugin.checkpoints import safe_load
-from clinfonce_plugin.linear import linear_eval
-from clinfonce_plugin.train import pretrain
+from clinfonce_plugin.run.checkpoints import safe_load
+from clinfonce_plugin.evaluate.linear import linear_eval
+from clinfonce_plugin.run.pretrain import pretrain
 from tests.helpers import yaml_linear_cfg, yaml_pretrain_cfg
 
 

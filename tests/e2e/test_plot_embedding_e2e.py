@@ -15,8 +15,8 @@ from omegaconf import OmegaConf
 from clinfonce_plugin.clusters.attributes import attribute_cluster_ids
 from clinfonce_plugin.data.registry import build_dataset
 from clinfonce_plugin.errors import OutputExists
-from clinfonce_plugin.plot_embedding import plot_embedding
-from clinfonce_plugin.train import pretrain
+from clinfonce_plugin.evaluate.embedding import plot_embedding
+from clinfonce_plugin.run.pretrain import pretrain
 from tests.helpers import yaml_pretrain_cfg
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

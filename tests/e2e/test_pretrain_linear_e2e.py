@@ -9,10 +9,10 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
-from clinfonce_plugin.checkpoints import safe_load
+from clinfonce_plugin.run.checkpoints import safe_load
 from clinfonce_plugin.errors import UserError
-from clinfonce_plugin.linear import linear_eval
-from clinfonce_plugin.train import pretrain
+from clinfonce_plugin.evaluate.linear import linear_eval
+from clinfonce_plugin.run.pretrain import pretrain
 from tests.helpers import yaml_linear_cfg, yaml_pretrain_cfg
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from clinfonce_plugin.linear import linear_eval
-from clinfonce_plugin.train import pretrain
+from clinfonce_plugin.evaluate.linear import linear_eval
+from clinfonce_plugin.run.pretrain import pretrain
 from tests.data.utzappos_fixture import write_release
 from tests.helpers import yaml_linear_cfg, yaml_pretrain_cfg
 

@@ -11,10 +11,10 @@ import statistics
 import pytest
 import torch
 
-from clinfonce_plugin.checkpoints import safe_load
+from clinfonce_plugin.run.checkpoints import safe_load
 from clinfonce_plugin.data.knn_multicrop import NeighbourTable
-from clinfonce_plugin.linear import linear_eval
-from clinfonce_plugin.train import pretrain
+from clinfonce_plugin.evaluate.linear import linear_eval
+from clinfonce_plugin.run.pretrain import pretrain
 from tests.helpers import load_bench, yaml_linear_cfg, yaml_pretrain_cfg
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -7,10 +7,10 @@ import os
 import numpy as np
 import pytest
 
-from clinfonce_plugin.checkpoints import safe_load
+from clinfonce_plugin.run.checkpoints import safe_load
 from clinfonce_plugin.data.registry import build_dataset
-from clinfonce_plugin.linear import linear_eval
-from clinfonce_plugin.train import pretrain
+from clinfonce_plugin.evaluate.linear import linear_eval
+from clinfonce_plugin.run.pretrain import pretrain
 from tests.data.wider_tree import write_generated_tree
 from tests.helpers import yaml_linear_cfg, yaml_pretrain_cfg
 

@@ -6,13 +6,13 @@ import sys
 import numpy as np
 
 from clinfonce_plugin import host
-from clinfonce_plugin.checkpoints import load_backbone
-from clinfonce_plugin.linear import load_pretrained_backbone
+from clinfonce_plugin.run.checkpoints import load_backbone
+from clinfonce_plugin.evaluate.pretrained import load_pretrained_backbone
 from tests.helpers import yaml_pretrain_cfg
 
 
 def write(root: str, out: str, backbone: str) -> None:
-    from clinfonce_plugin.train import pretrain
+    from clinfonce_plugin.run.pretrain import pretrain
 
     cfg = yaml_pretrain_cfg("simclr_synthetic_cub", "symmetric_32", root, out, max_epochs=1)
     cfg.backbone.name = backbone

@@ -12,10 +12,10 @@ from clinfonce_plugin import host
 from clinfonce_plugin.config import ConfigError, check_pretrain_cfg
 from clinfonce_plugin.data.indexed import TransformedImages
 from clinfonce_plugin.data.transforms import eval_transform
-from clinfonce_plugin.linear import extract_features, load_pretrained_backbone
+from clinfonce_plugin.evaluate.pretrained import extract_features, load_pretrained_backbone
 from clinfonce_plugin.data.registry import open_split
 from clinfonce_plugin.metrics.knn import weighted_knn_accuracy
-from clinfonce_plugin.train import build_method, prepare_cfg, pretrain
+from clinfonce_plugin.run.pretrain import build_method, prepare_cfg, pretrain
 from tests.helpers import yaml_pretrain_cfg
 
 RUNTIME = host.HOST_NAME == "runtime"

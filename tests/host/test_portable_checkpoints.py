@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from clinfonce_plugin import host
-from clinfonce_plugin.checkpoints import backbone_weights, fit_keys, safe_load
+from clinfonce_plugin.run.checkpoints import backbone_weights, fit_keys, safe_load
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HAVE_SOLO = importlib.util.find_spec("solo") is not None
@@ -100,7 +100,7 @@ def test_solo_learns_linear_model_trains_on_our_checkpoint(tiny_cub, tmp_path):
     from clinfonce_plugin.data.indexed import TransformedImages
     from clinfonce_plugin.data.registry import open_split
     from clinfonce_plugin.data.transforms import eval_transform
-    from clinfonce_plugin.linear import load_pretrained_backbone
+    from clinfonce_plugin.evaluate.pretrained import load_pretrained_backbone
 
     ckpt = _run("runtime", "write", tiny_cub, str(tmp_path), "resnet18")
     # solo-learn's main_linear.py: its own backbone table, fc dropped, backbone.* stripped

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from clinfonce_plugin.checkpoints import safe_load
+from clinfonce_plugin.run.checkpoints import safe_load
 from clinfonce_plugin import host
 from clinfonce_plugin.clusters.kmeans import compact_clusters, spherical_kmeans
 from clinfonce_plugin.clusters.sample_info import SampleInfo
@@ -193,7 +193,7 @@ def _kmeans_rows(ckpt):
 @pytest.mark.slow
 def test_pretrain_logs_metrics_and_resume_keeps_clusters_until_the_schedule(tiny_cub, tmp_path):
     from clinfonce_plugin.data.registry import build_dataset
-    from clinfonce_plugin.train import pretrain
+    from clinfonce_plugin.run.pretrain import pretrain
 
     # 1 epoch, period 2: clustered before epoch 0 only
     first = pretrain(_cfg(tiny_cub, str(tmp_path), "first", 1, 2))
@@ -226,7 +226,7 @@ def test_pretrain_logs_metrics_and_resume_keeps_clusters_until_the_schedule(tiny
 
 @pytest.mark.slow
 def test_warmup_and_several_k_survive_resume(tiny_cub, tmp_path):
-    from clinfonce_plugin.train import pretrain
+    from clinfonce_plugin.run.pretrain import pretrain
 
     def run(name, epochs, resume=None):
         return pretrain(_cfg(tiny_cub, str(tmp_path), name, epochs, 2, resume=resume, k=[5, 3],

@@ -8,7 +8,7 @@ import torch
 from omegaconf import OmegaConf
 
 from clinfonce_plugin.config import ConfigError, check_knn_cfg
-from clinfonce_plugin.knn import clustering_rows, effective_ks
+from clinfonce_plugin.evaluate.knn import clustering_rows, effective_ks
 from clinfonce_plugin.metrics.knn import weighted_knn_accuracy
 
 

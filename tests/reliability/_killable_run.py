@@ -19,7 +19,7 @@ class KillMidEpoch(pl.Callback):
 
 
 def main() -> None:
-    from clinfonce_plugin.train import pretrain
+    from clinfonce_plugin.run.pretrain import pretrain
 
     args = json.loads(sys.argv[1])
     cfg = OmegaConf.create(args["cfg"])

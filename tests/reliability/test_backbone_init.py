@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from clinfonce_plugin.errors import CheckpointError
-from clinfonce_plugin.train import build_method, prepare_cfg
+from clinfonce_plugin.run.pretrain import build_method, prepare_cfg
 from tests.helpers import yaml_pretrain_cfg
 from tests.reliability.test_checkpoint_loading import WritesAFile
 

@@ -10,10 +10,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from clinfonce_plugin.checkpoints import safe_load
+from clinfonce_plugin.run.checkpoints import safe_load
 from clinfonce_plugin.errors import CheckpointError
 from clinfonce_plugin.host.backbone import make_backbone
-from clinfonce_plugin.linear import linear_eval, load_pretrained_backbone
+from clinfonce_plugin.evaluate.linear import linear_eval
+from clinfonce_plugin.evaluate.pretrained import load_pretrained_backbone
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PRETRAIN_ARGS = {"name": "p", "method": "simclr", "backbone": {"name": "test_resnet"},
@@ -115,7 +116,7 @@ def test_non_finite_weights_are_refused_before_evaluation(tmp_path):
 
 
 def test_a_crafted_resume_checkpoint_is_refused_before_training(tmp_path, tiny_cub):
-    from clinfonce_plugin.train import pretrain
+    from clinfonce_plugin.run.pretrain import pretrain
     from tests.helpers import yaml_pretrain_cfg
 
     marker = tmp_path / "written_by_the_pickle"

@@ -11,7 +11,7 @@ import pytest
 
 from clinfonce_plugin.data.images import verify_images
 from clinfonce_plugin.errors import ConfigError, DataError, TrainingDiverged
-from clinfonce_plugin.train import pretrain
+from clinfonce_plugin.run.pretrain import pretrain
 from tests.helpers import yaml_pretrain_cfg
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

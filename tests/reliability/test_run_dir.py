@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from clinfonce_plugin.config import ConfigError, check_pretrain_cfg, validate_run_name
 from clinfonce_plugin.errors import RunDirError
-from clinfonce_plugin.rundir import MARKER, RunDir
+from clinfonce_plugin.run.rundir import MARKER, RunDir
 
 
 @pytest.mark.parametrize("name", ["/some/dir", "..", ".", "a/b", "", "-x", "x y", "a\\b",

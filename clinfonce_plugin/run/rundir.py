@@ -14,7 +14,7 @@ import socket
 import time
 from typing import Optional
 
-from .errors import RunDirError
+from ..errors import RunDirError
 
 MARKER = ".clinfonce-run.json"
 LAST = "last.ckpt"

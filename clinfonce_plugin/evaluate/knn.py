@@ -14,16 +14,16 @@ from typing import Optional
 import omegaconf
 import torch
 
-from .clusters.kmeans import spherical_kmeans
-from .config import check_knn_cfg
-from .data.indexed import TransformedImages
-from .data.transforms import eval_transform
-from .errors import ConfigError
-from .linear import extract_features, load_pretrained_backbone, open_labelled_splits
-from .metrics.clustering import clustering_accuracy, normalized_mutual_information
-from .metrics.knn import weighted_knn_accuracy
+from ..clusters.kmeans import spherical_kmeans
+from ..config import check_knn_cfg
+from ..data.indexed import TransformedImages
+from ..data.transforms import eval_transform
+from ..errors import ConfigError
+from .pretrained import extract_features, load_pretrained_backbone, open_labelled_splits
+from ..metrics.clustering import clustering_accuracy, normalized_mutual_information
+from ..metrics.knn import weighted_knn_accuracy
 from .projector import load_pretrained_projector
-from .zoo import default_output_dir, resolve_pretrained
+from ..run.zoo import default_output_dir, resolve_pretrained
 
 
 def effective_ks(ks, num_train: int):

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .host.runtime.optim import warmup_cosine_factor
+from ..host.runtime.optim import warmup_cosine_factor
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
 from omegaconf import OmegaConf
 
-from .extras import require
+from ..utils.extras import require
 
 # the wandb run id of a run directory: a resumed run continues the same wandb run
 WANDB_ID_FILE = "wandb-id"

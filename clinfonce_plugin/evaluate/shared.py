@@ -14,11 +14,11 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
 from .classifier import Optimization, Schedule, scaled_lr
-from .data.indexed import TransformedImages
-from .utils.loading import loader_options
-from .data.transforms import classifier_train_transform, eval_transform
-from .utils.devices import lightning_accelerator
-from .zoo import default_output_dir
+from ..data.indexed import TransformedImages
+from ..utils.loading import loader_options
+from ..data.transforms import classifier_train_transform, eval_transform
+from ..utils.devices import lightning_accelerator
+from ..run.zoo import default_output_dir
 
 
 def optimization(cfg: omegaconf.DictConfig, head_lr: float, backbone_lr=None) -> Optimization:

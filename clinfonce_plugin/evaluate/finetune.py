@@ -14,17 +14,17 @@ import torch.nn as nn
 from omegaconf import OmegaConf
 from torch.utils.data import Subset
 
-from . import host
-from .callbacks import backbone_origin
-from .checkpoints import ARGS_KEY
+from .. import host
+from ..run.callbacks import backbone_origin
+from ..run.checkpoints import ARGS_KEY
 from .classifier import Classifier
-from .config import check_finetune_cfg
-from .data.label_subset import per_class_subset, read_subset_file
-from .errors import DataError
-from .evaluation import crop_loaders, fit_and_test, optimization, output_place, write_results
-from .linear import load_pretrained_backbone, open_labelled_splits
-from .utils.devices import eval_device
-from .zoo import resolve_pretrained
+from ..config import check_finetune_cfg
+from ..data.label_subset import per_class_subset, read_subset_file
+from ..errors import DataError
+from .shared import crop_loaders, fit_and_test, optimization, output_place, write_results
+from .pretrained import load_pretrained_backbone, open_labelled_splits
+from ..utils.devices import eval_device
+from ..run.zoo import resolve_pretrained
 
 
 def _subset_file(cfg: omegaconf.DictConfig) -> str:

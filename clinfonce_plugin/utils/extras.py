@@ -3,7 +3,7 @@ error that names what to install when one is missing."""
 import importlib
 from types import ModuleType
 
-from .errors import MissingPackage
+from ..errors import MissingPackage
 
 
 def require(module: str, package: str, extra: str, use: str) -> ModuleType:

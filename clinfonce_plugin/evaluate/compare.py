@@ -5,7 +5,7 @@ from typing import Callable, Dict, List
 
 from omegaconf import OmegaConf
 
-from .zoo import PREFIX
+from ..run.zoo import PREFIX
 
 # the kNN column: solo-learn's online-kNN setting (k 20, cosine), one place
 KNN_K, KNN_DISTANCE = 20, "cosine"

@@ -10,7 +10,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
-from .errors import TrainingDiverged
+from ..errors import TrainingDiverged
 
 LAST = "last.ckpt"
 _LIGHTNING_BEFORE_2_2 = tuple(int(x) for x in pl.__version__.split(".")[:2]) < (2, 2)

@@ -15,10 +15,10 @@ import omegaconf
 import torch.nn as nn
 from omegaconf import OmegaConf
 
-from . import host
-from .checkpoints import check_finite, load_exact, prefixed, safe_load, state_dict_of
-from .errors import CheckpointError, DataError
-from .host.method import make_method
+from .. import host
+from ..run.checkpoints import check_finite, load_exact, prefixed, safe_load, state_dict_of
+from ..errors import CheckpointError, DataError
+from ..host.method import make_method
 
 NO_PROJECTOR_HINT = "evaluate the backbone alone with feature_type=[backbone]"
 

@@ -14,8 +14,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-from .errors import ConfigError
-from .markers import REQUIRED
+from ..errors import ConfigError
+from ..utils.markers import REQUIRED
 
 __all__ = ["REQUIRED", "Key", "ConfigError", "Sources", "fill_section", "check_known_keys",
            "check_pretrain_cfg", "check_linear_cfg", "check_knn_cfg", "check_plot_cfg", "select",
@@ -808,7 +808,7 @@ def _check_momentum(cfg: DictConfig, methods: Iterable[str], sources: Sources) -
 
 def _check_knn_eval(cfg: DictConfig, sources: Sources) -> None:
     """The online kNN's distance is one the classifier knows, and it has a split to classify."""
-    from .metrics.knn import DISTANCES
+    from ..metrics.knn import DISTANCES
 
     if cfg.knn_eval.distance_func not in DISTANCES:
         raise _error(sources, "knn_eval.distance_func", f"expected one of {list(DISTANCES)}, "
@@ -909,7 +909,7 @@ def check_knn_cfg(cfg: DictConfig, source: Any = None) -> DictConfig:
     """Checks and fills a kNN-evaluation config (``k`` positive integers, distances from
     ``metrics.knn.DISTANCES``, feature types from ``KNN_FEATURE_TYPES``; no list empty or
     repeating a value)."""
-    from .metrics.knn import DISTANCES
+    from ..metrics.knn import DISTANCES
 
     sources = Sources.of(source)
     cfg = _check_eval_cfg(cfg, KNN, sources)

@@ -10,7 +10,7 @@ from typing import Any, Dict
 
 import torch
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 
 def safe_load(path: str, what: str = "checkpoint") -> Dict[str, Any]:

@@ -14,24 +14,24 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
-from . import host
-from .augment.device import DeviceAugmentation
+from .. import host
+from ..augment.device import DeviceAugmentation
 from .callbacks import (AugmentationClock, BackboneOrigin, FiniteLoss, PeriodicCheckpoint,
                         RNGState)
 from .checkpoints import load_backbone, safe_load
-from .config import check_pretrain_cfg
-from .data.augmentation_schedule import EpochClock
-from .data.indexed import IndexedDataset, TransformedImages
-from .utils.loading import loader_options, uses_cuda
-from .data.registry import DATASETS, open_split, require_labels, verify_split
-from .data.transforms import crop_pipelines, eval_transform, pretrain_transform
-from .errors import ConfigError, Interrupted
+from ..config import check_pretrain_cfg
+from ..data.augmentation_schedule import EpochClock
+from ..data.indexed import IndexedDataset, TransformedImages
+from ..utils.loading import loader_options, uses_cuda
+from ..data.registry import DATASETS, open_split, require_labels, verify_split
+from ..data.transforms import crop_pipelines, eval_transform, pretrain_transform
+from ..errors import ConfigError, Interrupted
 from .lightning_noise import lightning_noise_filtered
 from .loggers import build_loggers, check_logger_packages, finish_loggers, lr_monitor, watch
-from .host.backbone import sync_momentum_modules
-from .host.method import make_method
+from ..host.backbone import sync_momentum_modules
+from ..host.method import make_method
 from .rundir import RunDir
-from .utils.devices import resolve_accelerator
+from ..utils.devices import resolve_accelerator
 from .zoo import resolve_pretrained
 
 

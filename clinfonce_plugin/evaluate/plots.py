@@ -6,9 +6,9 @@ from typing import Iterable, List, Optional, Sequence
 
 import numpy as np
 
-from .errors import OutputExists
-from .extras import require
-from .rundir import aside_name
+from ..errors import OutputExists
+from ..utils.extras import require
+from ..run.rundir import aside_name
 
 # at most this many distinct values get a legend (and a qualitative palette)
 LEGEND_MAX = 20

@@ -1,6 +1,7 @@
 """The one hydra entry wrapper of ``main_pretrain.py``, ``main_linear.py``, ``main_knn.py``,
 ``main_finetune.py``, ``select_k`` and ``plot_embedding``.
 
+- The command line is rewritten and its sources found by ``config/command_line.py``.
 - Configs are read from a fixed directory (no ``--config-path``); ``--config-name`` picks one
   (``plot_embedding`` has a default one). Without either, the config is the command line's
   keys alone (``main_linear.py pretrained=zoo:<name>``: every other key has its default or
@@ -13,33 +14,15 @@
   code 2; Ctrl-C exits with 130.
 - Lightning's warnings listed in ``lightning_noise`` are not shown while the job runs.
 """
-import os
 import sys
-from typing import Callable, List, Optional
+from typing import Callable, Optional
 
-from .config import Sources
+from .config.command_line import rewrite_overrides, sources_from_hydra
 from .errors import Interrupted, UserError
 from .run.lightning_noise import lightning_noise_filtered
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
-
-
-def rewrite_overrides(argv: List[str], config_dir: str) -> List[str]:
-    """``key=value`` -> ``++key=value`` for every override that is not a hydra option, a
-    config-group choice (a folder of ``config_dir``) or already prefixed."""
-    out = []
-    for arg in argv:
-        if arg.startswith("-") or "=" not in arg or arg[0] in "+~":
-            out.append(arg)
-            continue
-        key = arg.split("=", 1)[0]
-        is_group = os.path.isdir(os.path.join(config_dir, key))
-        if key.startswith("hydra.") or key == "hydra" or is_group:
-            out.append(arg)
-        else:
-            out.append("++" + arg)
-    return out
 
 
 def one_line(err: BaseException) -> str:
@@ -52,34 +35,12 @@ def one_line(err: BaseException) -> str:
     return " ".join(text.split())
 
 
-def _sources(config_dir: str) -> Sources:
-    from hydra.core.hydra_config import HydraConfig
-
-    hc = HydraConfig.get()
-    name = hc.job.config_name
-    primary = None
-    if name:
-        primary = os.path.join(config_dir, name if name.endswith(".yaml") else f"{name}.yaml")
-    groups = {}
-    for group, choice in hc.runtime.choices.items():
-        if group.startswith("hydra") or choice is None:
-            continue
-        # "group@package": a group's file placed at another key (warmup_augmentations)
-        group, _, package = group.partition("@")
-        file = os.path.join(config_dir, group, choice if choice.endswith(".yaml")
-                            else f"{choice}.yaml")
-        if os.path.isfile(file):
-            groups[(package or group).replace("/", ".")] = file
-    overrides = [o.lstrip("+") for o in hc.overrides.task]
-    return Sources(primary=primary, groups=groups, overrides=overrides)
-
-
 def run_job(job: Callable, cfg, config_dir: str) -> None:
     """Calls ``job(cfg, sources)`` (Lightning's noise filtered, see ``lightning_noise``);
     user errors become one ``error:`` line and exit 2."""
     try:
         with lightning_noise_filtered():
-            job(cfg, _sources(config_dir))
+            job(cfg, sources_from_hydra(config_dir))
     except Interrupted as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)

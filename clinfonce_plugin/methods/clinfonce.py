@@ -1,5 +1,5 @@
 """Cl-InfoNCE as a host method: a projector, a cluster provider and the cluster loss."""
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import omegaconf
 import torch
@@ -8,7 +8,7 @@ from omegaconf import OmegaConf, open_dict
 from clinfonce_plugin.config import ConfigError, fill_defaults
 from clinfonce_plugin.clusters.registry import CLUSTER_PROVIDERS, build_from_spec
 from clinfonce_plugin.clusters.sample_info import SampleInfo
-from clinfonce_plugin.methods.heads import mlp
+from clinfonce_plugin.methods.heads import PROJECTOR_KWARGS, ProjectionHeads
 from clinfonce_plugin.host import BaseMethod
 from clinfonce_plugin.losses import cl_infonce
 from clinfonce_plugin.data.registry import training_sample_info
@@ -16,9 +16,7 @@ from clinfonce_plugin.methods.dynamic_clusters import DynamicClusters
 from clinfonce_plugin.utils.distributed import all_gather_no_grad, get_rank, get_world_size
 
 METHOD_KWARGS = {
-    "proj_hidden_dim": 2048,
-    "proj_output_dim": 128,
-    "proj_num_layers": 2,
+    **PROJECTOR_KWARGS,
     "temperature": 0.1,
     "loss_form": "out",
     "clusters": {"provider": "attributes"},
@@ -39,7 +37,7 @@ def mean_positives(ids_gathered: torch.Tensor) -> torch.Tensor:
     return (counts[inverse] - 1).float().mean()
 
 
-class ClInfoNCE(DynamicClusters, BaseMethod):
+class ClInfoNCE(DynamicClusters, ProjectionHeads, BaseMethod):
     """Implements Cl-InfoNCE (https://arxiv.org/abs/2202.06670).
 
     Positives of an anchor are all other views whose cluster id equals the anchor's; the ids
@@ -83,13 +81,11 @@ class ClInfoNCE(DynamicClusters, BaseMethod):
         kw = cfg.method_kwargs
         self.temperature: float = kw.temperature
         self.loss_form: str = kw.loss_form
-        self.projector = mlp(self.features_dim, kw.proj_hidden_dim, kw.proj_output_dim,
-                             kw.proj_num_layers)
+        self.add_head("projector", "z", kw)
         self.instance_head: bool = kw.instance_head
         self.instance_weight: float = kw.instance_weight
         if self.instance_head:
-            self.instance_projector = mlp(self.features_dim, kw.proj_hidden_dim,
-                                          kw.proj_output_dim, kw.proj_num_layers)
+            self.add_head("instance_projector", "z_instance", kw)
 
         self.provider = build_from_spec(
             OmegaConf.to_container(kw.clusters, resolve=True),
@@ -116,26 +112,6 @@ class ClInfoNCE(DynamicClusters, BaseMethod):
                                   f"method_kwargs.clusters.provider. "
                                   f"Choose from {sorted(CLUSTER_PROVIDERS)}")
         return cfg
-
-    @property
-    def learnable_params(self) -> List[Dict[str, Any]]:
-        extra = [{"name": "projector", "params": self.projector.parameters()}]
-        if self.instance_head:
-            extra.append({"name": "instance_projector",
-                          "params": self.instance_projector.parameters()})
-        return super().learnable_params + extra
-
-    def _project(self, out: Dict[str, Any]) -> Dict[str, Any]:
-        out.update({"z": self.projector(out["feats"])})
-        if self.instance_head:
-            out.update({"z_instance": self.instance_projector(out["feats"])})
-        return out
-
-    def forward(self, X: torch.Tensor) -> Dict[str, Any]:
-        return self._project(super().forward(X))
-
-    def multicrop_forward(self, X: torch.Tensor) -> Dict[str, Any]:
-        return self._project(super().multicrop_forward(X))
 
     def cluster_embedding(self, x: torch.Tensor) -> torch.Tensor:
         out = self(x)

@@ -10,21 +10,19 @@ from clinfonce_plugin.clusters.attributes import binarize_attributes
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.config import ConfigError, fill_defaults
 from clinfonce_plugin.data.registry import training_sample_info
-from clinfonce_plugin.methods.heads import mlp
+from clinfonce_plugin.methods.heads import PROJECTOR_KWARGS, ProjectionHeads, mlp
 from clinfonce_plugin.host import BaseMethod
 from clinfonce_plugin.losses import cross_view_infonce
 
 METHOD_KWARGS = {
-    "proj_hidden_dim": 2048,
-    "proj_output_dim": 128,
-    "proj_num_layers": 2,
+    **PROJECTOR_KWARGS,
     "attr_hidden_dim": 512,
     "attr_num_layers": 2,
     "temperature": 0.1,
 }
 
 
-class CMCAttributes(BaseMethod):
+class CMCAttributes(ProjectionHeads, BaseMethod):
     """Implements Contrastive Multiview Coding (https://arxiv.org/abs/1906.05849) with the
     image and its attribute vector as the two views, the baseline of Cl-InfoNCE
     (https://arxiv.org/abs/2202.06670, Table 2) that treats auxiliary information as another
@@ -62,8 +60,7 @@ class CMCAttributes(BaseMethod):
         # identical on every rank: DDP need not broadcast it every step
         self._ddp_params_and_buffers_to_ignore = ["attribute_table"]
         self.temperature: float = kw.temperature
-        self.projector = mlp(self.features_dim, kw.proj_hidden_dim, kw.proj_output_dim,
-                             kw.proj_num_layers)
+        self.add_head("projector", "z", kw)
         self.attribute_encoder = mlp(table.shape[1], kw.attr_hidden_dim, kw.proj_output_dim,
                                      kw.attr_num_layers)
 
@@ -83,18 +80,7 @@ class CMCAttributes(BaseMethod):
     @property
     def learnable_params(self) -> List[Dict[str, Any]]:
         return super().learnable_params + [
-            {"name": "projector", "params": self.projector.parameters()},
             {"name": "attribute_encoder", "params": self.attribute_encoder.parameters()}]
-
-    def _project(self, out: Dict[str, Any]) -> Dict[str, Any]:
-        out.update({"z": self.projector(out["feats"])})
-        return out
-
-    def forward(self, X: torch.Tensor) -> Dict[str, Any]:
-        return self._project(super().forward(X))
-
-    def multicrop_forward(self, X: torch.Tensor) -> Dict[str, Any]:
-        return self._project(super().multicrop_forward(X))
 
     def embed_attributes(self, indexes: torch.Tensor) -> torch.Tensor:
         """(B, proj_output_dim) attribute-view embeddings of the dataset indexes."""

@@ -1,6 +1,6 @@
 """PCL as a host method: a projector, the kmeans provider, and ProtoNCE (instance InfoNCE +
 the prototype term with per-cluster concentrations)."""
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 import omegaconf
@@ -13,16 +13,14 @@ from clinfonce_plugin.clusters.kmeans import granularity_buffer_name
 from clinfonce_plugin.clusters.registry import build_from_spec
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.data.registry import training_sample_info
-from clinfonce_plugin.methods.heads import mlp
+from clinfonce_plugin.methods.heads import PROJECTOR_KWARGS, ProjectionHeads
 from clinfonce_plugin.host import BaseMethod
 from clinfonce_plugin.losses import cl_infonce, proto_nce
 from clinfonce_plugin.methods.dynamic_clusters import DynamicClusters
 from clinfonce_plugin.utils.distributed import get_rank, get_world_size
 
 METHOD_KWARGS = {
-    "proj_hidden_dim": 2048,
-    "proj_output_dim": 128,
-    "proj_num_layers": 2,
+    **PROJECTOR_KWARGS,
     "temperature": 0.1,
     "num_negatives": 16384,
     "clusters": {"provider": "kmeans"},
@@ -35,7 +33,7 @@ def negatives_seed(seed: int, step: int, granularity: int) -> int:
     return int(np.random.SeedSequence([seed, step, granularity]).generate_state(1)[0])
 
 
-class PCL(DynamicClusters, BaseMethod):
+class PCL(DynamicClusters, ProjectionHeads, BaseMethod):
     """Implements PCL (Li et al., ICLR 2021, Prototypical Contrastive Learning,
     https://arxiv.org/abs/2005.04966): ProtoNCE = instance InfoNCE + the mean over the M
     k-means granularities of the prototype term (``losses.proto_nce``).
@@ -88,8 +86,7 @@ class PCL(DynamicClusters, BaseMethod):
         self.temperature: float = kw.temperature
         self.num_negatives: int = kw.num_negatives
         self.negatives_base_seed = int(cfg.get("seed", 0) or 0)
-        self.projector = mlp(self.features_dim, kw.proj_hidden_dim, kw.proj_output_dim,
-                             kw.proj_num_layers)
+        self.add_head("projector", "z", kw)
         self.provider = build_from_spec(
             OmegaConf.to_container(kw.clusters, resolve=True),
             training_sample_info(cfg, sample_info),
@@ -123,21 +120,6 @@ class PCL(DynamicClusters, BaseMethod):
                                   "method_kwargs.clusters.space must be 'projector', got "
                                   f"{kw.clusters.get('space')!r}")
         return cfg
-
-    @property
-    def learnable_params(self) -> List[Dict[str, Any]]:
-        return super().learnable_params + [{"name": "projector",
-                                            "params": self.projector.parameters()}]
-
-    def forward(self, X: torch.Tensor) -> Dict[str, Any]:
-        out = super().forward(X)
-        out.update({"z": self.projector(out["feats"])})
-        return out
-
-    def multicrop_forward(self, X: torch.Tensor) -> Dict[str, Any]:
-        out = super().multicrop_forward(X)
-        out.update({"z": self.projector(out["feats"])})
-        return out
 
     # ------------------------------------------------------------ dynamic clusters
     def cluster_embedding(self, x: torch.Tensor) -> torch.Tensor:

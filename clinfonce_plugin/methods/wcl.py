@@ -14,7 +14,7 @@ from clinfonce_plugin.clusters.neighbours import BACKENDS as KNN_BACKENDS
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.data.indexed import IndexedDataset
 from clinfonce_plugin.data.knn_multicrop import KnnMultiCrop
-from clinfonce_plugin.methods.heads import mlp
+from clinfonce_plugin.methods.heads import PROJECTOR_KWARGS, ProjectionHeads
 from clinfonce_plugin.host import BaseMethod
 from clinfonce_plugin.losses import instance_nce, multicrop_nce, multicrop_swap, wcl_swap
 from clinfonce_plugin.data.registry import training_sample_info
@@ -29,9 +29,7 @@ ABLATIONS = {
 }
 
 METHOD_KWARGS = {
-    "proj_hidden_dim": 2048,
-    "proj_output_dim": 128,
-    "proj_num_layers": 2,
+    **PROJECTOR_KWARGS,
     "proj_batch_norm": True,
     "temperature": 0.1,
     "ablation": "two_heads",
@@ -48,7 +46,7 @@ METHOD_KWARGS = {
 }
 
 
-class WCL(BaseMethod):
+class WCL(ProjectionHeads, BaseMethod):
     """Implements WCL, Weakly Supervised Contrastive Learning (https://arxiv.org/abs/2110.04770).
 
     Two projection heads of the same structure on the backbone: g does instance
@@ -107,16 +105,12 @@ class WCL(BaseMethod):
         self.has_instance = self.ablation != "weak_only"
         self.has_weak = self.ablation != "instance"
 
-        def head():
-            return mlp(self.features_dim, kw.proj_hidden_dim, kw.proj_output_dim,
-                       kw.proj_num_layers, batch_norm=kw.proj_batch_norm)
-
         # g: the instance head; under "weak_only" the single head is phi, under "one_head"
         # both losses use g
         if self.has_instance:
-            self.projector = head()
+            self.add_head("projector", "z", kw, batch_norm=kw.proj_batch_norm)
         if self.ablation in ("two_heads", "weak_only"):
-            self.weak_projector = head()
+            self.add_head("weak_projector", "v", kw, batch_norm=kw.proj_batch_norm)
         self.weak_key = "v" if self.ablation in ("two_heads", "weak_only") else "z"
 
         self.knn: Optional[KnnMultiCrop] = None
@@ -150,28 +144,6 @@ class WCL(BaseMethod):
                 raise ConfigError(f"wcl needs exactly 2 large crops (the two views of L_NCE "
                                   f"and L_swap), got {large}")
         return cfg
-
-    @property
-    def learnable_params(self) -> List[Dict[str, Any]]:
-        extra = []
-        if self.has_instance:
-            extra.append({"name": "projector", "params": self.projector.parameters()})
-        if hasattr(self, "weak_projector"):
-            extra.append({"name": "weak_projector", "params": self.weak_projector.parameters()})
-        return super().learnable_params + extra
-
-    def _project(self, out: Dict[str, Any]) -> Dict[str, Any]:
-        if self.has_instance:
-            out.update({"z": self.projector(out["feats"])})
-        if hasattr(self, "weak_projector"):
-            out.update({"v": self.weak_projector(out["feats"])})
-        return out
-
-    def forward(self, X: torch.Tensor) -> Dict[str, Any]:
-        return self._project(super().forward(X))
-
-    def multicrop_forward(self, X: torch.Tensor) -> Dict[str, Any]:
-        return self._project(super().multicrop_forward(X))
 
     def training_step(self, batch: Sequence[Any], batch_idx: int) -> torch.Tensor:
         indexes, _, targets = batch

@@ -121,8 +121,9 @@ def _epoch_run(root: str, period: int, epochs: int, batch_size: int, workers: in
     from hydra import compose, initialize_config_dir
     from torch.utils.data import DataLoader
 
-    from clinfonce_plugin.data.indexed import IndexedDataset
+    from clinfonce_plugin.data.indexed import IndexedDataset, TransformedImages
     from clinfonce_plugin.data.registry import build_dataset
+    from clinfonce_plugin.data.transforms import eval_transform
     from clinfonce_plugin.run.lightning_noise import lightning_noise_filtered
     from clinfonce_plugin.run.pretrain import build_method, prepare_cfg, pretrain_transform
 
@@ -137,6 +138,8 @@ def _epoch_run(root: str, period: int, epochs: int, batch_size: int, workers: in
     pl.seed_everything(cfg.get("seed") or 0)
     base, info, _ = build_dataset(cfg.data.dataset, cfg.data.train_path, split="train")
     model = build_method(cfg, sample_info=info)
+    # as the runner does: the refresh embeds the split read above (deterministic transform)
+    model.embedding_dataset = TransformedImages(base, eval_transform(cfg))
     loader = DataLoader(IndexedDataset(base, pretrain_transform(cfg)), batch_size=batch_size,
                         shuffle=True, num_workers=workers, drop_last=True,
                         persistent_workers=workers > 0)

@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 
 from .. import host
 from ..run.checkpoints import check_finite, load_exact, prefixed, safe_load, state_dict_of
+from ..data.registry import training_sample_info
 from ..errors import CheckpointError, DataError
 from ..host.method import make_method
 
@@ -60,6 +61,8 @@ def _build(ckpt_path: str, pre_cfg: omegaconf.DictConfig, sample_info: Optional[
     # a copy: the method fills its kwargs into the config it is given
     cfg = OmegaConf.create(OmegaConf.to_container(pre_cfg, resolve=True))
     try:
+        if sample_info is None and getattr(host.METHODS[cfg.method], "uses_sample_info", False):
+            sample_info = training_sample_info(cfg)  # the pretrain training split, read once
         return make_method(cfg, sample_info)
     except DataError as err:
         raise DataError(f"rebuilding the projector of method {pre_cfg.method} reads the "

@@ -84,7 +84,7 @@ def fit_and_test(model: pl.LightningModule, train_loader, test_loader, cfg,
     trainer = pl.Trainer(max_epochs=cfg.max_epochs, accelerator=lightning_accelerator(device),
                          devices=1, logger=logger,
                          enable_checkpointing=False,
-                         enable_progress_bar=cfg.get("enable_progress_bar", True),
+                         enable_progress_bar=cfg.enable_progress_bar,
                          log_every_n_steps=1)
     with warnings.catch_warnings():
         # a frozen backbone is in eval mode on purpose

@@ -11,9 +11,9 @@ from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.methods.heads import PROJECTOR_KWARGS, ProjectionHeads
 from clinfonce_plugin.host import BaseMethod
 from clinfonce_plugin.losses import cl_infonce
-from clinfonce_plugin.data.registry import training_sample_info
 from clinfonce_plugin.methods.dynamic_clusters import DynamicClusters
 from clinfonce_plugin.utils.distributed import all_gather_no_grad, get_rank, get_world_size
+from clinfonce_plugin.methods.training_split import given_sample_info
 
 METHOD_KWARGS = {
     **PROJECTOR_KWARGS,
@@ -89,7 +89,7 @@ class ClInfoNCE(DynamicClusters, ProjectionHeads, BaseMethod):
 
         self.provider = build_from_spec(
             OmegaConf.to_container(kw.clusters, resolve=True),
-            training_sample_info(cfg, sample_info),
+            given_sample_info("clinfonce", sample_info),
             embedding_dims={"backbone": self.features_dim, "projector": kw.proj_output_dim})
         # identical on every rank (static, or refreshed identically): DDP need not broadcast
         # the N-sized ids every step

@@ -11,7 +11,7 @@ from clinfonce_plugin.config import ConfigError, fill_defaults
 from clinfonce_plugin.clusters.registry import CLUSTER_PROVIDERS, build_from_spec
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.host import BaseMethod
-from clinfonce_plugin.data.registry import training_sample_info
+from clinfonce_plugin.methods.training_split import given_sample_info
 
 METHOD_KWARGS = {"clusters": {"provider": "attributes"}}
 
@@ -37,7 +37,7 @@ class ClusterCE(BaseMethod):
             # runs here: a dynamic provider would train on its placeholder ids
             raise ValueError(f"cluster_ce supports static cluster providers only, got "
                              f"{spec['provider']!r}; use clinfonce for k-means clusters")
-        self.provider = build_from_spec(spec, training_sample_info(cfg, sample_info))
+        self.provider = build_from_spec(spec, given_sample_info("cluster_ce", sample_info))
         # identical on every rank (static, or refreshed identically): DDP need not broadcast
         # the N-sized ids every step
         self._ddp_params_and_buffers_to_ignore = [

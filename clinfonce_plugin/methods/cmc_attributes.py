@@ -9,10 +9,10 @@ from omegaconf import open_dict
 from clinfonce_plugin.clusters.attributes import binarize_attributes
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.config import ConfigError, fill_defaults
-from clinfonce_plugin.data.registry import training_sample_info
 from clinfonce_plugin.methods.heads import PROJECTOR_KWARGS, ProjectionHeads, mlp
 from clinfonce_plugin.host import BaseMethod
 from clinfonce_plugin.losses import cross_view_infonce
+from clinfonce_plugin.methods.training_split import given_sample_info
 
 METHOD_KWARGS = {
     **PROJECTOR_KWARGS,
@@ -50,7 +50,7 @@ class CMCAttributes(ProjectionHeads, BaseMethod):
     def __init__(self, cfg: omegaconf.DictConfig, sample_info: Optional[SampleInfo] = None):
         super().__init__(cfg)
         kw = cfg.method_kwargs
-        info = training_sample_info(cfg, sample_info)
+        info = given_sample_info("cmc_attributes", sample_info)
         if info.attributes is None:
             raise ValueError(f"cmc_attributes needs an attribute vector per training image, "
                              f"but dataset {cfg.data.dataset!r} provides none")

@@ -6,7 +6,6 @@ from typing import Any, Dict, Optional
 import torch
 
 from clinfonce_plugin.clusters.embedding_pass import embed_dataset, label_metrics
-from clinfonce_plugin.data.indexed import TransformedImages
 from clinfonce_plugin.utils.distributed import get_rank
 
 
@@ -44,8 +43,8 @@ class DynamicClusters:
 
     def init_dynamic_clusters(self) -> None:
         if self.provider.dynamic:
-            # (image tensor, target) items of the training set in dataset order; built from
-            # cfg.data on the first refresh unless set beforehand (tests, benchmarks)
+            # (image tensor, target) items of the training set in dataset order, set by the
+            # job that trains the method from the split it read (run/pretrain.py)
             self.embedding_dataset: Optional[torch.utils.data.Dataset] = None
             self.last_refresh: Dict[str, float] = {}
 
@@ -63,12 +62,9 @@ class DynamicClusters:
 
     def _train_images(self) -> torch.utils.data.Dataset:
         if self.embedding_dataset is None:
-            # imported here: the data registry and transforms are only needed by this pass
-            from clinfonce_plugin.data.registry import open_split
-            from clinfonce_plugin.data.transforms import eval_transform
-
-            base = open_split(self.cfg.data, "train").dataset
-            self.embedding_dataset = TransformedImages(base, eval_transform(self.cfg))
+            raise ValueError("a k-means refresh embeds the training set: the job training this "
+                             "method sets embedding_dataset (the split it read, under the "
+                             "deterministic transform) before the first epoch")
         if len(self.embedding_dataset) != self.provider.ids.numel():
             raise ValueError(f"the embedding dataset has {len(self.embedding_dataset)} images, "
                              f"the clusters cover {self.provider.ids.numel()}")
@@ -94,7 +90,7 @@ class DynamicClusters:
             emb = embed_dataset(self.cluster_embedding, self._train_images(),
                                 self.provider.centroids.shape[1],
                                 int(self.cfg.optimizer.batch_size),
-                                int(self.cfg.data.get("num_workers", 0) or 0), self.device,
+                                int(self.cfg.data.num_workers), self.device,
                                 context)
         finally:
             for module, mode in modes.items():

@@ -12,12 +12,12 @@ from clinfonce_plugin.clusters.concentration import concentration
 from clinfonce_plugin.clusters.kmeans import granularity_buffer_name
 from clinfonce_plugin.clusters.registry import build_from_spec
 from clinfonce_plugin.clusters.sample_info import SampleInfo
-from clinfonce_plugin.data.registry import training_sample_info
 from clinfonce_plugin.methods.heads import PROJECTOR_KWARGS, ProjectionHeads
 from clinfonce_plugin.host import BaseMethod
 from clinfonce_plugin.losses import cl_infonce, proto_nce
 from clinfonce_plugin.methods.dynamic_clusters import DynamicClusters
 from clinfonce_plugin.utils.distributed import get_rank, get_world_size
+from clinfonce_plugin.methods.training_split import given_sample_info
 
 METHOD_KWARGS = {
     **PROJECTOR_KWARGS,
@@ -89,7 +89,7 @@ class PCL(DynamicClusters, ProjectionHeads, BaseMethod):
         self.add_head("projector", "z", kw)
         self.provider = build_from_spec(
             OmegaConf.to_container(kw.clusters, resolve=True),
-            training_sample_info(cfg, sample_info),
+            given_sample_info("pcl", sample_info),
             embedding_dims={"projector": kw.proj_output_dim})
         for m in range(self.provider.num_granularities):
             k = self.provider.granularity_centroids(m).shape[0]

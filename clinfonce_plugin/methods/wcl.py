@@ -17,8 +17,8 @@ from clinfonce_plugin.data.knn_multicrop import KnnMultiCrop
 from clinfonce_plugin.methods.heads import PROJECTOR_KWARGS, ProjectionHeads
 from clinfonce_plugin.host import BaseMethod
 from clinfonce_plugin.losses import instance_nce, multicrop_nce, multicrop_swap, wcl_swap
-from clinfonce_plugin.data.registry import training_sample_info
 from clinfonce_plugin.utils.distributed import all_gather_no_grad, gather_with_grad
+from clinfonce_plugin.methods.training_split import given_sample_info
 
 # WCL Table 2 rows (the multi-crop terms join whenever small crops are configured)
 ABLATIONS = {
@@ -115,7 +115,7 @@ class WCL(ProjectionHeads, BaseMethod):
 
         self.knn: Optional[KnnMultiCrop] = None
         if kw.knn_multicrop and self.num_small_crops > 0:
-            self.knn = KnnMultiCrop(training_sample_info(cfg, sample_info).num_samples,
+            self.knn = KnnMultiCrop(given_sample_info("wcl", sample_info).num_samples,
                                     int(kw.knn_k), int(kw.knn_warmup_epochs), kw.knn_backend,
                                     int(kw.knn_seed))
             # identical on every rank by construction: DDP need not broadcast them each step

@@ -23,7 +23,8 @@ from ..config import check_pretrain_cfg
 from ..data.augmentation_schedule import EpochClock
 from ..data.indexed import IndexedDataset, TransformedImages
 from ..utils.loading import loader_options, uses_cuda
-from ..data.registry import DATASETS, open_split, require_labels, verify_split
+from ..data.registry import (DATASETS, open_split, require_labels, training_sample_info,
+                             verify_split)
 from ..data.transforms import crop_pipelines, eval_transform, pretrain_transform
 from ..errors import ConfigError, Interrupted
 from .lightning_noise import lightning_noise_filtered
@@ -70,7 +71,11 @@ def _prepare(cfg: omegaconf.DictConfig, source: Any = None):
 
 def build_method(cfg: omegaconf.DictConfig, sample_info=None) -> pl.LightningModule:
     """The method of a prepared config (``host.method.make_method``), its backbone
-    initialised from ``backbone.pretrained`` unless the run resumes."""
+    initialised from ``backbone.pretrained`` unless the run resumes. ``sample_info``: the
+    training split's metadata (``pretrain`` passes the split it read); None: read here, once,
+    for a method built on it."""
+    if sample_info is None and getattr(host.METHODS[cfg.method], "uses_sample_info", False):
+        sample_info = training_sample_info(cfg)
     model = make_method(cfg, sample_info)
     spec = cfg.backbone.get("pretrained")
     if spec and not (cfg.resume or cfg.resume_from_checkpoint):
@@ -144,8 +149,9 @@ def pretrain(cfg: omegaconf.DictConfig, source: Any = None,
 
     model = build_method(cfg, sample_info=train.info)
     # the training images under the deterministic transform, for the passes that embed them
-    train_images = TransformedImages(train.dataset, eval_transform(cfg))
-    val_images = TransformedImages(val.dataset, eval_transform(cfg)) if val is not None else None
+    deterministic = eval_transform(cfg)
+    train_images = TransformedImages(train.dataset, deterministic)
+    val_images = TransformedImages(val.dataset, deterministic) if val is not None else None
     if getattr(model, "embedding_dataset", False) is None:
         # the k-means embedding pass reuses the split read above (metadata read once)
         model.embedding_dataset = train_images

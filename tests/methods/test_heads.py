@@ -16,11 +16,10 @@ N = 12
 
 
 def _info():
-    rng = np.random.default_rng(0)
-    return SampleInfo(num_samples=N, labels=np.arange(N) % 3,
-                      attributes=rng.integers(0, 2, size=(N, 5)),
-                      attribute_names=[f"a{i}" for i in range(5)],
-                      class_names=["c0", "c1", "c2"])
+    """N images whose 4 binary attributes are the bits of their index."""
+    bits = (np.arange(N)[:, None] >> np.arange(4)) & 1
+    return SampleInfo(num_samples=N, labels=np.arange(N) % 3, attributes=bits,
+                      attribute_names=[f"bit{i}" for i in range(4)])
 
 
 def test_every_method_with_proj_keys_builds_its_heads_through_the_mixin():

@@ -35,6 +35,7 @@ __all__ = ["BatchedAugmentation", "CropAugmenter", "adjust_brightness", "adjust_
 SIGMA_RANGE = (0.1, 2.0)  # the blur's sigma range (SimCLR's, as the CPU pipeline's)
 SOLARIZE_THRESHOLD = 128 / 255  # RandomSolarize(threshold=128) on the uint8 scale
 JITTER_OPS = ("brightness", "contrast", "saturation", "hue")
+_TINY = torch.finfo(torch.float32).tiny  # the smallest normal float32
 
 # columns of the uniform draw behind one batch's parameters
 _COLUMNS = ("jitter", *JITTER_OPS, "order0", "order1", "order2", "order3", "grayscale", "blur",
@@ -98,8 +99,10 @@ def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     num = (g - b).mul_(1.0 - not_r)
     num += (b - r).add_(delta, alpha=2.0).mul_(is_g)
     num += (r - g).add_(delta, alpha=4.0).mul_(is_b)
-    safe = delta + 1.0 - delta.ceil()  # delta, or 1 where it is 0 (grey)
-    h6 = num.div_(safe).add_(6.0 * shift.reshape(-1, 1, 1)).unsqueeze(-3)
+    # delta is 0 only on grey pixels, where num is 0 too: a floor of the smallest normal
+    # float keeps 0 / 0 out and divides every other pixel by its exact delta. (A range
+    # below 2**-24, e.g. from the contrast blend cancelling near black, is a real case.)
+    h6 = num.div_(delta.clamp_min(_TINY)).add_(6.0 * shift.reshape(-1, 1, 1)).unsqueeze(-3)
     k = h6 + torch.tensor([5.0, 3.0, 1.0], device=x.device).reshape(1, 3, 1, 1)
     k = k.sub_((k / 6.0).floor_().mul_(6.0))  # mod 6
     ramp = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)

@@ -105,7 +105,8 @@ def build_cifar100(root: Union[str, Path], split: Split,
 def build_wider_attribute(root: Union[str, Path], split: Split,
                           transform: Optional[Callable] = None) -> Built:
     """WIDER Attribute from its official layout; root holds wider_attribute_annotation/ and
-    Image/ (or the one folder inside it that does). Train = the trainval file (official train + val), test = the test file."""
+    Image/ (or the one folder inside it that does). Train = the trainval file (official
+    train + val), test = the test file."""
     meta = read_wider(root)
     return (WiderImages(meta, split, transform), _noted(meta.sample_info(split), root, meta.root),
             meta.num_classes)
@@ -114,8 +115,8 @@ def build_wider_attribute(root: Union[str, Path], split: Split,
 def build_utzappos(root: Union[str, Path], split: Split, transform: Optional[Callable] = None,
                    split_seed: Optional[int] = None) -> Built:
     """UT-Zappos50K from the official release; root holds ut-zap50k-images-square (or
-    ut-zap50k-images) and ut-zap50k-data (or the one folder inside it that does). The 7:3 train/test split is drawn with
-    ``split_seed`` (data.split_seed)."""
+    ut-zap50k-images) and ut-zap50k-data (or the one folder inside it that does). The 7:3
+    train/test split is drawn with ``split_seed`` (data.split_seed)."""
     meta = read_utzappos(root)
     return (ZapposImages(meta, split, split_seed, transform),
             _noted(meta.sample_info(split, split_seed), root, meta.root), meta.num_classes)

@@ -194,7 +194,7 @@ def test_imagenet_val_class_missing_names_the_folder(tree):
 
 
 
-# ------------------------------------------ the layouts ImageNet is distributed in (flat val, Kaggle)
+# ----------------------------------- the layouts ImageNet is distributed in (flat val, Kaggle)
 
 
 def expected_split(sub: str, prefix: str, classes=CLASSES, flat_val: bool = True):

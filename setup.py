@@ -16,7 +16,9 @@ REQUIREMENTS = [
 ]
 
 EXTRAS = {
-    "gpu": ["faiss-gpu"],
+    # k-means and neighbour search on the GPU; the same ``faiss`` module as faiss-cpu, so the
+    # one installed last is used (k-means says on one line when it falls back to the CPU)
+    "gpu": ["faiss-gpu>=1.15.1"],
     "plots": ["matplotlib>=3.6", "scikit-learn>=1.2"],
     "loggers": ["wandb>=0.15", "tensorboard>=2.11"],
     # the loggers' tests run in CI too (.ci/run installs .[test,plots])

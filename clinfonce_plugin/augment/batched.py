@@ -22,7 +22,7 @@ of the batch; the parameters of a batch are one draw of uniforms from the genera
 generator in the same state gives the same batch. Plain torch: no host or Lightning import.
 """
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,7 @@ __all__ = ["BatchedAugmentation", "CropAugmenter", "adjust_brightness", "adjust_
 SIGMA_RANGE = (0.1, 2.0)  # the blur's sigma range (SimCLR's, as the CPU pipeline's)
 SOLARIZE_THRESHOLD = 128 / 255  # RandomSolarize(threshold=128) on the uint8 scale
 JITTER_OPS = ("brightness", "contrast", "saturation", "hue")
+_TINY = torch.finfo(torch.float32).tiny  # the smallest normal float32
 
 # columns of the uniform draw behind one batch's parameters
 _COLUMNS = ("jitter", *JITTER_OPS, "order0", "order1", "order2", "order3", "grayscale", "blur",
@@ -98,8 +99,10 @@ def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     num = (g - b).mul_(1.0 - not_r)
     num += (b - r).add_(delta, alpha=2.0).mul_(is_g)
     num += (r - g).add_(delta, alpha=4.0).mul_(is_b)
-    safe = delta + 1.0 - delta.ceil()  # delta, or 1 where it is 0 (grey)
-    h6 = num.div_(safe).add_(6.0 * shift.reshape(-1, 1, 1)).unsqueeze(-3)
+    # delta is 0 only on grey pixels, where num is 0 too: a floor of the smallest normal
+    # float keeps 0 / 0 out and divides every other pixel by its exact delta. (A range
+    # below 2**-24, e.g. from the contrast blend cancelling near black, is a real case.)
+    h6 = num.div_(delta.clamp_min(_TINY)).add_(6.0 * shift.reshape(-1, 1, 1)).unsqueeze(-3)
     k = h6 + torch.tensor([5.0, 3.0, 1.0], device=x.device).reshape(1, 3, 1, 1)
     k = k.sub_((k / 6.0).floor_().mul_(6.0))  # mod 6
     ramp = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
@@ -219,21 +222,29 @@ class BatchedAugmentation:
         return params
 
     def apply(self, x: torch.Tensor, params: Dict[str, torch.Tensor],
-              normalize: bool = True) -> torch.Tensor:
+              normalize: bool = True, dense: Optional[bool] = None) -> torch.Tensor:
         """(n, 3, H, W) uint8 or float in [0, 1] -> the augmented float32 batch (normalised
-        unless ``normalize`` is False)."""
+        unless ``normalize`` is False).
+
+        ``dense`` (default: on any device but the CPU) applies each op to the whole batch and
+        keeps its result where the sample's mask is set (``torch.where``): no step reads a
+        tensor back to the host, which on a GPU would stall the queue once per op. On the
+        CPU, where reading costs nothing and the arithmetic is the cost, the op runs on the
+        selected samples only (index_select / index_copy_). Both give the same batch."""
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"crops must be (n, 3, H, W), got {tuple(x.shape)}")
+        if dense is None:
+            dense = x.device.type != "cpu"
+        where = self._where_dense if dense else self._where
         x = to_float(x)  # a new tensor: the ops below write into it
-        x = self._jitter(x, params)
-        x = self._where(x, params["grayscale"],
-                        lambda sub, idx: TF.rgb_to_grayscale(sub, num_output_channels=3))
-        x = self._where(x, params["blur"],
-                        lambda sub, idx: gaussian_blur(sub, params["sigma"][idx],
-                                                       self.blur_kernel))
-        x = self._where(x, params["solarize"], lambda sub, idx: solarize(sub))
-        x = self._where(x, params["equalize"], lambda sub, idx: TF.equalize(sub))
-        x = self._where(x, params["flip"], lambda sub, idx: sub.flip(-1))
+        x = self._jitter(x, params, dense)
+        x = where(x, params["grayscale"],
+                  lambda sub, idx: TF.rgb_to_grayscale(sub, num_output_channels=3))
+        x = where(x, params["blur"],
+                  lambda sub, idx: gaussian_blur(sub, params["sigma"][idx], self.blur_kernel))
+        x = where(x, params["solarize"], lambda sub, idx: solarize(sub))
+        x = where(x, params["equalize"], lambda sub, idx: TF.equalize(sub))
+        x = where(x, params["flip"], lambda sub, idx: sub.flip(-1))
         if normalize:
             mean = torch.tensor(self.mean, device=x.device).reshape(1, 3, 1, 1)
             std = torch.tensor(self.std, device=x.device).reshape(1, 3, 1, 1)
@@ -246,7 +257,7 @@ class BatchedAugmentation:
     @staticmethod
     def _where(x: torch.Tensor, mask: torch.Tensor, fn) -> torch.Tensor:
         """fn applied to the samples selected by ``mask`` only (the op's cost is paid for
-        them alone)."""
+        them alone; ``nonzero`` reads the mask back to the host)."""
         idx = mask.nonzero().squeeze(1)
         if idx.numel() == 0:
             return x
@@ -254,16 +265,34 @@ class BatchedAugmentation:
         # slower on CPUs
         return x.index_copy_(0, idx, fn(x.index_select(0, idx), idx))
 
-    def _jitter(self, x: torch.Tensor, params: Dict[str, torch.Tensor]) -> torch.Tensor:
+    @staticmethod
+    def _where_dense(x: torch.Tensor, mask: torch.Tensor, fn) -> torch.Tensor:
+        """fn applied to every sample, kept where ``mask`` is set; nothing read back.
+        ``fn`` gets ``slice(None)`` as the index of its per-sample parameters."""
+        if mask.dtype != torch.bool:
+            raise ValueError(f"mask must be bool, got {mask.dtype}")
+        return torch.where(mask.reshape(-1, 1, 1, 1), fn(x, slice(None)), x)
+
+    def _jitter(self, x: torch.Tensor, params: Dict[str, torch.Tensor],
+                dense: bool = False) -> torch.Tensor:
         active = [i for i, name in enumerate(JITTER_OPS) if name in self.jitter_ranges()]
         if not self.color_jitter[0] or not active:
+            return x
+        order, factors = params["order"], [params[name] for name in JITTER_OPS]
+        if dense:
+            # step t applies, to each jittered sample, the op its permutation puts at t
+            for step in range(4):
+                for op in active:
+                    mask = params["jitter"] & (order[:, step] == op)
+                    x = torch.where(mask.reshape(-1, 1, 1, 1),
+                                    _JITTER_FNS[op](x, factors[op]), x)
             return x
         idx = params["jitter"].nonzero().squeeze(1)
         if idx.numel() == 0:
             return x
         sub = x.index_select(0, idx)
-        order = params["order"][idx]
-        factors = [params[name][idx] for name in JITTER_OPS]
+        order = order[idx]
+        factors = [f[idx] for f in factors]
         for step in range(4):
             for op in active:
                 pick = (order[:, step] == op).nonzero().squeeze(1)

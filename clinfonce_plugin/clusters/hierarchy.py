@@ -300,6 +300,9 @@ def level_cluster_ids(tree: LabelTree, info: SampleInfo, level: int
     return ids, names
 
 
+SHOWN_TITLES = 5  # cluster names in the log line
+
+
 class HierarchyProvider(ClusterProvider):
     """Implements hierarchy clusters (https://arxiv.org/abs/2202.06670, App. B).
 
@@ -321,6 +324,8 @@ class HierarchyProvider(ClusterProvider):
     Attributes:
         tree: the pruned ``LabelTree``.
         cluster_names: K node names, cluster id -> node (None for unknown-label singletons).
+        cluster_titles: the same nodes by readable name (``SampleInfo.titles``, e.g. the
+            WordNet names of ImageNet wnids), for the log.
     """
 
     name = "hierarchy"
@@ -334,6 +339,8 @@ class HierarchyProvider(ClusterProvider):
                                               self.params["pairs"])
         self.level = level
         ids, self.cluster_names = level_cluster_ids(self.tree, self.info, level)
+        self.cluster_titles = [None if n is None else self.info.title(n)
+                               for n in self.cluster_names]
         return ids
 
     def ancestors(self, name: str) -> List[str]:
@@ -341,4 +348,6 @@ class HierarchyProvider(ClusterProvider):
         return self.tree.ancestors(name)
 
     def _describe_extra(self) -> str:
-        return f"level {self.level} of {self.source}"
+        named = [t for t in self.cluster_titles if t is not None]
+        shown = "; ".join(named[:SHOWN_TITLES]) + ("; ..." if len(named) > SHOWN_TITLES else "")
+        return f"level {self.level} of {self.source} ({shown})"

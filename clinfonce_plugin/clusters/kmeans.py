@@ -13,7 +13,8 @@ refresh epoch as buffers. The embedding pass is ``clusters.embedding_pass``; the
 it and hands the embeddings to ``KMeansProvider.refresh``. Plain numpy/torch/faiss: no host,
 no Lightning.
 """
-from typing import Any, Mapping, Tuple
+import sys
+from typing import Any, Mapping, Optional, Set, Tuple
 
 import numpy as np
 import torch
@@ -27,12 +28,53 @@ SPACES = ("backbone", "projector")
 DEVICES = ("auto", "cpu", "gpu")
 
 
-def faiss_gpu_available() -> bool:
-    """True when faiss was built with GPU support, sees a GPU, and torch has CUDA."""
+# faiss-cpu and faiss-gpu ship the same ``faiss`` module: the one installed last is imported
+GPU_EXTRA_HINT = ('pip install -e ".[gpu]" adds faiss-gpu; if faiss-cpu was installed after '
+                  'it: pip install --force-reinstall --no-deps faiss-gpu (docs/scaling.md)')
+_notices_given: Set[str] = set()
+
+
+def faiss_gpu_count() -> int:
+    """GPUs faiss can use: 0 for a faiss built without GPU support (faiss-cpu)."""
     import faiss
 
-    num_gpus = getattr(faiss, "get_num_gpus", lambda: 0)()
-    return num_gpus > 0 and hasattr(faiss, "StandardGpuResources") and torch.cuda.is_available()
+    if not hasattr(faiss, "StandardGpuResources"):
+        return 0
+    return int(getattr(faiss, "get_num_gpus", lambda: 0)())
+
+
+def faiss_gpu_available() -> bool:
+    """True when faiss was built with GPU support, sees a GPU, and torch has CUDA."""
+    return faiss_gpu_count() > 0 and torch.cuda.is_available()
+
+
+def choose_faiss_device(requested: str, faiss_gpus: int, torch_cuda: bool
+                        ) -> Tuple[bool, Optional[str]]:
+    """Where k-means runs: (on the GPU?, a one-line notice or None).
+
+    ``auto`` takes the GPU when faiss has one and torch has CUDA; on a CUDA machine whose
+    faiss has no GPU support (faiss-cpu) it runs on the CPU and says so. ``gpu`` without a
+    usable faiss GPU is an error; ``cpu`` is the CPU."""
+    if requested not in DEVICES:
+        raise ValueError(f"k-means device must be one of {list(DEVICES)}, got {requested!r}")
+    usable = faiss_gpus > 0 and torch_cuda
+    if requested == "gpu" and not usable:
+        raise ValueError("k-means device='gpu' but faiss has no GPU support or no GPU is "
+                         f"visible; use device='auto' or 'cpu' ({GPU_EXTRA_HINT})")
+    if requested == "cpu" or (requested == "auto" and not usable):
+        notice = None
+        if requested == "auto" and torch_cuda:
+            notice = ("k-means runs on the CPU: this faiss has no GPU support; "
+                      + GPU_EXTRA_HINT)
+        return False, notice
+    return True, None
+
+
+def notice_once(text: str) -> None:
+    """Prints ``[clinfonce] notice: text`` to stderr the first time this process sees it."""
+    if text not in _notices_given:
+        _notices_given.add(text)
+        print(f"[clinfonce] notice: {text}", file=sys.stderr, flush=True)
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -61,15 +103,14 @@ def spherical_kmeans(x, k: int, iterations: int = 20, seed: int = 0, nredo: int 
         seed: faiss random seed (initial centroids, subsampling of very large N).
         nredo: runs with different initialisations; the one of best objective is kept.
         device: "auto" (faiss GPU index on this process's CUDA device when faiss has GPUs
-            and torch has CUDA, else CPU), "cpu" or "gpu".
+            and torch has CUDA, else CPU; on a CUDA machine without faiss-gpu, or when the
+            GPU index fails, the CPU with a one-line notice), "cpu" or "gpu".
 
     Returns:
         labels: (N,) int64 centroid index per row, in 0..k-1 (a centroid may be unused).
         centroids: (k, d) float32 unit-norm centroids.
         objective: the final sum of inner products of the points with their centroids.
     """
-    import faiss
-
     x = np.asarray(x)
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"k-means needs a non-empty (N, d) embedding matrix, got shape {x.shape}")
@@ -78,16 +119,30 @@ def spherical_kmeans(x, k: int, iterations: int = 20, seed: int = 0, nredo: int 
     n, d = x.shape
     if not 1 <= k <= n:
         raise ValueError(f"k-means needs 1 <= k <= N, got k={k} for N={n} embeddings")
-    if device not in DEVICES:
-        raise ValueError(f"k-means device must be one of {list(DEVICES)}, got {device!r}")
-    use_gpu = device == "gpu" or (device == "auto" and faiss_gpu_available())
-    if use_gpu and not faiss_gpu_available():
-        raise ValueError("k-means device='gpu' but faiss has no GPU support or no GPU is visible")
+    use_gpu, notice = choose_faiss_device(device, faiss_gpu_count(), torch.cuda.is_available())
+    if notice:
+        notice_once(notice)
     x = l2_normalise(x)
+    if use_gpu:
+        try:
+            return _faiss_kmeans(x, k, iterations, seed, nredo, gpu=True)
+        except RuntimeError as err:  # faiss reports a failing GPU index as RuntimeError
+            if device == "gpu":
+                raise
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            notice_once(f"faiss's GPU k-means failed ({first}); k-means runs on the CPU")
+    return _faiss_kmeans(x, k, iterations, seed, nredo, gpu=False)
+
+
+def _faiss_kmeans(x: np.ndarray, k: int, iterations: int, seed: int, nredo: int, gpu: bool
+                  ) -> Tuple[np.ndarray, np.ndarray, float]:
+    import faiss
+
+    n, d = x.shape
     # min_points_per_centroid only controls faiss' "please provide more points" warning
     km = faiss.Kmeans(d, int(k), niter=int(iterations), seed=int(seed), nredo=int(nredo),
                       spherical=True, verbose=False, min_points_per_centroid=1)
-    if use_gpu:
+    if gpu:
         km.gpu_resources = faiss.StandardGpuResources()  # kept alive as long as the index
         config = faiss.GpuIndexFlatConfig()
         config.device = torch.cuda.current_device()  # this rank's GPU, not all of them
@@ -222,9 +277,11 @@ class KMeansProvider(ClusterProvider):
         if p["device"] not in DEVICES:
             raise ValueError(f"{self.name}: parameter 'device' must be one of {list(DEVICES)}, "
                              f"got {p['device']!r}")
-        if p["device"] == "gpu" and not faiss_gpu_available():
-            raise ValueError(f"{self.name}: device='gpu' but faiss has no GPU support or no GPU "
-                             "is visible; use device='auto' or 'cpu'")
+        if p["device"] == "gpu":
+            try:
+                choose_faiss_device("gpu", faiss_gpu_count(), torch.cuda.is_available())
+            except ValueError as err:
+                raise ValueError(f"{self.name}: {err}") from None
         self.space: str = p["space"]
         self.faiss_device: str = p["device"]
         dim = self._embedding_dims.get(self.space)

@@ -4,7 +4,7 @@ Readers in ``clinfonce_plugin.data`` fill it; providers in ``clinfonce_plugin.cl
 read it. It is plain numpy so that neither side depends on the other's classes.
 """
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -26,6 +26,9 @@ class SampleInfo:
         hierarchy: (parent, child) class-name pairs the dataset defines itself (CIFAR-100:
             superclass -> class), used by the ``hierarchy`` provider when no pairs file
             is given.
+        titles: readable name of a class or hierarchy node identifier, for logs, tables and
+            plots (ImageNet: wnid -> "tench, Tinca tinca" from words.txt or
+            LOC_synset_mapping.txt); identifiers without one are shown as they are.
     """
 
     num_samples: int
@@ -36,6 +39,7 @@ class SampleInfo:
     paths: Optional[List[str]] = None
     root: Optional[str] = None
     hierarchy: Optional[List[Tuple[str, str]]] = None
+    titles: Optional[Dict[str, str]] = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -54,3 +58,13 @@ class SampleInfo:
                     f"SampleInfo.attributes has {np.asarray(self.attributes).shape[1]} columns "
                     f"but {len(self.attribute_names)} attribute_names"
                 )
+
+    def title(self, name: str) -> str:
+        """The readable name of a class or node identifier (the identifier without one)."""
+        return self.titles.get(name, name) if self.titles else name
+
+    def class_title(self, label: int) -> str:
+        """The readable name of class ``label`` (its index as text without class names)."""
+        if not self.class_names:
+            return str(label)
+        return self.title(str(self.class_names[label]))

@@ -1,7 +1,9 @@
 """Reader for the official CUB-200-2011 on-disk layout
 (https://www.vision.caltech.edu/datasets/cub_200_2011/).
 
-``root`` is the ``CUB_200_2011`` directory of the official tarball::
+``root`` is the ``CUB_200_2011`` directory of the official tarball, or the folder the
+tarball was extracted into (holding ``CUB_200_2011/`` and ``attributes.txt``): a root without
+``images.txt`` is read from its ``CUB_200_2011/`` (``data/roots.py``)::
 
     images.txt                 <image_id> <image_name>          image_name relative to images/
     image_class_labels.txt     <image_id> <class_id>            class_id 1-based
@@ -39,9 +41,11 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Un
 import numpy as np
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.data.images import ImageFiles
+from clinfonce_plugin.data.roots import dataset_folder
 
 Split = Union[bool, str]
 
+ROOT_NAME = "CUB_200_2011"  # the tarball's top folder
 IMAGES = "images.txt"
 CLASS_LABELS = "image_class_labels.txt"
 TRAIN_TEST = "train_test_split.txt"
@@ -219,6 +223,11 @@ def find_attribute_names_file(root: Union[str, Path]) -> Optional[Path]:
     return None
 
 
+def _holds_cub(folder: Path) -> bool:
+    """The folder is a CUB root: it has images.txt or is the tarball's CUB_200_2011/."""
+    return (folder / IMAGES).is_file() or folder.name == ROOT_NAME
+
+
 def _check_files(root: Path, with_attributes: bool) -> Optional[Path]:
     if not root.is_dir():
         raise FileNotFoundError(f"CUB-200-2011 root {str(root)!r} is not a directory")
@@ -230,12 +239,10 @@ def _check_files(root: Path, with_attributes: bool) -> Optional[Path]:
     if with_attributes and names_file is None:
         missing.append(" or ".join(ATTRIBUTE_NAME_CANDIDATES))
     if missing:
-        hint = ""
-        if (root / "CUB_200_2011").is_dir():
-            hint = f" (root should be the CUB_200_2011 directory itself: {root / 'CUB_200_2011'})"
         raise FileNotFoundError(
             f"CUB-200-2011 files missing under root {str(root)!r}: {', '.join(missing)}. "
-            f"Expected the official layout: {', '.join(required)} and attributes.txt{hint}"
+            f"Expected the official layout: {', '.join(required)} and attributes.txt, in "
+            f"root or in root/CUB_200_2011/"
         )
     return names_file
 
@@ -334,14 +341,14 @@ def read_cub(root: Union[str, Path], with_attributes: bool = True) -> CubMetadat
     """Reads and cross-checks the metadata of a CUB-200-2011 directory (no image is opened).
 
     Args:
-        root: the CUB_200_2011 directory.
+        root: the CUB_200_2011 directory, or the folder holding it.
         with_attributes: also read attributes.txt and attributes/image_attribute_labels.txt.
 
     Raises:
         FileNotFoundError: a required file is missing (all missing files are named).
         ValueError: a malformed line, or ids that disagree between files ("file:line: ...").
     """
-    root = Path(root)
+    root = dataset_folder(Path(root), _holds_cub, "CUB-200-2011")
     names_file = _check_files(root, with_attributes)
 
     images_path = root / IMAGES

@@ -19,10 +19,20 @@ from clinfonce_plugin.errors import DataError
 Built = Tuple[Dataset, SampleInfo, int]
 
 
+def _noted(info: SampleInfo, root: Union[str, Path], folder: Path) -> SampleInfo:
+    """``info`` with the folder the reader descended into (``data/roots.py``) in its log
+    line, when it is not ``root`` itself."""
+    if Path(folder) != Path(root):
+        info.extra["layout"] = f"dataset folder {folder}"
+    return info
+
+
 def build_cub(root: Union[str, Path], split: Split, transform: Optional[Callable] = None) -> Built:
-    """CUB-200-2011 from its official layout; root is the CUB_200_2011 directory."""
+    """CUB-200-2011 from its official layout; root is the CUB_200_2011 directory or the
+    folder the tarball was extracted into."""
     meta = read_cub(root)
-    return CubImages(meta, split, transform), meta.sample_info(split), meta.num_classes
+    return (CubImages(meta, split, transform), _noted(meta.sample_info(split), root, meta.root),
+            meta.num_classes)
 
 
 DEFAULT_SYNTHETIC_ROOT = Path("datasets") / "synthetic_cub"
@@ -95,19 +105,21 @@ def build_cifar100(root: Union[str, Path], split: Split,
 def build_wider_attribute(root: Union[str, Path], split: Split,
                           transform: Optional[Callable] = None) -> Built:
     """WIDER Attribute from its official layout; root holds wider_attribute_annotation/ and
-    Image/. Train = the trainval file (official train + val), test = the test file."""
+    Image/ (or the one folder inside it that does). Train = the trainval file (official
+    train + val), test = the test file."""
     meta = read_wider(root)
-    return WiderImages(meta, split, transform), meta.sample_info(split), meta.num_classes
+    return (WiderImages(meta, split, transform), _noted(meta.sample_info(split), root, meta.root),
+            meta.num_classes)
 
 
 def build_utzappos(root: Union[str, Path], split: Split, transform: Optional[Callable] = None,
                    split_seed: Optional[int] = None) -> Built:
     """UT-Zappos50K from the official release; root holds ut-zap50k-images-square (or
-    ut-zap50k-images) and ut-zap50k-data. The 7:3 train/test split is drawn with
-    ``split_seed`` (data.split_seed)."""
+    ut-zap50k-images) and ut-zap50k-data (or the one folder inside it that does). The 7:3
+    train/test split is drawn with ``split_seed`` (data.split_seed)."""
     meta = read_utzappos(root)
-    return (ZapposImages(meta, split, split_seed, transform), meta.sample_info(split, split_seed),
-            meta.num_classes)
+    return (ZapposImages(meta, split, split_seed, transform),
+            _noted(meta.sample_info(split, split_seed), root, meta.root), meta.num_classes)
 
 
 def build_custom(root: Union[str, Path], split: Split, transform: Optional[Callable] = None,

@@ -2,7 +2,8 @@
 https://vision.cs.utexas.edu/projects/finegrained/utzap50k/), as used by Cl-InfoNCE
 (https://arxiv.org/abs/2202.06670, App. E.1); nothing is downloaded.
 
-``root`` (``data.train_path``) is the directory holding the unzipped release::
+``root`` (``data.train_path``) is the directory holding the unzipped release, or a folder
+whose only sub-folder holding it is the top folder an archive added (``data/roots.py``)::
 
     ut-zap50k-images-square/<Category>/<SubCategory>/<Brand>/<product>.<colour>.jpg
     ut-zap50k-images/...           same tree, original (non-square) images; used when the
@@ -43,6 +44,7 @@ from PIL import Image
 
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.data.images import ImageFiles, load_rgb
+from clinfonce_plugin.data.roots import dataset_folder
 
 Split = Union[bool, str]
 
@@ -178,6 +180,11 @@ def _fields_error(path: Path, line: int, header: Sequence[str], row: Sequence[st
 def _cid_key(cid: str) -> Optional[Tuple[int, int]]:
     match = _CID.match(cid)
     return None if match is None else (int(match.group(1)), int(match.group(2)))
+
+
+def _holds_zappos(folder: Path) -> bool:
+    """The folder holds part of the release: ut-zap50k-data/ or an image folder."""
+    return any((folder / name).is_dir() for name in (DATA_DIR,) + IMAGE_DIRS)
 
 
 def _image_dir(root: Path) -> str:
@@ -359,7 +366,7 @@ def read_utzappos(root: Union[str, Path]) -> ZapposMetadata:
         ValueError: a malformed row, an image missing or in another sub-category's folder,
             or meta-data-bin.csv disagreeing ("file:line[:column]: ...").
     """
-    root = Path(root)
+    root = dataset_folder(Path(root), _holds_zappos, "UT-Zappos50K")
     image_dir = _image_dir(root)
     meta_path = root / META
     rows = sorted(_read_meta(meta_path), key=lambda r: r.key)

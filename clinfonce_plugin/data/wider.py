@@ -1,7 +1,8 @@
 """Reader for the official WIDER Attribute release (Li et al., ECCV 2016, "Human Attribute
 Recognition by Deep Hierarchical Contexts"; http://mmlab.ie.cuhk.edu.hk/projects/WIDERAttribute.html).
 
-``root`` is the directory that holds the annotation folder and the image tree::
+``root`` is the directory that holds the annotation folder and the image tree, or a folder
+whose only sub-folder holding them is the top folder an archive added (``data/roots.py``)::
 
     wider_attribute_annotation/wider_attribute_trainval.json   official train + val images
     wider_attribute_annotation/wider_attribute_test.json       official test images
@@ -51,6 +52,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 import numpy as np
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.data.images import ImageFiles
+from clinfonce_plugin.data.roots import dataset_folder
 
 Split = Union[bool, str]
 
@@ -376,6 +378,11 @@ def find_annotation_dir(root: Union[str, Path]) -> Optional[Path]:
     return None
 
 
+def _holds_wider(folder: Path) -> bool:
+    """The folder holds part of the release: Image/ or the annotation files."""
+    return (folder / IMAGE_DIR).is_dir() or find_annotation_dir(folder) is not None
+
+
 def _check_root(root: Path) -> Path:
     layout = (f"{ANNOTATION_DIR_CANDIDATES[0]}/{TRAINVAL_JSON}, "
               f"{ANNOTATION_DIR_CANDIDATES[0]}/{TEST_JSON} and {IMAGE_DIR}/")
@@ -420,7 +427,7 @@ def read_wider(root: Union[str, Path]) -> WiderMetadata:
         ValueError: a malformed file (see ``read_wider_annotations``), maps that differ
             between the files, or an image listed in both files.
     """
-    root = Path(root)
+    root = dataset_folder(Path(root), _holds_wider, "WIDER Attribute")
     annotation_dir = _check_root(root)
     trainval = read_wider_annotations(annotation_dir / TRAINVAL_JSON)
     test = read_wider_annotations(annotation_dir / TEST_JSON)

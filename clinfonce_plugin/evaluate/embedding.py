@@ -122,7 +122,7 @@ def tsne(features: np.ndarray, perplexity: float, seed: int) -> np.ndarray:
 
 
 def class_name(info, label: int) -> str:
-    return info.class_names[label] if info.class_names else str(label)
+    return info.class_title(label)
 
 
 def _table(index, info, labels, clusters, xy) -> str:

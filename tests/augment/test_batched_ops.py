@@ -210,3 +210,18 @@ def test_invalid_pipeline_arguments_are_refused(bad, match):
     args.update(bad)
     with pytest.raises(ValueError, match=match):
         BatchedAugmentation(**args)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_dense_path_equals_the_selective_path(seed):
+    # dense (default off the CPU: every op on the whole batch, kept by torch.where, nothing
+    # read back) and selective (the CPU's: each op on its samples only) give one batch
+    pipe = BatchedAugmentation.from_node(
+        _node(color_jitter=0.8, grayscale=0.3, gaussian_blur=0.5, solarization=0.3,
+              equalization=0.3, horizontal_flip=0.5), MEAN, STD, blur_kernel=5)
+    x = _crops(n=48, seed=seed)
+    params = pipe.sample(48, torch.Generator().manual_seed(seed))
+    for key in ("jitter", "grayscale", "blur", "solarize", "equalize", "flip"):
+        assert 0 < int(params[key].sum()) < 48, key
+    dense = pipe.apply(x, params, dense=True)
+    torch.testing.assert_close(dense, pipe.apply(x, params, dense=False), atol=1e-5, rtol=0)

@@ -1,11 +1,14 @@
 """read_cub / CubImages on tiny trees written in the official CUB-200-2011 format."""
 import re
+import shutil
 
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from clinfonce_plugin.data.cub import CubImages, read_cub
+from clinfonce_plugin.data.registry import open_split
 
 LABELS = "image_class_labels.txt"
 ATTR_LABELS = "attributes/image_attribute_labels.txt"
@@ -159,8 +162,34 @@ def test_missing_attribute_names_lists_every_place_searched(cub_tree):
         read_cub(cub_tree.root)
 
 
-def test_root_given_as_the_parent_directory_gets_a_hint(cub_tree):
-    with pytest.raises(FileNotFoundError, match=r"root should be the CUB_200_2011 directory"):
+def test_extraction_folder_above_cub_200_2011_is_read(cub_tree, capsys):
+    # the tarball's own layout: parent/CUB_200_2011/ and parent/attributes.txt
+    parent = cub_tree.root.parent
+    (parent / "segmentations").mkdir()  # the segmentations archive, extracted beside it
+    meta = read_cub(parent)
+    assert meta.root == cub_tree.root
+    assert meta.paths == cub_tree.paths and meta.labels.tolist() == cub_tree.labels.tolist()
+    assert meta.attribute_names == cub_tree.attribute_names
+    np.testing.assert_array_equal(meta.attributes, cub_tree.present)
+    cfg = OmegaConf.create({"dataset": "cub", "train_path": str(parent)})
+    opened = open_split(cfg, "train")
+    assert opened.info.root == str(cub_tree.root) and opened.dataset.files[0] == \
+        cub_tree.root / cub_tree.paths[0]
+    assert f"cub train: 3 images, 3 classes, 4 attributes [dataset folder {cub_tree.root}]" \
+        in capsys.readouterr().out
+
+
+def test_extraction_folder_with_an_incomplete_cub_200_2011_names_its_files(cub_tree):
+    (cub_tree.root / "classes.txt").unlink()
+    with pytest.raises(FileNotFoundError, match=rf"files missing under root "
+                                                rf"'{re.escape(str(cub_tree.root))}': classes.txt"):
+        read_cub(cub_tree.root.parent)
+
+
+def test_folder_holding_two_cub_roots_is_refused(cub_tree):
+    shutil.copytree(cub_tree.root, cub_tree.root.parent / "CUB_copy")
+    with pytest.raises(FileNotFoundError, match=r"holds no dataset itself and several folders "
+                                                r"inside it do \(CUB_200_2011/, CUB_copy/\)"):
         read_cub(cub_tree.root.parent)
 
 

@@ -206,6 +206,28 @@ def test_root_pointing_at_the_image_folder_gets_a_hint(release):
         read_utzappos(release / "ut-zap50k-images-square")
 
 
+def test_folder_above_the_release_is_read_from_it(release, capsys):
+    # an archive that adds a top folder: train_path/ut-zap50k/{ut-zap50k-data, ...-square}
+    top = release.parent
+    meta = read_utzappos(top)
+    assert meta.root == release and meta.cids == ORDER and meta.labels.tolist() == LABELS
+    assert meta.paths == [image_path(c) for c in ORDER]
+    cfg = OmegaConf.create({"dataset": "utzappos", "train_path": str(top), "split_seed": 0})
+    opened = open_split(cfg, "test")
+    assert opened.info.root == str(release)
+    assert opened.dataset.files[0] == release / image_path(ORDER[PERM_SEED0[7]])
+    assert f"utzappos test: 3 images, 5 classes, {len(ATTRIBUTE_NAMES)} attributes " \
+           f"[dataset folder {release}] (from {top})" in capsys.readouterr().out
+
+
+def test_folder_above_two_releases_is_refused(release):
+    shutil.copytree(release / "ut-zap50k-data", release.parent / "other" / "ut-zap50k-data")
+    with pytest.raises(FileNotFoundError, match=r"UT-Zappos50K: .* holds no dataset itself and "
+                                                r"several folders inside it do \(other/, "
+                                                r"ut-zap50k/\)"):
+        read_utzappos(release.parent)
+
+
 def test_wrong_header(release):
     path = release / "ut-zap50k-data/meta-data.csv"
     replace_line(path, 1, "CID,Category,SubCategory,HeelHeight")

@@ -295,6 +295,17 @@ def test_missing_files_are_all_named(tree):
            ".json, wider_attribute_annotation/wider_attribute_test.json and Image/" in message
 
 
+def test_folder_above_the_release_is_read_from_it(tree, capsys):
+    top = tree.root.parent  # holds only wider_attribute/, as an archive's top folder would
+    dataset, info, num_classes = build_dataset("wider_attribute", top, "train")
+    assert num_classes == 3 and info.labels.tolist() == TRAIN_LABELS
+    assert info.root == str(tree.root) and info.paths == ["Image/" + i.file_name for i in TRAINVAL]
+    assert dataset.files == [tree.root / "Image" / img.file_name for img in TRAINVAL]
+    open_split(OmegaConf.create({"dataset": "wider_attribute", "train_path": str(top)}), "test")
+    assert f"wider_attribute test: 4 images, 3 classes, 14 attributes [dataset folder " \
+           f"{tree.root}]" in capsys.readouterr().out
+
+
 def test_root_pointing_inside_the_dataset_gets_a_hint(tree):
     _error(FileNotFoundError, tree.root / "Image", r"looks like a folder inside the dataset: "
                                                    r"data\.train_path must be its parent")

@@ -1,0 +1,59 @@
+"""bench/gpu_check.py's parsing and report: the run's top-1 from main_linear.py's comparison
+table, the ratios against their targets, and a FAIL row for a check that raises."""
+import os
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "bench"))
+
+import gpu_check  # noqa: E402
+
+LINEAR_OUTPUT = """[clinfonce] linear (features protocol, features settings) top-1 56.44%  top-5 93.06%
+same data (synthetic_cub_bench), same protocol; kNN: backbone, cosine, k=20
+model                     method     linear top-1  kNN top-1
+this run                  clinfonce         64.78      61.39
+zoo:simclr-synthetic_cub  simclr            33.06      42.72
+"""
+
+
+def test_the_runs_top1_comes_from_its_row_of_the_comparison_table():
+    assert gpu_check.linear_top1(LINEAR_OUTPUT) == {"linear_top1": 64.78, "knn_top1": 61.39}
+    assert gpu_check.linear_top1("no table here") == {}
+
+
+def test_error_line_prefers_the_error_line_over_the_last_line():
+    assert gpu_check.error_line("a\nerror: the loss is nan at epoch 0, step 4\nbye\n") == \
+        "error: the loss is nan at epoch 0, step 4"
+    assert gpu_check.error_line("a\nlast words\n\n") == "last words"
+
+
+def test_measures_are_the_step_ratios_and_the_device_to_cpu_images_per_second():
+    steps = {"clinfonce/simclr step": 1.01, "wcl/simclr step": 1.04}
+    rows = [{"augment_on": "cpu", "images_per_s": 2000.0},
+            {"augment_on": "device", "images_per_s": 5000.0}]
+    m = gpu_check.measures_of(steps, rows)
+    assert m == {"clinfonce/simclr step": 1.01, "wcl/simclr step": 1.04,
+                 "device/cpu augmentation images/s": pytest.approx(2.5)}
+    assert gpu_check.measures_of(None, rows[:1]) == {}
+
+
+def test_a_check_that_raises_is_a_fail_row_and_the_others_go_on():
+    checks = {}
+    assert gpu_check.guarded("breaks", checks, lambda: 1 / 0) is None
+    assert gpu_check.guarded("works", checks, lambda: 7) == 7
+    assert checks["breaks"]["ok"] is False and "ZeroDivisionError" in checks["breaks"]["error"]
+    assert checks["works"]["ok"] is True
+
+
+def test_the_table_shows_each_check_and_each_measure_against_its_target():
+    result = {"environment": {"torch": "2.x", "cuda": "13.0", "gpu": "H200", "faiss": "1.15",
+                              "faiss_gpus": 0, "lightning": "2.6", "cpu_cores": 16},
+              "checks": {"wcl": {"ok": False, "seconds": 3.0, "error": "error: boom"}},
+              "steps": None, "throughput": [],
+              "measures": {"clinfonce/simclr step": 1.013}}
+    text = gpu_check.table(result)
+    assert "| wcl | FAIL | 3.0 | error: boom |" in text
+    assert "| clinfonce/simclr step | 1.013 | <= 1.02 |" in text
+    assert "| wcl/simclr step | not measured | <= 1.05 |" in text

@@ -108,6 +108,13 @@ def test_the_top_level_keeps_only_registration_errors_and_commands():
     assert top == TOP_LEVEL_MODULES
 
 
+def test_every_folder_is_a_regular_package():
+    # setup.py's find_packages installs only folders with an __init__.py
+    folders = [folder for folder, _, files in os.walk(ROOT)
+               if "__pycache__" not in folder and any(f.endswith(".py") for f in files)]
+    assert [f for f in folders if not os.path.isfile(os.path.join(f, "__init__.py"))] == []
+
+
 def test_the_import_graph_has_no_cycle():
     assert cycles(import_graph(module_files())) == []
 

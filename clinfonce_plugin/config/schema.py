@@ -184,7 +184,7 @@ AUGMENTATION: Dict[str, Any] = {
     "horizontal_flip": {"prob": Key(0.0, "float", "probability", low=0, high=1)},
 }
 
-# data keys of linear and kNN evaluation (unset: the pretrain run's, see linear.py)
+# data keys of linear and kNN evaluation (unset: the pretrain run's, see evaluate/pretrained.py)
 EVAL_DATA: Dict[str, Any] = {
     "dataset": Key(None, "str", "default: the pretrain run's"),
     "train_path": Key(None, "str", "default: the pretrain run's"),

@@ -1,4 +1,4 @@
-"""The one marker of a required setting, shared by the config tables (config.py), method
+"""The one marker of a required setting, shared by the config tables (config/schema.py), method
 kwargs and cluster-provider parameters (no dependencies, so clusters/ can import it)."""
 from typing import Any
 

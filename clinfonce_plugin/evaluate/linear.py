@@ -14,7 +14,6 @@ from typing import Optional
 
 import lightning.pytorch as pl
 import omegaconf
-import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, TensorDataset
 

@@ -147,11 +147,17 @@ def cl_infonce(
             raise ValueError(f"ids must be >= 0, got min id {int(uniq[0])}")
     else:
         inv, k = all_ids, num_clusters
-        lo, hi = int(all_ids.min()), int(all_ids.max())
-        if lo < 0 or hi >= num_clusters:
-            raise ValueError(
-                f"ids must lie in [0, num_clusters={num_clusters}), got range [{lo}, {hi}]"
-            )
+        if all_ids.device.type == "cpu":
+            lo, hi = int(all_ids.min()), int(all_ids.max())
+            if lo < 0 or hi >= num_clusters:
+                raise ValueError(
+                    f"ids must lie in [0, num_clusters={num_clusters}), got range [{lo}, {hi}]"
+                )
+        else:
+            # on an accelerator a host read would stall its queue every step: the device
+            # checks the range itself and fails the step's next synchronisation
+            torch._assert_async(((all_ids >= 0) & (all_ids < num_clusters)).all(),
+                                f"cl_infonce: ids must lie in [0, num_clusters={num_clusters})")
 
     if gathered is not None:
         all_z = F.normalize(gathered[0].to(work_dtype), dim=1)
@@ -159,7 +165,9 @@ def cl_infonce(
         all_z = gather_with_grad(zn) if distributed else zn
     offset = rank * m  # where this rank's block sits in the gathered batch
     local_inv = inv[offset : offset + m]
-    counts = torch.bincount(inv, minlength=k)
+    # a scatter of ones rather than bincount, which reads the maximum back to the host
+    counts = torch.zeros(k, dtype=torch.long, device=inv.device).index_add_(
+        0, inv, torch.ones_like(inv))
     num_pos = counts[local_inv] - 1
     valid = num_pos > 0
     # Every rank holds all ids, so the global count of valid anchors needs no all_reduce.

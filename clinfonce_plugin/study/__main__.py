@@ -152,7 +152,14 @@ def _plot(args) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    # key=value overrides may come before, between or after the options
+    args, extra = parser.parse_known_args(argv)
+    unknown = [e for e in extra if e.startswith("-") or "=" not in e]
+    if unknown or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra
     job = {"families": _families, "sweep": _sweep, "plot": _plot}[args.command]
     try:
         from ..lightning_noise import lightning_noise_filtered

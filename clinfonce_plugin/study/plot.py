@@ -154,7 +154,7 @@ def plot_sweeps(sweep_dirs: Sequence[str], out_dir: str) -> List[str]:
         rows = read_rows(os.path.join(d, ROWS))
         if not rows:
             raise DataError(f"study plot: {os.path.join(d, ROWS)} holds no rows (run "
-                            "'study sweep --out {d}' first)")
+                            f"'study sweep --out {d}' first)")
         for r in rows:
             key = r["family"] if r["kind"] == "member" else ("kmeans_k" if r["kind"] == "k"
                                                              else "levels")

@@ -251,6 +251,21 @@ def read_rows(path: str) -> List[dict]:
     return rows
 
 
+def _drop_cut_line(path: str) -> None:
+    """Rewrites ``path`` without a last line that a kill cut short (so that the next row
+    starts on a line of its own); the complete rows are kept as they are."""
+    if not os.path.exists(path):
+        return
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data or data.endswith(b"\n"):
+        return
+    keep = data[:data.rfind(b"\n") + 1]
+    with open(path + ".tmp", "wb") as f:
+        f.write(keep)
+    os.replace(path + ".tmp", path)
+
+
 def _append_row(path: str, row: dict) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(row) + "\n")
@@ -284,6 +299,7 @@ def run_sweep(plan: Plan, base: DictConfig, out_dir: str) -> List[dict]:
     check_plan(plan, base)
     _start(plan, out_dir)
     rows_path = os.path.join(out_dir, ROWS)
+    _drop_cut_line(rows_path)
     done = {r["run"] for r in read_rows(rows_path)}
     todo = [(v, s) for v in plan.values for s in plan.seeds if run_id(plan.kind, v, s) not in done]
     total = len(plan.values) * len(plan.seeds)

@@ -24,7 +24,8 @@ permutations:
 The random draws follow the official generator (github.com/Crazy-Jack/Cl-InfoNCE,
 ``data_processing/UT-zappos50K/synthetic/generate.py``) draw for draw with numpy's
 legacy ``RandomState`` and its seed 0, so on the same label column the members equal
-the published files. Classes are taken in sorted order of their label values.
+the published files. Classes are numbered by decreasing frequency, as in those files
+(see ``_classes``).
 
 Plain numpy: no torch, no host.
 """
@@ -68,14 +69,25 @@ def branch_levels(n: int, branch: int = 2) -> List[np.ndarray]:
 
 
 def _classes(labels) -> Tuple[np.ndarray, np.ndarray]:
-    """(N,) integer labels -> (sorted distinct values, (N,) class index 0..C-1)."""
+    """(N,) integer labels -> (the C distinct values, most frequent first; (N,) class index
+    0..C-1 in that order).
+
+    The official files number the classes by decreasing frequency in the training split
+    (UT-Zappos50K's ``rank_H`` class column: 8,986 images in class 0 down to 2 in class
+    20), and the random draws are made over that numbering; ranking the classes the same
+    way here makes the families independent of how a reader numbers its classes. Ties keep
+    the order of the label values.
+    """
     t = np.asarray(labels)
     if t.ndim != 1 or t.size == 0:
         raise ValueError(f"labels must be a non-empty 1-D array, got shape {t.shape}")
     if t.dtype.kind not in "iu":
         raise ValueError(f"labels must hold integers, got dtype {t.dtype}")
-    values, codes = np.unique(t, return_inverse=True)
-    return values, codes.reshape(-1)
+    values, codes, counts = np.unique(t, return_inverse=True, return_counts=True)
+    order = np.argsort(-counts, kind="stable")
+    rank = np.empty(values.size, dtype=np.int64)
+    rank[order] = np.arange(values.size)
+    return values[order], rank[codes.reshape(-1)]
 
 
 def _check_buildable(family: str, num_classes: int, branch: int) -> None:

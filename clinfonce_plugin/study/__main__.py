@@ -26,8 +26,8 @@ PRESETS = {
         "config_name": "clinfonce_synthetic_cub_bench",
         "kmeans_config_name": "clinfonce_kmeans_synthetic_cub",
         "overrides": ["data.dataset=synthetic_cub_bench",
-                      "data.train_path=./datasets/synthetic_cub_bench"],
-        "epochs": 10, "linear_epochs": 50, "seeds": [0, 1],
+                      "data.train_path=./datasets/synthetic_cub_bench", "optimizer.lr=0.2"],
+        "epochs": 25, "linear_epochs": None, "seeds": [0, 1],
     },
 }
 
@@ -67,7 +67,9 @@ def _parser() -> argparse.ArgumentParser:
                     "the config's)")
     sw.add_argument("--linear-epochs", type=int, default=None,
                     help="linear classifier epochs (default: the protocol's)")
-    sw.add_argument("--out", required=True, help="sweep directory (rows.jsonl, runs/)")
+    sw.add_argument("--out", required=True, help="sweep directory (sweep.json, rows.jsonl)")
+    sw.add_argument("--work-dir", default=None,
+                    help="where the runs' checkpoints and logs go (default: <out>/runs)")
     sw.add_argument("overrides", nargs="*", metavar="key=value")
 
     pl = sub.add_parser("plot", help="figures and CSVs from sweep directories")
@@ -140,7 +142,7 @@ def _sweep(args) -> None:
                 overrides=list(args.overrides), family_file=args.family_file, family=family,
                 epochs=args.epochs, linear_epochs=args.linear_epochs)
     base = compose_pretrain(args.config_name, args.overrides)
-    rows = run_sweep(plan, base, args.out)
+    rows = run_sweep(plan, base, args.out, args.work_dir)
     print(f"[study] {len(rows)} rows in {os.path.join(args.out, 'rows.jsonl')}")
 
 

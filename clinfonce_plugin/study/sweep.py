@@ -199,13 +199,13 @@ def _measures_callback(path: str):
     return ClusterMeasures()
 
 
-def one_run(plan: Plan, base: DictConfig, value: Any, seed: int, out_dir: str) -> dict:
-    """Pretrains (or reuses the finished pretrain run), evaluates, returns the row."""
+def one_run(plan: Plan, base: DictConfig, value: Any, seed: int, runs_dir: str) -> dict:
+    """Pretrains under ``runs_dir`` (or reuses the finished pretrain run there), evaluates,
+    returns the row."""
     from ..knn import knn_eval
     from ..linear import linear_eval
     from ..train import pretrain
 
-    runs_dir = os.path.join(out_dir, "runs")
     cfg = run_config(plan, base, value, seed, runs_dir)
     final_dir = os.path.join(runs_dir, cfg.method, cfg.name)
     ckpt = os.path.join(final_dir, f"{cfg.name}.ckpt")
@@ -293,9 +293,11 @@ def _start(plan: Plan, out_dir: str) -> None:
     os.replace(path + ".tmp", path)
 
 
-def run_sweep(plan: Plan, base: DictConfig, out_dir: str) -> List[dict]:
-    """Runs every (value, seed) of ``plan`` without a row in ``<out_dir>/rows.jsonl``;
-    returns all rows of the sweep. Everything is checked before the first run trains."""
+def run_sweep(plan: Plan, base: DictConfig, out_dir: str,
+              work_dir: Optional[str] = None) -> List[dict]:
+    """Runs every (value, seed) of ``plan`` without a row in ``<out_dir>/rows.jsonl``, the
+    runs' checkpoints and logs under ``work_dir`` (default ``<out_dir>/runs``); returns all
+    rows of the sweep. Everything is checked before the first run trains."""
     check_plan(plan, base)
     _start(plan, out_dir)
     rows_path = os.path.join(out_dir, ROWS)
@@ -309,7 +311,7 @@ def run_sweep(plan: Plan, base: DictConfig, out_dir: str) -> List[dict]:
     for i, (value, seed) in enumerate(todo, 1):
         print(f"[study] run {total - len(todo) + i}/{total}: {plan.kind}={value} seed {seed}",
               flush=True)
-        row = one_run(plan, base, value, seed, out_dir)
+        row = one_run(plan, base, value, seed, work_dir or os.path.join(out_dir, "runs"))
         _append_row(rows_path, row)
         elapsed = time.perf_counter() - start
         left = elapsed / i * (len(todo) - i)

@@ -52,6 +52,29 @@ def test_fixed_i_zt_equals_the_published_hirc_rand_file(official):
     assert np.unique(members[names[0]]).size == cls.size
 
 
+def test_another_numbering_of_the_classes_gives_the_published_partitions(official):
+    """A reader numbering the 21 classes otherwise (this project's UT-Zappos50K reader
+    sorts them by (Category, SubCategory)) gets the same families: the classes are ranked
+    by frequency, as the published class column is."""
+    cls = official["class"].astype(np.int64)
+    relabelled = np.random.default_rng(0).permutation(21)[cls] * 3 + 5
+    for build in (fixed_h_zt, fixed_i_zt, fixed_h_z):
+        a, b = build(cls), build(relabelled)
+        assert list(a) == list(b)
+        for name in a:
+            assert np.array_equal(canonical(a[name]), canonical(b[name])), name
+
+
+def test_classes_are_ranked_by_frequency():
+    # class 9 has 3 images, 4 has 2, 1 has 1: ranked 9, 4, 1 (then the finest member of
+    # fixed_i_zt numbers class 9's images first)
+    labels = np.array([1, 4, 9, 9, 4, 9])
+    z = fixed_i_zt(labels)["label_gran_2"]
+    assert sorted(z[labels == 9].tolist()) == [0, 1, 2]
+    assert sorted(z[labels == 4].tolist()) == [3, 4]
+    assert z[labels == 1].tolist() == [5]
+
+
 # ------------------------------------------------------------------ hand-computed cases
 def test_branch_levels_by_hand():
     assert [lv.tolist() for lv in branch_levels(5)] == [

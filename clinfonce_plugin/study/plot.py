@@ -90,12 +90,19 @@ def _write_csv(path: str, rows: List[dict]) -> None:
     os.replace(path + ".tmp", path)
 
 
+def _log_ticks(ax, xs) -> None:
+    """A log x axis labelled at the swept values themselves."""
+    ax.set_xscale("log")
+    ax.minorticks_off()
+    ax.set_xticks(list(xs), [f"{x:g}" for x in xs])
+
+
 def _accuracy_axes(ax, xs, pts, xlabel: str, log: bool = False):
     for acc, marker in zip(ACCURACIES, ("o", "s")):
         ax.errorbar(xs, [p[acc] for p in pts], yerr=[p[acc + "_std"] for p in pts],
                     marker=marker, capsize=3, label=LABELS[acc])
     if log:
-        ax.set_xscale("log")
+        _log_ticks(ax, xs)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("accuracy (%)")
     ax.legend(fontsize="small")
@@ -132,7 +139,7 @@ def figure_sweep(pts: List[dict], kind: str, path: str) -> None:
                        yerr=[p[measure + "_std"] for p in ordered], marker=marker,
                        capsize=3, label=measure)
     if kind == "k":
-        right.set_xscale("log")
+        _log_ticks(right, xs)
     right.set_xlabel(name)
     right.set_ylabel("bits")
     right.legend(fontsize="small")
@@ -171,6 +178,9 @@ def plot_sweeps(sweep_dirs: Sequence[str], out_dir: str) -> List[str]:
             figure_sweep(pts, rows[0]["kind"], png)
         corr += correlations(rows, name)
         written += [png, table]
+        best = max(pts, key=lambda p: p["linear_top1"])
+        print(f"[study] {name}: highest mean linear top-1 {best['linear_top1']:.2f} at "
+              f"{rows[0]['kind']} = {best['value']} ({best['seeds']} seed(s))")
     path = os.path.join(out_dir, "correlations.csv")
     _write_csv(path, corr)
     written.append(path)

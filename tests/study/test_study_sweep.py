@@ -89,3 +89,37 @@ def test_k_sweep_row_measures_the_final_clusters(tmp_path, tiny_cub):
     with open(os.path.join(os.path.dirname(row["checkpoint"]), "args.json")) as f:
         args = json.load(f)
     assert args["method_kwargs"]["clusters"]["k"] == 4 and args["seed"] == 1
+
+
+@pytest.mark.slow
+def test_level_sweep_on_a_hand_made_hierarchy(tmp_path, tiny_cub):
+    from clinfonce_plugin.study.data import compose_pretrain
+    from clinfonce_plugin.study.plot import plot_sweeps
+    from clinfonce_plugin.study.sweep import Plan, run_sweep
+
+    _, info, _ = build_dataset("synthetic_cub", tiny_cub, split="train")
+    names = [str(c) for c in info.class_names]
+    # root -> two groups of three classes: level 1 one cluster, 2 two, 3 the six classes
+    pairs = [["root", "g0"], ["root", "g1"]] + [[f"g{i // 3}", n] for i, n in enumerate(names)]
+    overrides = [f"data.train_path={tiny_cub}", "optimizer.batch_size=12",
+                 "data.num_workers=0"]
+    base = compose_pretrain("clinfonce_synthetic_cub", overrides)
+    base.method_kwargs.clusters = {"provider": "hierarchy", "pairs": pairs, "level": 1}
+    plan = Plan(kind="level", values=[2, 3], seeds=[0], config_name="clinfonce_synthetic_cub",
+                overrides=overrides, epochs=1, linear_epochs=1)
+    rows = run_sweep(plan, base, str(tmp_path / "levels"))
+    assert [r["run"] for r in rows] == ["level=2/seed=0", "level=3/seed=0"]
+    # six classes of six images: two groups give I = 1 bit, the classes log2(6); H(Z|T) = 0
+    assert rows[0]["I(Z;T)"] == pytest.approx(1.0, abs=1e-9)
+    assert rows[1]["I(Z;T)"] == pytest.approx(np.log2(6), abs=1e-9)
+    assert rows[0]["H(Z|T)"] == pytest.approx(0.0, abs=1e-12)
+    assert rows[0]["clusters"] == 2 and rows[1]["clusters"] == 6
+
+    bad = Plan(kind="level", values=[4], seeds=[0], config_name="clinfonce_synthetic_cub",
+               overrides=overrides)
+    with pytest.raises(Exception, match=r"\[4\] out of range.*1 <= level <= 3"):
+        run_sweep(bad, base, str(tmp_path / "bad"))
+    assert not (tmp_path / "bad").exists()
+
+    written = plot_sweeps([str(tmp_path / "levels")], str(tmp_path / "plots"))
+    assert str(tmp_path / "plots" / "levels.png") in written

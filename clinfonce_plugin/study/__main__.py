@@ -17,7 +17,7 @@ import sys
 from typing import List, Optional
 
 from ..cli import EXIT_INTERRUPTED, EXIT_USER_ERROR, one_line
-from ..errors import ConfigError, UserError
+from ..errors import ConfigError, Interrupted, UserError
 
 # --preset: the part-4 measurement on the embedded benchmark data (docs/study.md), sized
 # for about an hour per figure on 2 CPU cores
@@ -168,6 +168,10 @@ def main(argv: Optional[List[str]] = None) -> None:
 
         with lightning_noise_filtered():
             job(args)
+    except Interrupted as err:  # Ctrl-C inside a run: the message says where it stopped
+        print(f"error: {one_line(err)}; run the same command again to continue",
+              file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
     except UserError as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)

@@ -138,3 +138,17 @@ def test_sweep_members_and_providers_are_checked(tmp_path, tiny_cub, tiny_famili
                             str(tmp_path / "plots"))
     assert code == 2 and "holds no rows" in errors[0]
     assert not any((tmp_path / d).exists() for d in ("a", "b", "c", "plots"))
+
+
+def test_documented_configs_and_presets_exist():
+    import re
+
+    from clinfonce_plugin.study.__main__ import PRESETS
+
+    with open(os.path.join(REPO, "docs", "study.md")) as f:
+        named = set(re.findall(r"--config-name ([a-z0-9]+_[a-z0-9_]+)", f.read()))
+    for preset in PRESETS.values():
+        named |= {preset["config_name"], preset["kmeans_config_name"]}
+    assert {"clinfonce_synthetic_cub_bench", "clinfonce_custom"} <= named
+    for name in named:
+        assert os.path.isfile(os.path.join(REPO, "scripts", "pretrain", f"{name}.yaml")), name

@@ -152,3 +152,18 @@ def test_documented_configs_and_presets_exist():
     assert {"clinfonce_synthetic_cub_bench", "clinfonce_custom"} <= named
     for name in named:
         assert os.path.isfile(os.path.join(REPO, "scripts", "pretrain", f"{name}.yaml")), name
+
+
+def test_every_nth_member_keeps_the_last(tiny_families):
+    from argparse import Namespace
+
+    from clinfonce_plugin.study.__main__ import _members
+
+    family = os.path.join(tiny_families, "fixed_h_z.csv")
+    with open(family) as f:
+        members = next(csv.reader(f))[2:]
+    assert len(members) == 4 * 6  # 4 members of fixed_i_zt x 6 classes
+    got = _members(Namespace(family_file=family, members=None, every=5))
+    assert got == members[0:24:5] + [members[-1]]
+    got = _members(Namespace(family_file=family, members=["label_gran_0_3"], every=1))
+    assert got == ["label_gran_0_3"]

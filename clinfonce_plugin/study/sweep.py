@@ -110,6 +110,10 @@ def check_plan(plan: Plan, base: DictConfig) -> DictConfig:
                               "clinfonce_hierarchy_cifar100)")
     checked, info = training_split(probe, plan.config_name)
     n = info.num_samples
+    if info.labels is None or not (np.asarray(info.labels) >= 0).any():
+        raise DataError(f"sweep: the training split of {plan.config_name} at "
+                        f"{checked.data.train_path} has no labels; each run is evaluated "
+                        "(linear, kNN) and its clusters measured against them")
     if plan.kind == "member":
         header = _csv_header(plan.family_file)
         missing = [m for m in plan.values if m not in header]

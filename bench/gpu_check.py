@@ -335,6 +335,8 @@ def main(argv=None) -> int:
                    "run directories; default: a temporary one)")
     p.add_argument("--skip", nargs="*", default=[], choices=["entry", "steps", "throughput"])
     p.add_argument("--timeout", type=float, default=300, help="seconds per entry-point run")
+    p.add_argument("--step-rounds", type=int, default=12, help="alternated rounds of the "
+                   "step-time ratios (5 steps each)")
     args = p.parse_args(argv)
     start = time.perf_counter()
     cuda = torch.cuda.is_available()
@@ -349,7 +351,7 @@ def main(argv=None) -> int:
     steps = None
     if "steps" not in args.skip:
         steps = guarded("step-time ratios", checks, lambda: step_ratios(
-            device, 8 if args.quick else 256, 2 if args.quick else 12,
+            device, 8 if args.quick else 256, 2 if args.quick else args.step_rounds,
             1 if args.quick else 5))
     throughput = []
     if "throughput" not in args.skip:

@@ -35,6 +35,18 @@ def aside_name(path: str) -> str:
     return candidate
 
 
+_GONE: dict = {}  # _read_lock: the lock was removed meanwhile
+
+
+def unusable_dir(path: str, err: OSError, key: str = "checkpoint.dir") -> RunDirError:
+    """The error for a directory of the run that cannot be created or written (``err``
+    raised by the file system for ``path`` or a file in it), naming ``key`` it comes from."""
+    cause = err.strerror or str(err)
+    where = err.filename or path
+    return RunDirError(f"{key}: cannot write the run's files under {path}: {cause} ({where}); "
+                       f"give a writable directory")
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -73,41 +85,97 @@ class RunDir:
 
     # ----------------------------------------------------------------- lock
     def acquire(self, break_lock: bool = False) -> None:
-        os.makedirs(os.path.dirname(self.lock), exist_ok=True)
+        """Takes the lock ``<name>.lock``. A lock left by a dead process on this host, or one
+        that cannot be read (empty or not a lock record), is removed only with
+        ``break_lock``; a live process's lock never is."""
+        try:
+            os.makedirs(os.path.dirname(self.lock), exist_ok=True)
+        except OSError as err:
+            raise unusable_dir(os.path.dirname(self.lock), err) from None
         record = {"pid": os.getpid(), "host": socket.gethostname(),
                   "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-        for _ in range(2):
-            try:
-                fd = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self._read_lock()
-                stale = holder.get("host") == socket.gethostname() and \
-                    isinstance(holder.get("pid"), int) and not _pid_alive(holder["pid"])
-                if break_lock and stale:
-                    print(f"[clinfonce] removing the stale lock {self.lock} of dead process "
-                          f"{holder.get('pid')}")
-                    os.remove(self.lock)
+        for _ in range(3):
+            if self._create_lock(record):
+                self._locked = True
+                return
+            holder = self._read_lock()
+            if holder is _GONE:  # released meanwhile: try again
+                continue
+            if holder is None:
+                if break_lock:
+                    print(f"[clinfonce] removing the unreadable lock {self.lock} (empty or "
+                          f"not a lock record)")
+                    self._remove_lock()
                     continue
-                who = (f"process {holder.get('pid')} on {holder.get('host')} since "
-                       f"{holder.get('started')}")
-                if stale:
-                    raise RunDirError(f"run {self.final} has a stale lock {self.lock} left by "
-                                      f"{who}, which is no longer running; rerun with "
-                                      f"break_lock=true to remove it") from None
-                raise RunDirError(f"run {self.final} is in use by {who} (lock {self.lock}); "
-                                  f"wait for it, or give this run another name=") from None
-            with os.fdopen(fd, "w") as f:
-                json.dump(record, f)
-            self._locked = True
-            return
+                raise RunDirError(f"run {self.final} has an unreadable lock {self.lock} (empty "
+                                  f"or not a lock record: its process was probably killed "
+                                  f"while writing it); if no run of this name is running, "
+                                  f"rerun with break_lock=true to remove it")
+            stale = holder.get("host") == socket.gethostname() and \
+                isinstance(holder.get("pid"), int) and not _pid_alive(holder["pid"])
+            if break_lock and stale:
+                print(f"[clinfonce] removing the stale lock {self.lock} of dead process "
+                      f"{holder.get('pid')}")
+                self._remove_lock()
+                continue
+            who = (f"process {holder.get('pid')} on {holder.get('host')} since "
+                   f"{holder.get('started')}")
+            if stale:
+                raise RunDirError(f"run {self.final} has a stale lock {self.lock} left by "
+                                  f"{who}, which is no longer running; rerun with "
+                                  f"break_lock=true to remove it")
+            raise RunDirError(f"run {self.final} is in use by {who} (lock {self.lock}); "
+                              f"wait for it, or give this run another name=")
         raise RunDirError(f"could not take the lock {self.lock}")
 
-    def _read_lock(self) -> dict:
+    def _create_lock(self, record: dict) -> bool:
+        """Creates the lock holding ``record`` in one step: the record is written to a file
+        of this process, which is then hard-linked as the lock (the link fails when a lock
+        exists), so the lock is never seen empty or half-written. False if a lock exists."""
+        tmp = f"{self.lock}.{socket.gethostname()}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "w") as f:
+                json.dump(record, f)
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, self.lock)
+            except FileExistsError:
+                return False
+            except OSError:
+                # a file system without hard links: exclusive create, then write
+                try:
+                    fd = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                except FileExistsError:
+                    return False
+                with os.fdopen(fd, "w") as f:
+                    json.dump(record, f)
+            return True
+        except OSError as err:
+            raise unusable_dir(os.path.dirname(self.lock), err) from None
+        finally:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+
+    def _remove_lock(self) -> None:
+        try:
+            os.remove(self.lock)
+        except FileNotFoundError:
+            pass
+
+    def _read_lock(self) -> Optional[dict]:
+        """The lock's record; None when it cannot be read as one, ``_GONE`` when it no longer
+        exists."""
         try:
             with open(self.lock) as f:
-                return json.load(f)
+                record = json.load(f)
+        except FileNotFoundError:
+            return _GONE
         except (OSError, ValueError):
-            return {"pid": None, "host": "unknown", "started": "unknown"}
+            return None
+        return record if isinstance(record, dict) and "pid" in record else None
 
     def release(self) -> None:
         if self._locked:
@@ -163,10 +231,13 @@ class RunDir:
             backup = aside_name(self.partial)
             os.rename(self.partial, backup)
             print(f"[clinfonce] the interrupted run was set aside as {backup}")
-        os.makedirs(self.partial)
-        with open(os.path.join(self.partial, MARKER), "w") as f:
-            json.dump({"name": self.name, "created": _stamp(), "pid": os.getpid(),
-                       "host": socket.gethostname()}, f)
+        try:
+            os.makedirs(self.partial)
+            with open(os.path.join(self.partial, MARKER), "w") as f:
+                json.dump({"name": self.name, "created": _stamp(), "pid": os.getpid(),
+                           "host": socket.gethostname()}, f)
+        except OSError as err:
+            raise unusable_dir(os.path.dirname(self.partial), err) from None
         return resume_from
 
     # ----------------------------------------------------------------- finish

@@ -1,6 +1,7 @@
 """Lightning callbacks of the pretrain runner: the periodic atomic checkpoint, the random
 number generators' state in it (so a resumed run draws what the uninterrupted one would),
 and the stop on a non-finite loss."""
+import errno
 import math
 import os
 import random
@@ -34,6 +35,9 @@ class PeriodicCheckpoint(pl.Callback):
         if (trainer.current_epoch + 1) % self.every_n_epochs != 0:
             return
         tmp = self.path + ".tmp"
+        if trainer.is_global_zero and not os.path.isdir(self.dirpath):
+            # the run directory was removed or replaced: Lightning's save would make a new one
+            raise FileNotFoundError(errno.ENOENT, "the run directory is gone", self.dirpath)
         trainer.save_checkpoint(tmp)  # collective: every rank builds it, rank 0 writes
         if trainer.is_global_zero:
             with open(tmp, "rb") as f:

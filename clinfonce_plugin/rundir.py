@@ -14,7 +14,7 @@ import socket
 import time
 from typing import Optional
 
-from .errors import RunDirError
+from .errors import RunDirError, UserError
 
 MARKER = ".clinfonce-run.json"
 LAST = "last.ckpt"
@@ -67,6 +67,8 @@ class RunDir:
         self.lock = self.final + ".lock"
         self.name = name
         self._locked = False
+        self._finished = False
+        self._identity: Optional[tuple] = None  # (device, inode) of partial once started
 
     # ----------------------------------------------------------------- queries
     @property
@@ -189,6 +191,21 @@ class RunDir:
     def start(self, resume: bool = False, auto_resume: bool = False,
               max_hours: Optional[float] = None, resume_from: Optional[str] = None,
               overwrite: bool = False) -> Optional[str]:
+        """Prepares ``partial`` for this run (see ``_start``) and remembers which directory
+        it is, to tell later whether it was removed or replaced while the run trained."""
+        ckpt = self._start(resume, auto_resume, max_hours, resume_from, overwrite)
+        self._identity = self._current_identity()
+        return ckpt
+
+    def _current_identity(self) -> Optional[tuple]:
+        try:
+            stat = os.stat(self.partial)
+        except OSError:
+            return None
+        return (stat.st_dev, stat.st_ino)
+
+    def _start(self, resume: bool, auto_resume: bool, max_hours: Optional[float],
+               resume_from: Optional[str], overwrite: bool) -> Optional[str]:
         """Prepares ``partial`` for this run; returns the checkpoint to resume from, if any.
 
         - ``resume``: continue the interrupted run (its ``last.ckpt``); an error if none.
@@ -240,6 +257,39 @@ class RunDir:
             raise unusable_dir(os.path.dirname(self.partial), err) from None
         return resume_from
 
+    def failure(self, err: BaseException, when: str) -> Optional[RunDirError]:
+        """The RunDirError to report instead of ``err``, raised while the run was writing its
+        files (``when`` says at which point of the run), when ``err`` comes from its
+        directory: the directory no longer exists or is no longer one, or a file system
+        error on a path inside it (a full disk, a read-only file system); else None."""
+        if self._finished or isinstance(err, UserError):
+            return None
+        inside = []
+        if isinstance(err, OSError):
+            top = os.path.abspath(self.partial)
+            inside = [p for p in (err.filename, err.filename2) if isinstance(p, str) and
+                      (os.path.abspath(p) == top or os.path.abspath(p).startswith(top + os.sep))]
+        now = self._current_identity()
+        same = now is not None and now == self._identity
+        if not os.path.lexists(self.partial):
+            cause = "it no longer exists (removed or moved while the run was training)"
+        elif not os.path.isdir(self.partial):
+            cause = "it is no longer a directory (replaced while the run was training)"
+        elif self._identity is not None and not same:
+            cause = ("it was removed or replaced while the run was training (the directory "
+                     "there now is another one)")
+        elif inside:
+            cause = err.strerror or type(err).__name__
+        else:
+            return None
+        inside = [p for p in inside if os.path.abspath(p) != os.path.abspath(self.partial)]
+        what = f"; writing {inside[0]} failed ({err.strerror})" if inside else ""
+        last = (f"its last checkpoint {self.last_checkpoint} is kept: continue with resume=true "
+                f"once the directory is writable" if same and os.path.isfile(self.last_checkpoint)
+                else "no checkpoint of the run is left")
+        return RunDirError(f"the run directory {self.partial} became unusable {when}: "
+                           f"{cause}{what}; {last}")
+
     # ----------------------------------------------------------------- finish
     def finish(self) -> str:
         """Moves the completed run into place; a finished run it replaces is renamed aside."""
@@ -249,4 +299,5 @@ class RunDir:
             os.rename(self.final, backup)
             print(f"[clinfonce] the previous run was kept as {backup}")
         os.replace(self.partial, self.final)
+        self._finished = True
         return self.final

@@ -19,7 +19,7 @@ from .augment.device import DeviceAugmentation
 from .callbacks import (AugmentationClock, BackboneOrigin, FiniteLoss, PeriodicCheckpoint,
                         RNGState)
 from .checkpoints import load_backbone, safe_load
-from .config import check_pretrain_cfg
+from .config import check_choice, check_pretrain_cfg
 from .data.augmentation_schedule import EpochClock
 from .data.indexed import IndexedDataset, TransformedImages
 from .utils.loading import loader_options, uses_cuda
@@ -49,6 +49,10 @@ def prepare_cfg(cfg: omegaconf.DictConfig, source: Any = None) -> omegaconf.Dict
 def _prepare(cfg: omegaconf.DictConfig, source: Any = None):
     """``prepare_cfg``, returning also the training split it read (read once per run)."""
     cfg = check_pretrain_cfg(cfg, DATASETS, host.METHODS, source)
+    # the host's own tables: solo-learn would fail on another name only when training starts
+    for key, what, choices in (("optimizer.name", "optimizer", host.BaseMethod._OPTIMIZERS),
+                               ("scheduler.name", "scheduler", host.BaseMethod._SCHEDULERS)):
+        check_choice(cfg, key, choices, what, f"the {host.HOST_NAME} host's", source)
     check_logger_packages(cfg)
     if cfg.resume_from_checkpoint is not None:
         # loaded weights-only first: a file from outside the run must not run code
@@ -230,6 +234,20 @@ def _fit(cfg, model, train_loader, val_loader, run: RunDir, ckpt: Optional[str],
     )
     _keep_metrics_on_resume(trainer, ckpt)
     watch(trainer, model)
+    try:
+        return _train_and_finish(cfg, model, train_loader, val_loader, run, ckpt, trainer)
+    except Exception as err:
+        # a full disk, or the run directory removed or replaced mid-run: say so, not which
+        # file of it (a log, last.ckpt.tmp) happened to be written first
+        failure = run.failure(err, f"at epoch {trainer.current_epoch}, step "
+                              f"{trainer.global_step}") if owner else None
+        if failure is None:
+            raise
+        raise failure from err
+
+
+def _train_and_finish(cfg, model, train_loader, val_loader, run: RunDir, ckpt: Optional[str],
+                      trainer: pl.Trainer) -> str:
     try:
         with lightning_noise_filtered():
             trainer.fit(model, train_loader, val_loader, **_fit_kwargs(ckpt))

@@ -46,6 +46,24 @@ class PeriodicCheckpoint(pl.Callback):
         trainer.strategy.barrier("clinfonce.last_ckpt")
 
 
+class ScheduleFromConfig(pl.Callback):
+    """Sets each learning rate of a ``LambdaLR`` schedule (the bundled runtime's cosine) from
+    the schedule at its current step when training starts. A resumed run's optimiser comes
+    back with the learning rate its checkpoint stored; the schedule's function is the one of
+    the current config, so a ``max_epochs`` changed on resume applies from the first resumed
+    step instead of the second. At a fresh start this is the value the schedule set."""
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for config in trainer.lr_scheduler_configs:
+            scheduler = config.scheduler
+            if not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+                continue
+            for group, base, factor in zip(scheduler.optimizer.param_groups,
+                                           scheduler.base_lrs, scheduler.lr_lambdas):
+                group["lr"] = base * factor(scheduler.last_epoch)
+            scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
+
+
 class RNGState(pl.Callback):
     """Stores the torch, numpy and python generators in the checkpoint and restores them on
     resume: the next epoch's shuffle and (in-process) augmentations then match an

@@ -197,6 +197,18 @@ class RunDir:
         self._identity = self._current_identity()
         return ckpt
 
+    def resumes(self, resume: bool = False, auto_resume: bool = False,
+                max_hours: Optional[float] = None) -> bool:
+        """Whether ``start`` with these arguments continues the interrupted run's
+        ``last.ckpt`` (``resume``; ``auto_resume`` when it is at most ``max_hours`` old)."""
+        if not (resume or auto_resume) or not os.path.isdir(self.partial) or \
+                not os.path.isfile(self.last_checkpoint):
+            return False
+        return resume or max_hours is None or self._age_hours() <= max_hours
+
+    def _age_hours(self) -> float:
+        return (time.time() - os.path.getmtime(self.last_checkpoint)) / 3600
+
     def _current_identity(self) -> Optional[tuple]:
         try:
             stat = os.stat(self.partial)
@@ -220,11 +232,11 @@ class RunDir:
         interrupted = os.path.isdir(self.partial)
         if resume or auto_resume:
             if interrupted and os.path.isfile(self.last_checkpoint):
-                age_h = (time.time() - os.path.getmtime(self.last_checkpoint)) / 3600
-                if resume or max_hours is None or age_h <= max_hours:
+                if self.resumes(resume, auto_resume, max_hours):
                     print(f"[clinfonce] resuming {self.last_checkpoint}")
                     return self.last_checkpoint
-                print(f"[clinfonce] auto_resume: {self.last_checkpoint} is {age_h:.1f} h old "
+                print(f"[clinfonce] auto_resume: {self.last_checkpoint} is "
+                      f"{self._age_hours():.1f} h old "
                       f"(> auto_resume.max_hours={max_hours}): starting afresh")
             elif resume:
                 if interrupted:

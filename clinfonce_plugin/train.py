@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from . import host
 from .augment.device import DeviceAugmentation
 from .callbacks import (AugmentationClock, BackboneOrigin, FiniteLoss, PeriodicCheckpoint,
-                        RNGState)
+                        RNGState, ScheduleFromConfig)
 from .checkpoints import load_backbone, safe_load
 from .config import check_choice, check_pretrain_cfg
 from .data.augmentation_schedule import EpochClock
@@ -30,6 +30,7 @@ from .lightning_noise import lightning_noise_filtered
 from .loggers import build_loggers, check_logger_packages, finish_loggers, lr_monitor, watch
 from .host.backbone import sync_momentum_modules
 from .host.method import make_method
+from .resume_config import check_resume_config, previous_config, record_resume
 from .rundir import RunDir
 from .utils.devices import resolve_accelerator
 from .zoo import resolve_pretrained
@@ -125,6 +126,25 @@ def _resume_point(cfg, run: RunDir, owner: bool) -> Optional[str]:
     return None
 
 
+def _resumed_config_changes(cfg, run: RunDir) -> Optional[dict]:
+    """When this run continues another (``resume``, ``auto_resume``, or
+    ``resume_from_checkpoint`` with the ``args.json`` of its run beside it): the keys that
+    differ from that run's config (``resume_config.check_resume_config`` refuses those a
+    resumed run would not apply). None when there is no config to compare with."""
+    if cfg.resume_from_checkpoint is not None:
+        folder = os.path.dirname(os.path.abspath(cfg.resume_from_checkpoint))
+    elif run.resumes(cfg.resume, cfg.auto_resume.enabled, cfg.auto_resume.max_hours):
+        folder = run.partial
+    else:
+        return None
+    args_path = os.path.join(folder, "args.json")
+    old = previous_config(args_path)
+    if old is None:
+        return None
+    return check_resume_config(old, OmegaConf.to_container(cfg, resolve=True), args_path,
+                               host.HOST_NAME)
+
+
 def _fit_kwargs(ckpt: Optional[str]) -> dict:
     kwargs = {"ckpt_path": ckpt}
     if ckpt is not None and "weights_only" in pl.Trainer.fit.__code__.co_varnames:
@@ -185,6 +205,8 @@ def pretrain(cfg: omegaconf.DictConfig, source: Any = None,
         # resuming an interrupted run is consent to clear the lock its dead process left
         run.acquire(break_lock=cfg.break_lock or cfg.resume or cfg.auto_resume.enabled)
     try:
+        # before the run directory changes: a refused resume leaves everything as it was
+        resumed = _resumed_config_changes(cfg, run) if owner else None
         ckpt = _resume_point(cfg, run, owner)
         print(f"[clinfonce] host={host.HOST_NAME} method={cfg.method} "
               f"backbone={cfg.backbone.name} run={run.partial}")
@@ -195,6 +217,10 @@ def pretrain(cfg: omegaconf.DictConfig, source: Any = None,
             with open(args_path + ".tmp", "w") as f:
                 json.dump(OmegaConf.to_container(cfg, resolve=True), f, indent=2, default=str)
             os.replace(args_path + ".tmp", args_path)
+            if ckpt is not None:
+                state = safe_load(ckpt, "resume checkpoint")
+                record_resume(run.partial, ckpt, int(state.get("epoch", -1)),
+                              int(state.get("global_step", 0)), resumed or {})
         if clock is not None:
             callbacks = list(callbacks or []) + [AugmentationClock(clock)]
         if cfg.data.augment_on == "device":
@@ -208,7 +234,7 @@ def pretrain(cfg: omegaconf.DictConfig, source: Any = None,
 def _fit(cfg, model, train_loader, val_loader, run: RunDir, ckpt: Optional[str],
          callbacks: Optional[list], owner: bool) -> str:
     accelerator = _accelerator(cfg)
-    callbacks = list(callbacks or []) + [FiniteLoss(), RNGState(),
+    callbacks = list(callbacks or []) + [FiniteLoss(), RNGState(), ScheduleFromConfig(),
                                          BackboneOrigin(host.HOST_NAME, cfg.backbone.name),
                                          lr_monitor()]
     if cfg.checkpoint.enabled:

@@ -82,8 +82,8 @@ PRETRAIN: Dict[str, Any] = {
     "resume_from_checkpoint": Key(None, "str", "continue from this checkpoint file"),
     "overwrite": Key(False, "bool", "replace a finished run of this name (the old one is "
                      "renamed to <name>.replaced-<time>, never deleted)"),
-    "break_lock": Key(False, "bool", "remove the lock of a run whose process is dead "
-                      "(resume=true does it too)"),
+    "break_lock": Key(False, "bool", "remove the lock of a run whose process is dead, or "
+                      "a lock that cannot be read (resume=true does it too)"),
     "limit_train_batches": Key(1.0, "int|float", "Lightning: batches (int) or fraction per "
                                "epoch", low=0, low_open=True),
     "limit_val_batches": Key(1.0, "int|float", "Lightning: validation batches or fraction",

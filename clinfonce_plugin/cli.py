@@ -67,7 +67,7 @@ def check_command_line(argv: List[str], rewritten: List[str], config_dir: str) -
     except argparse.ArgumentError as err:
         refuse(str(err))
     folder = os.path.abspath(config_dir)
-    if args.config_name is not None:
+    if args.config_name is not None and not (args.config_dir or args.config_path):
         _check_config_file(config_dir, args.config_name, f"--config-name {args.config_name}",
                            folder)
     original = dict(zip(rewritten, argv))

@@ -94,9 +94,10 @@ def check_resume_config(old: Any, new: Any, args_path: str, host_name: str
         may = ", ".join(applied_on_resume(host_name, scheduler)) or "none"
         raise ConfigError(
             f"resume: {len(refused)} training key(s) differ from the run being resumed "
-            f"({args_path}; values as it records them): {listed}. A resumed run restores its optimiser, schedule and "
-            f"random state from the checkpoint, so these values would not be used: resume "
-            f"with the run's values, or start a new run (another name=, or overwrite=true; "
+            f"({args_path}; values as it records them): {listed}. A resumed run restores "
+            f"its optimiser, schedule and random state from the checkpoint, so these "
+            f"values would not be used: resume with the run's values, or start a new run "
+            f"(another name=, or overwrite=true; "
             f"backbone.pretrained=<checkpoint> starts from its weights). Training keys that "
             f"may change on resume here: {may} (docs/reliability.md)")
     return changed
@@ -129,8 +130,15 @@ def record_resume(run_dir: str, checkpoint: str, epoch: int, step: int,
     path = os.path.join(run_dir, RECORD)
     history: List[dict] = []
     if os.path.isfile(path):
-        with open(path) as f:
-            history = json.load(f)
+        try:
+            with open(path) as f:
+                history = json.load(f)
+        except ValueError:
+            history = None
+        if not isinstance(history, list):  # not a record this module wrote: kept aside
+            stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            os.replace(path, f"{path}.unreadable-{stamp}")
+            history = []
     history.append({
         "resumed": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "checkpoint": checkpoint, "epoch": epoch, "global_step": step,

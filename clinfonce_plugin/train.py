@@ -128,7 +128,7 @@ def _resume_point(cfg, run: RunDir, owner: bool) -> Optional[str]:
 
 def _resumed_config_changes(cfg, run: RunDir) -> Optional[dict]:
     """When this run continues another (``resume``, ``auto_resume``, or
-    ``resume_from_checkpoint`` with the ``args.json`` of its run beside it): the keys that
+    ``resume_from_checkpoint`` in a run directory of this project): the keys that
     differ from that run's config (``resume_config.check_resume_config`` refuses those a
     resumed run would not apply). None when there is no config to compare with."""
     if cfg.resume_from_checkpoint is not None:
@@ -137,6 +137,8 @@ def _resumed_config_changes(cfg, run: RunDir) -> Optional[dict]:
         folder = run.partial
     else:
         return None
+    if not RunDir.is_ours(folder):
+        return None  # a file from elsewhere (a copy, solo-learn's run): no config to trust
     args_path = os.path.join(folder, "args.json")
     old = previous_config(args_path)
     if old is None:

@@ -180,3 +180,13 @@ def test_a_checkpoint_dir_that_is_a_file_is_named(tmp_path, kind):
                                           rf"under {root}/m: Not a directory"):
         RunDir(root, "m", "r").acquire()
     assert path.read_text() == "mine"
+
+
+def test_a_checkpoint_dir_that_cannot_be_written_is_named():
+    # as root chmod does not stop writes; sysfs refuses a new directory to root too
+    root = "/sys/clinfonce-test-runs"
+    with pytest.raises(RunDirError, match=rf"^checkpoint.dir: cannot write the run's files "
+                                          rf"under {root}/m: (Operation not permitted|"
+                                          rf"Permission denied|Read-only file system) "):
+        RunDir(root, "m", "r").acquire()
+    assert not os.path.exists(root)

@@ -130,24 +130,35 @@ def test_an_unknown_section_from_the_command_line_is_said_to_come_from_it():
 
 
 class SpoilTheRunDirectory(pl.Callback):
-    """At the start of epoch 1 (after epoch 0's last.ckpt), removes the run directory, or
-    replaces it with a file."""
+    """At the start of epoch 1 (after epoch 0's last.ckpt), removes the run directory,
+    replaces it with a file, or puts a directory where its metrics log is written."""
 
     def __init__(self, path, how):
         self.path, self.how = path, how
 
     def on_train_epoch_start(self, trainer, pl_module):
-        if trainer.current_epoch == 1:
-            shutil.rmtree(self.path)
-            if self.how == "file":
-                with open(self.path, "w") as f:
-                    f.write("not a directory")
+        if trainer.current_epoch != 1:
+            return
+        if self.how == "log":
+            log = os.path.join(self.path, "logs", "metrics.csv")
+            os.remove(log)
+            os.mkdir(log)
+            return
+        shutil.rmtree(self.path)
+        if self.how == "file":
+            with open(self.path, "w") as f:
+                f.write("not a directory")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("how,cause", [
-    ("removed", "it no longer exists (removed or moved while the run was training)"),
-    ("file", "it is no longer a directory (replaced while the run was training)"),
+    ("removed", "it no longer exists (removed or moved while the run was training); no "
+                "checkpoint of the run is left"),
+    ("file", "it is no longer a directory (replaced while the run was training); no "
+             "checkpoint of the run is left"),
+    ("log", "Is a directory; writing {partial}/logs/metrics.csv failed (Is a directory); its "
+            "last checkpoint {partial}/last.ckpt is kept: continue with resume=true once the "
+            "directory is writable"),
 ])
 def test_a_run_directory_lost_mid_run_is_named_with_the_cause(tiny_cub, tmp_path, how, cause):
     from clinfonce_plugin.cli import one_line
@@ -157,7 +168,7 @@ def test_a_run_directory_lost_mid_run_is_named_with_the_cause(tiny_cub, tmp_path
     with pytest.raises(RunDirError) as err:
         pretrain(cfg, callbacks=[SpoilTheRunDirectory(str(partial), how)])
     assert one_line(err.value) == (f"the run directory {partial} became unusable at epoch 1, "
-                                   f"step 6: {cause}; no checkpoint of the run is left")
+                                   f"step 6: {cause.format(partial=partial)}")
     # no directory was made again in its place, and the lock is released
     assert sorted(os.listdir(tmp_path / "simclr")) == (
-        ["simclr-synthetic_cub.partial"] if how == "file" else [])
+        [] if how == "removed" else ["simclr-synthetic_cub.partial"])

@@ -45,12 +45,15 @@ def rewrite_overrides(argv: List[str], config_dir: str) -> List[str]:
     return out
 
 
-def check_command_line(argv: List[str], rewritten: List[str], config_dir: str) -> None:
+def check_command_line(argv: List[str], rewritten: List[str], config_dir: str,
+                       default_config: Optional[str] = None) -> None:
     """Refuses, as a ConfigError naming the argument, what hydra would stop on with a
     traceback-like message and exit code 1: an option without its value, an unknown option,
-    a ``--config-name`` or config-group choice with no such file in ``config_dir``, and an
-    override hydra's grammar cannot read (a newline in it, an unbalanced ``[``).
-    ``rewritten`` is ``argv`` after ``rewrite_overrides`` (what hydra is given)."""
+    a ``--config-name`` or config-group choice with no such file in ``config_dir``, a group
+    choice without a config whose defaults list has the group, and an override hydra's
+    grammar cannot read (a newline in it, an unbalanced ``[``). ``rewritten`` is ``argv``
+    after ``rewrite_overrides`` (what hydra is given); ``default_config`` the config read
+    without ``--config-name``."""
     from hydra._internal.utils import get_args_parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
@@ -91,6 +94,10 @@ def check_command_line(argv: List[str], rewritten: List[str], config_dir: str) -
         if (parsed.package is None and not override.startswith("+") and
                 os.path.isdir(os.path.join(config_dir, key)) and
                 isinstance(parsed.value(), str)):
+            if args.config_name is None and default_config is None:
+                raise ConfigError(f"command line ({given}): a config-group choice needs a "
+                                  f"--config-name whose defaults list has the group (or "
+                                  f"+{given} to add it)")
             _check_config_file(os.path.join(config_dir, key), parsed.value(), given,
                                os.path.join(folder, key))
 
@@ -170,7 +177,7 @@ def hydra_main(config_dir: str, job: Callable, config_name: Optional[str] = None
 
     argv = rewrite_overrides(sys.argv[1:], config_dir)
     try:
-        check_command_line(sys.argv[1:], argv, config_dir)
+        check_command_line(sys.argv[1:], argv, config_dir, config_name)
     except UserError as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)

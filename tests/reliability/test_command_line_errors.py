@@ -59,6 +59,8 @@ def _check(*argv):
     (["--config-name", CONFIG, "augmentations=symetric_32"],
      rf"command line \(augmentations=symetric_32\): no config symetric_32.yaml in "
      rf"{PRETRAIN_CONFIGS}/augmentations/ \(did you mean symmetric_32.yaml"),
+    (["augmentations=symmetric_32"], r"command line \(augmentations=symmetric_32\): a "
+                                     r"config-group choice needs a --config-name"),
 ])
 def test_command_lines_hydra_cannot_read_are_named(argv, expected):
     with pytest.raises(ConfigError, match=rf"^{expected}"):

@@ -22,7 +22,7 @@ __all__ = ["REQUIRED", "Key", "ConfigError", "Sources", "fill_section", "check_k
            "fill_defaults", "as_keys", "validate_run_name", "documented_keys", "PRETRAIN",
            "LINEAR", "KNN", "KNN_FEATURE_TYPES", "PLOT", "AUGMENTATION", "LINEAR_PRESETS",
            "FINETUNE", "check_finetune_cfg", "linear_preset", "AUTO_WORKERS_CAP",
-           "available_cores", "auto_num_workers", "processes_per_machine"]
+           "available_cores", "auto_num_workers", "processes_per_machine", "check_choice"]
 
 
 
@@ -82,8 +82,8 @@ PRETRAIN: Dict[str, Any] = {
     "resume_from_checkpoint": Key(None, "str", "continue from this checkpoint file"),
     "overwrite": Key(False, "bool", "replace a finished run of this name (the old one is "
                      "renamed to <name>.replaced-<time>, never deleted)"),
-    "break_lock": Key(False, "bool", "remove the lock of a run whose process is dead "
-                      "(resume=true does it too)"),
+    "break_lock": Key(False, "bool", "remove the lock of a run whose process is dead, or "
+                      "a lock that cannot be read (resume=true does it too)"),
     "limit_train_batches": Key(1.0, "int|float", "Lightning: batches (int) or fraction per "
                                "epoch", low=0, low_open=True),
     "limit_val_batches": Key(1.0, "int|float", "Lightning: validation batches or fraction",
@@ -131,7 +131,8 @@ PRETRAIN: Dict[str, Any] = {
     },
     "optimizer": {
         "name": Key(REQUIRED, "str", "sgd | lars | adam | adamw"),
-        "batch_size": Key(REQUIRED, "int", "batch size per device", low=1),
+        "batch_size": Key(REQUIRED, "int", "batch size per device, at least 2 (BatchNorm "
+                          "needs two samples, a contrastive batch its negatives)", low=2),
         "lr": Key(REQUIRED, "float", "base lr, scaled by batch_size * devices / 256", low=0,
                   low_open=True),
         "classifier_lr": Key(0.1, "float", "online linear probe lr", low=0),
@@ -441,6 +442,7 @@ class Sources:
     primary: Optional[str] = None
     groups: Dict[str, str] = field(default_factory=dict)  # package -> yaml file
     overrides: Sequence[str] = ()
+    label: str = "<config>"  # where a key is said to be when no file or override has it
 
     @staticmethod
     def of(source: Any) -> "Sources":
@@ -450,10 +452,21 @@ class Sources:
 
     def where(self, path: str) -> str:
         parts = _split_path(path)
-        for override in self.overrides:
+        # the last override of a key given twice is the one that took effect
+        for override in reversed(self.overrides):
             key = override.split("=", 1)[0].lstrip("+~")
             if _split_path(key) == parts[: len(_split_path(key))]:
                 return f"command line ({override})"
+        in_files = any(_yaml_line(file, parts[len(_split_path(package)):])
+                       for package, file in self.groups.items()
+                       if parts[: len(_split_path(package))] == _split_path(package))
+        in_files = in_files or bool(self.primary and _yaml_line(self.primary, parts))
+        if not in_files:
+            # a section no file has, made by an override of a key below it (foo.bar=1)
+            for override in reversed(self.overrides):
+                key = _split_path(override.split("=", 1)[0].lstrip("+~"))
+                if key[: len(parts)] == parts:
+                    return f"command line ({override})"
         for package, file in self.groups.items():
             pkg = _split_path(package)
             if parts[: len(pkg)] == pkg:
@@ -463,7 +476,7 @@ class Sources:
         if self.primary:
             line = _yaml_line(self.primary, parts)
             return f"{self.primary}:{line}" if line else self.primary
-        return "<config>"
+        return self.label
 
 
 def _split_path(path: str) -> List[Any]:
@@ -652,6 +665,16 @@ def select(cfg: DictConfig, key: str, default: Any = None) -> Any:
     if value is None or value == "???":
         return default
     return value
+
+
+def check_choice(cfg: DictConfig, key: str, choices: Sequence[str], what: str, of: str = "",
+                 source: Any = None) -> None:
+    """Raises ConfigError (with the key's location) if the value at dotted ``key`` is not
+    one of ``choices`` (``what`` names the value, ``of`` whose choices they are)."""
+    value = OmegaConf.select(cfg, key)
+    if value not in choices:
+        raise _error(Sources.of(source), key, f"unknown {what} {value!r}. Choose from "
+                     f"{of + ' ' if of else ''}{list(choices)}")
 
 
 def validate_run_name(name: Any, where: str = "name") -> str:

@@ -220,17 +220,22 @@ def bench_throughput(accel: str, work: str, epochs: int, augment_on: str,
 
     sampler = UtilSampler()
 
-    class EpochClock(pl.Callback):
+    from pipeline import StepTimer
+
+    class EpochClock(StepTimer):
+        """Per epoch: seconds, data wait and step time (bench/pipeline.py's split); the
+        GPU is sampled during epochs after the first."""
+
         def __init__(self) -> None:
-            self.seconds: List[float] = []
+            super().__init__()
             self.images = 0
 
         def on_train_epoch_start(self, trainer, module) -> None:
-            self._start = time.perf_counter()
+            super().on_train_epoch_start(trainer, module)
             sampler.active = trainer.current_epoch >= 1
 
         def on_train_epoch_end(self, trainer, module) -> None:
-            self.seconds.append(time.perf_counter() - self._start)
+            super().on_train_epoch_end(trainer, module)
             sampler.active = False
             self.images = trainer.num_training_batches * trainer.train_dataloader.batch_size
 
@@ -252,10 +257,12 @@ def bench_throughput(accel: str, work: str, epochs: int, augment_on: str,
     finally:
         os.chdir(cwd)
         util = sampler.close()
-    later = clock.seconds[1:] or clock.seconds
-    epoch_s = statistics.median(later)
+    later = slice(1, None) if len(clock.epoch) > 1 else slice(None)
+    epoch_s = statistics.median(clock.epoch[later])
     return {"augment_on": augment_on, "epochs": epochs, "images_per_epoch": clock.images,
             "epoch_s": epoch_s, "images_per_s": clock.images / epoch_s,
+            "data_wait_s": statistics.median(clock.wait[later]),
+            "step_s": statistics.median(clock.compute[later]),
             "gpu_util_percent": util}
 
 
@@ -287,6 +294,9 @@ def table(result: dict) -> str:
                      f"{row['images_per_s']:.0f} | |")
         lines.append(f"| bench run, augment_on={row['augment_on']}: GPU utilisation % | "
                      f"{'n/a' if util is None else f'{util:.0f}'} | |")
+        lines.append(f"| bench run, augment_on={row['augment_on']}: epoch s (data wait s, "
+                     f"steps s) | {row['epoch_s']:.2f} ({row['data_wait_s']:.2f}, "
+                     f"{row['step_s']:.2f}) | |")
     return "\n".join(lines)
 
 
@@ -325,6 +335,8 @@ def main(argv=None) -> int:
                    "run directories; default: a temporary one)")
     p.add_argument("--skip", nargs="*", default=[], choices=["entry", "steps", "throughput"])
     p.add_argument("--timeout", type=float, default=300, help="seconds per entry-point run")
+    p.add_argument("--step-rounds", type=int, default=12, help="alternated rounds of the "
+                   "step-time ratios (5 steps each)")
     args = p.parse_args(argv)
     start = time.perf_counter()
     cuda = torch.cuda.is_available()
@@ -339,7 +351,7 @@ def main(argv=None) -> int:
     steps = None
     if "steps" not in args.skip:
         steps = guarded("step-time ratios", checks, lambda: step_ratios(
-            device, 8 if args.quick else 256, 2 if args.quick else 12,
+            device, 8 if args.quick else 256, 2 if args.quick else args.step_rounds,
             1 if args.quick else 5))
     throughput = []
     if "throughput" not in args.skip:

@@ -1,7 +1,7 @@
 """The one hydra entry wrapper of ``main_pretrain.py``, ``main_linear.py``, ``main_knn.py``,
 ``main_finetune.py``, ``select_k`` and ``plot_embedding``.
 
-- The command line is rewritten and its sources found by ``config/command_line.py``.
+- The command line is rewritten, checked and its sources found by ``config/command_line.py``.
 - Configs are read from a fixed directory (no ``--config-path``); ``--config-name`` picks one
   (``plot_embedding`` has a default one). Without either, the config is the command line's
   keys alone (``main_linear.py pretrained=zoo:<name>``: every other key has its default or
@@ -17,7 +17,7 @@
 import sys
 from typing import Callable, Optional
 
-from .config.command_line import rewrite_overrides, sources_from_hydra
+from .config.command_line import check_command_line, rewrite_overrides, sources_from_hydra
 from .errors import Interrupted, UserError
 from .run.lightning_noise import lightning_noise_filtered
 
@@ -64,6 +64,11 @@ def hydra_main(config_dir: str, job: Callable, config_name: Optional[str] = None
     import hydra
 
     argv = rewrite_overrides(sys.argv[1:], config_dir)
+    try:
+        check_command_line(sys.argv[1:], argv, config_dir, config_name)
+    except UserError as err:
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
     named = any(a in ("--config-name", "-cn") or a.startswith(("--config-name=", "-cn="))
                 for a in argv)
     help_only = any(a in ("-h", "--help", "--hydra-help") for a in argv)

@@ -21,7 +21,9 @@ LAYERS = {
     "methods": 5,
     "run": 6,
     "evaluate": 7,
-    "cli": 8, "zoo": 8, "select_k": 8, "plot_embedding": 8, "": 8,  # "": the package itself
+    # the commands: the package itself (""), the entry wrapper, `python -m` commands, and the
+    # study (`python -m clinfonce_plugin.study`), which runs pretraining and evaluations
+    "cli": 8, "zoo": 8, "select_k": 8, "plot_embedding": 8, "study": 8, "": 8,
 }
 # the top level keeps the registration (__init__), the errors a caller catches, the hydra
 # entry wrapper of main_*.py, and the `python -m clinfonce_plugin.<command>` commands

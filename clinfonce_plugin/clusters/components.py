@@ -33,6 +33,7 @@ __all__ = [
     "weak_labels",
     "weak_labels_of_views",
     "component_stats",
+    "component_statistics",
     "purity",
 ]
 
@@ -284,6 +285,42 @@ def weak_labels_of_views(views: Sequence[torch.Tensor],
         return list(labels - labels[:, :1])
 
 
+def component_statistics(labels: torch.Tensor, targets: Optional[torch.Tensor] = None
+                         ) -> Dict[str, torch.Tensor]:
+    """Statistics of a labelling as 0-d tensors on its device, with nothing read back to the
+    host (the training step logs them every step): ``num_components``, ``mean_size``,
+    ``max_size`` and, with ``targets``, ``purity`` (see :func:`purity`; NaN when no target
+    is known).
+
+    Args:
+        labels: (N,) int64 labels in [0, N) (canonical labels are).
+        targets: (N,) int64 targets, -1 where unknown.
+    """
+    n = labels.numel()
+    sizes = torch.zeros(n, dtype=torch.long, device=labels.device).index_add_(
+        0, labels, torch.ones_like(labels))
+    num = (sizes > 0).sum()
+    out = {"num_components": num, "mean_size": n / num.float(), "max_size": sizes.max()}
+    if targets is not None:
+        known = targets != -1
+        # one key per (component, target); the rows sharing a row's key are counted in the
+        # sorted keys by two binary searches (labels, targets + 1 < 2**31)
+        key = labels * 2 ** 32 + (targets + 1)
+        ordered = key.sort().values
+        group = (torch.searchsorted(ordered, key, right=True)
+                 - torch.searchsorted(ordered, key)) * known
+        # a component's majority: its largest (component, known target) group
+        majority = torch.zeros(n, dtype=torch.long, device=labels.device).scatter_reduce_(
+            0, labels, group, reduce="amax")
+        out["purity"] = majority.sum().float() / known.sum().float()
+    return out
+
+
+def _dense_labels(labels: torch.Tensor) -> torch.Tensor:
+    """Any non-negative labels renamed 0..C-1 (host-side; fine outside the training step)."""
+    return torch.unique(labels, return_inverse=True)[1].reshape(-1)
+
+
 def component_stats(labels: torch.Tensor) -> Dict[str, float]:
     """Number of components, mean and largest component size of canonical labels.
 
@@ -293,13 +330,9 @@ def component_stats(labels: torch.Tensor) -> Dict[str, float]:
     labels = torch.as_tensor(labels)
     if labels.ndim != 1 or labels.numel() == 0:
         raise ValueError(f"labels must be a non-empty 1-D tensor, got {tuple(labels.shape)}")
-    sizes = torch.bincount(labels.long())
-    sizes = sizes[sizes > 0]
-    return {
-        "num_components": int(sizes.numel()),
-        "mean_size": float(labels.numel() / sizes.numel()),
-        "max_size": int(sizes.max()),
-    }
+    stats = component_statistics(_dense_labels(labels.long()))
+    return {"num_components": int(stats["num_components"]),
+            "mean_size": float(stats["mean_size"]), "max_size": int(stats["max_size"])}
 
 
 def purity(labels: torch.Tensor, targets: torch.Tensor) -> float:
@@ -320,13 +353,6 @@ def purity(labels: torch.Tensor, targets: torch.Tensor) -> float:
             f"labels and targets must be 1-D of equal length, got {tuple(labels.shape)} "
             f"and {tuple(targets.shape)}"
         )
-    known = targets != -1
-    labels, targets = labels[known], targets[known]
     if labels.numel() == 0:
         return float("nan")
-    _, t_codes = torch.unique(targets, return_inverse=True)
-    num_t = int(t_codes.max()) + 1
-    pair_counts = torch.bincount(labels * num_t + t_codes)
-    pair_counts = torch.nn.functional.pad(pair_counts, (0, (-pair_counts.numel()) % num_t))
-    majority = pair_counts.view(-1, num_t).amax(dim=1)
-    return float(majority.sum()) / labels.numel()
+    return float(component_statistics(_dense_labels(labels), targets)["purity"])

@@ -17,7 +17,8 @@ from .keys import Key, Unsupported, as_keys, documented_keys
 from .schema import (AUGMENTATION, AUTO_WORKERS_CAP, EVAL_DATA, FINETUNE, KNN, KNN_FEATURE_TYPES,
                      LINEAR, LINEAR_PRESETS, PLOT, PRETRAIN, UNSUPPORTED)
 from .sources import Sources
-from .validate import check_known_keys, fill_defaults, fill_section, select, validate_run_name
+from .validate import (check_choice, check_known_keys, fill_defaults, fill_section, select,
+                       validate_run_name)
 
 __all__ = ["REQUIRED", "Key", "Unsupported", "ConfigError", "Sources", "fill_section",
            "check_known_keys", "check_pretrain_cfg", "check_linear_cfg", "check_knn_cfg",
@@ -25,4 +26,4 @@ __all__ = ["REQUIRED", "Key", "Unsupported", "ConfigError", "Sources", "fill_sec
            "documented_keys", "PRETRAIN", "LINEAR", "KNN", "KNN_FEATURE_TYPES", "PLOT",
            "AUGMENTATION", "LINEAR_PRESETS", "FINETUNE", "EVAL_DATA", "UNSUPPORTED",
            "check_finetune_cfg", "linear_preset", "AUTO_WORKERS_CAP", "available_cores",
-           "auto_num_workers", "processes_per_machine", "uses_momentum"]
+           "auto_num_workers", "processes_per_machine", "uses_momentum", "check_choice"]

@@ -32,8 +32,8 @@ PRETRAIN: Dict[str, Any] = {
     "resume_from_checkpoint": Key(None, "str", "continue from this checkpoint file"),
     "overwrite": Key(False, "bool", "replace a finished run of this name (the old one is "
                      "renamed to <name>.replaced-<time>, never deleted)"),
-    "break_lock": Key(False, "bool", "remove the lock of a run whose process is dead "
-                      "(resume=true does it too)"),
+    "break_lock": Key(False, "bool", "remove the lock of a run whose process is dead, or "
+                      "a lock that cannot be read (resume=true does it too)"),
     "limit_train_batches": Key(1.0, "int|float", "Lightning: batches (int) or fraction per "
                                "epoch", low=0, low_open=True),
     "limit_val_batches": Key(1.0, "int|float", "Lightning: validation batches or fraction",
@@ -81,7 +81,8 @@ PRETRAIN: Dict[str, Any] = {
     },
     "optimizer": {
         "name": Key(REQUIRED, "str", "sgd | lars | adam | adamw"),
-        "batch_size": Key(REQUIRED, "int", "batch size per device", low=1),
+        "batch_size": Key(REQUIRED, "int", "batch size per device, at least 2 (BatchNorm "
+                          "needs two samples, a contrastive batch its negatives)", low=2),
         "lr": Key(REQUIRED, "float", "base lr, scaled by batch_size * devices / 256", low=0,
                   low_open=True),
         "classifier_lr": Key(0.1, "float", "online linear probe lr", low=0),

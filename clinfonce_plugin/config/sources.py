@@ -16,6 +16,7 @@ class Sources:
     primary: Optional[str] = None
     groups: Dict[str, str] = field(default_factory=dict)  # package -> yaml file
     overrides: Sequence[str] = ()
+    label: str = "<config>"  # where a key is said to be when no file or override has it
 
     @staticmethod
     def of(source: Any) -> "Sources":
@@ -25,10 +26,21 @@ class Sources:
 
     def where(self, path: str) -> str:
         parts = _split_path(path)
-        for override in self.overrides:
+        # the last override of a key given twice is the one that took effect
+        for override in reversed(self.overrides):
             key = override.split("=", 1)[0].lstrip("+~")
             if _split_path(key) == parts[: len(_split_path(key))]:
                 return f"command line ({override})"
+        in_files = any(_yaml_line(file, parts[len(_split_path(package)):])
+                       for package, file in self.groups.items()
+                       if parts[: len(_split_path(package))] == _split_path(package))
+        in_files = in_files or bool(self.primary and _yaml_line(self.primary, parts))
+        if not in_files:
+            # a section no file has, made by an override of a key below it (foo.bar=1)
+            for override in reversed(self.overrides):
+                key = _split_path(override.split("=", 1)[0].lstrip("+~"))
+                if key[: len(parts)] == parts:
+                    return f"command line ({override})"
         for package, file in self.groups.items():
             pkg = _split_path(package)
             if parts[: len(pkg)] == pkg:
@@ -38,7 +50,7 @@ class Sources:
         if self.primary:
             line = _yaml_line(self.primary, parts)
             return f"{self.primary}:{line}" if line else self.primary
-        return "<config>"
+        return self.label
 
 
 def _split_path(path: str) -> List[Any]:

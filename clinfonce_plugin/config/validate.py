@@ -133,6 +133,16 @@ def select(cfg: DictConfig, key: str, default: Any = None) -> Any:
     return value
 
 
+def check_choice(cfg: DictConfig, key: str, choices: Sequence[str], what: str, of: str = "",
+                 source: Any = None) -> None:
+    """Raises ConfigError (with the key's location) if the value at dotted ``key`` is not
+    one of ``choices`` (``what`` names the value, ``of`` whose choices they are)."""
+    value = OmegaConf.select(cfg, key)
+    if value not in choices:
+        raise _error(Sources.of(source), key, f"unknown {what} {value!r}. Choose from "
+                     f"{of + ' ' if of else ''}{list(choices)}")
+
+
 def validate_run_name(name: Any, where: str = "name") -> str:
     """A run name is one path component of safe characters (it becomes a directory)."""
     if not isinstance(name, str) or not NAME_PATTERN.match(name) or name in (".", ".."):

@@ -56,8 +56,13 @@ def _check_gathered(z: torch.Tensor, ids: torch.Tensor,
     if tuple(all_z.shape) != (n, z.shape[1]) or tuple(all_ids.shape) != (n,):
         raise ValueError(f"gathered must be ((N, D), (N,)) with N = {n}, got "
                          f"{tuple(all_z.shape)} and {tuple(all_ids.shape)}")
-    if not torch.equal(ids.to(all_ids.device).long(), all_ids[offset:offset + z.shape[0]].long()):
-        raise ValueError("ids must be this rank's block of the gathered ids")
+    mine = ids.to(all_ids.device).long() == all_ids[offset:offset + z.shape[0]].long()
+    if all_ids.device.type == "cpu":
+        if not bool(mine.all()):
+            raise ValueError("ids must be this rank's block of the gathered ids")
+    else:  # checked on the device: a host read would stall its queue every step
+        torch._assert_async(mine.all(), "cl_infonce: ids must be this rank's block of the "
+                                        "gathered ids")
 
 
 def cl_infonce(
@@ -147,11 +152,17 @@ def cl_infonce(
             raise ValueError(f"ids must be >= 0, got min id {int(uniq[0])}")
     else:
         inv, k = all_ids, num_clusters
-        lo, hi = int(all_ids.min()), int(all_ids.max())
-        if lo < 0 or hi >= num_clusters:
-            raise ValueError(
-                f"ids must lie in [0, num_clusters={num_clusters}), got range [{lo}, {hi}]"
-            )
+        if all_ids.device.type == "cpu":
+            lo, hi = int(all_ids.min()), int(all_ids.max())
+            if lo < 0 or hi >= num_clusters:
+                raise ValueError(
+                    f"ids must lie in [0, num_clusters={num_clusters}), got range [{lo}, {hi}]"
+                )
+        else:
+            # on an accelerator a host read would stall its queue every step: the device
+            # checks the range itself and fails the step's next synchronisation
+            torch._assert_async(((all_ids >= 0) & (all_ids < num_clusters)).all(),
+                                f"cl_infonce: ids must lie in [0, num_clusters={num_clusters})")
 
     if gathered is not None:
         all_z = F.normalize(gathered[0].to(work_dtype), dim=1)
@@ -159,7 +170,9 @@ def cl_infonce(
         all_z = gather_with_grad(zn) if distributed else zn
     offset = rank * m  # where this rank's block sits in the gathered batch
     local_inv = inv[offset : offset + m]
-    counts = torch.bincount(inv, minlength=k)
+    # a scatter of ones rather than bincount, which reads the maximum back to the host
+    counts = torch.zeros(k, dtype=torch.long, device=inv.device).index_add_(
+        0, inv, torch.ones_like(inv))
     num_pos = counts[local_inv] - 1
     valid = num_pos > 0
     # Every rank holds all ids, so the global count of valid anchors needs no all_reduce.

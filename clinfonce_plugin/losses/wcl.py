@@ -21,8 +21,8 @@ Views = Sequence[torch.Tensor]
 
 def instance_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float,
                  keys: Optional[Views] = None) -> torch.Tensor:
-    """L_NCE: NT-Xent of the two large views (``cl_infonce`` with instance ids and
-    ``form="in"``, the host's SimCLR loss).
+    """L_NCE: NT-Xent of the two large views (``cl_infonce`` with instance ids: the host's
+    SimCLR loss, where both forms coincide).
 
     Args:
         z1, z2: (B, D) this rank's rows of view 1 and view 2.
@@ -39,7 +39,9 @@ def instance_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float,
         all_z = torch.stack([k.view(world, b, -1) for k in keys], dim=1).reshape(2 * n, -1)
         all_ids = torch.arange(n, device=z1.device).view(world, b).repeat(1, 2).reshape(-1)
         gathered = (all_z, all_ids)
-    return cl_infonce(torch.cat([z1, z2]), ids, temperature, form="in", num_clusters=n,
+    # each anchor has one positive (its other view), where the "in" and "out" forms are the
+    # same loss: "out" needs no check of that (a host read) and no (M, N) per-cluster sums
+    return cl_infonce(torch.cat([z1, z2]), ids, temperature, form="out", num_clusters=n,
                       gathered=gathered)
 
 

@@ -32,9 +32,13 @@ def loss_num_clusters(num_clusters: int, rows_gathered: int) -> Optional[int]:
 
 
 def mean_positives(ids_gathered: torch.Tensor) -> torch.Tensor:
-    """Mean number of positives per anchor (other rows with the same id) in a gathered batch."""
-    _, inverse, counts = torch.unique(ids_gathered, return_inverse=True, return_counts=True)
-    return (counts[inverse] - 1).float().mean()
+    """Mean number of positives per anchor (other rows with the same id) in a gathered batch.
+    The rows of each id are counted in the sorted ids (two binary searches), so nothing is
+    read back to the host (``torch.unique`` does, to size its output)."""
+    ordered = ids_gathered.sort().values
+    counts = (torch.searchsorted(ordered, ids_gathered, right=True)
+              - torch.searchsorted(ordered, ids_gathered))
+    return (counts - 1).float().mean()
 
 
 class ClInfoNCE(DynamicClusters, ProjectionHeads, BaseMethod):

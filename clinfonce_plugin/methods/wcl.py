@@ -2,6 +2,7 @@
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import omegaconf
+import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import open_dict
@@ -9,7 +10,7 @@ from torch.utils.data import Dataset
 
 from clinfonce_plugin.config import ConfigError, fill_defaults
 from clinfonce_plugin.clusters.components import BACKENDS as WEAK_LABEL_BACKENDS
-from clinfonce_plugin.clusters.components import component_stats, purity, weak_labels_of_views
+from clinfonce_plugin.clusters.components import component_statistics, weak_labels_of_views
 from clinfonce_plugin.clusters.neighbours import BACKENDS as KNN_BACKENDS
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.data.indexed import IndexedDataset
@@ -44,6 +45,16 @@ METHOD_KWARGS = {
     "knn_backend": "faiss",
     "knn_seed": 0,
 }
+
+
+def target_coverage(sample_info: Optional[SampleInfo]) -> str:
+    """"all", "some" or "none" of the training set's labels known (-1: unknown); "some"
+    (decided batch by batch) when the split or its labels are not given."""
+    labels = None if sample_info is None else sample_info.labels
+    if labels is None or len(labels) == 0:
+        return "some"
+    known = np.asarray(labels) != -1
+    return "all" if known.all() else ("some" if known.any() else "none")
 
 
 class WCL(ProjectionHeads, BaseMethod):
@@ -102,6 +113,10 @@ class WCL(ProjectionHeads, BaseMethod):
         self.swap_weight: float = float(kw.swap_weight)
         self.cswap_weight: float = float(kw.cswap_weight)
         self.weak_label_backend: str = kw.weak_label_backend
+        # whether the training targets are all known, some, or none: the step then logs the
+        # weak labels' purity without reading anything back to the host, only after a
+        # check of the batch, or not at all
+        self.targets_known = target_coverage(sample_info)
         self.has_instance = self.ablation != "weak_only"
         self.has_weak = self.ablation != "instance"
 
@@ -166,7 +181,8 @@ class WCL(ProjectionHeads, BaseMethod):
             y1, y2 = self._weak_labels(v[:2], keys, logs, targets)
             # wcl_swap(v1, v2, a, b) = L_sup(V1, b) + L_sup(V2, a)
             sup = (y1, y2) if self.swap else (y2, y1)
-            counts = tuple(int(y.max()) + 1 for y in sup)  # canonical labels: ids 0..C-1
+            # canonical labels lie in 0..C-1, C <= N: N bounds them without reading C back
+            counts = tuple(y.numel() for y in sup)
             terms["swap"] = (self.swap_weight, wcl_swap(v[0], v[1], *sup, self.temperature,
                                                         num_clusters=counts, keys=keys))
             if self.num_small_crops:
@@ -190,12 +206,14 @@ class WCL(ProjectionHeads, BaseMethod):
         y = weak_labels_of_views([F.normalize(v.detach().float(), dim=1) for v in views],
                                  [F.normalize(k.detach().float(), dim=1) for k in keys],
                                  backend=self.weak_label_backend)
-        s1, s2 = (component_stats(labels) for labels in y)
+        t = all_gather_no_grad(targets) if self.targets_known != "none" else None
+        if self.targets_known == "some" and not bool((t != -1).any()):
+            t = None  # no known target in this batch: no purity (one host read per step)
+        s1, s2 = (component_statistics(labels, t) for labels in y)
         logs.update(weak_num_components=(s1["num_components"] + s2["num_components"]) / 2,
                     weak_mean_component_size=(s1["mean_size"] + s2["mean_size"]) / 2)
-        t = all_gather_no_grad(targets)
-        if bool((t != -1).any()):
-            logs["weak_purity"] = (purity(y[0], t) + purity(y[1], t)) / 2
+        if t is not None:
+            logs["weak_purity"] = (s1["purity"] + s2["purity"]) / 2
         return y
 
     def on_train_epoch_start(self) -> None:

@@ -1,6 +1,7 @@
 """Lightning callbacks of the pretrain runner: the periodic atomic checkpoint, the random
 number generators' state in it (so a resumed run draws what the uninterrupted one would),
 and the stop on a non-finite loss."""
+import errno
 import math
 import os
 import random
@@ -34,12 +35,33 @@ class PeriodicCheckpoint(pl.Callback):
         if (trainer.current_epoch + 1) % self.every_n_epochs != 0:
             return
         tmp = self.path + ".tmp"
+        if trainer.is_global_zero and not os.path.isdir(self.dirpath):
+            # the run directory was removed or replaced: Lightning's save would make a new one
+            raise FileNotFoundError(errno.ENOENT, "the run directory is gone", self.dirpath)
         trainer.save_checkpoint(tmp)  # collective: every rank builds it, rank 0 writes
         if trainer.is_global_zero:
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
             os.replace(tmp, self.path)
         trainer.strategy.barrier("clinfonce.last_ckpt")
+
+
+class ScheduleFromConfig(pl.Callback):
+    """Sets each learning rate of a ``LambdaLR`` schedule (the bundled runtime's cosine) from
+    the schedule at its current step when training starts. A resumed run's optimiser comes
+    back with the learning rate its checkpoint stored; the schedule's function is the one of
+    the current config, so a ``max_epochs`` changed on resume applies from the first resumed
+    step instead of the second. At a fresh start this is the value the schedule set."""
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for config in trainer.lr_scheduler_configs:
+            scheduler = config.scheduler
+            if not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+                continue
+            for group, base, factor in zip(scheduler.optimizer.param_groups,
+                                           scheduler.base_lrs, scheduler.lr_lambdas):
+                group["lr"] = base * factor(scheduler.last_epoch)
+            scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
 
 
 class RNGState(pl.Callback):

@@ -6,7 +6,7 @@ import os
 import pickle
 import re
 import warnings
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import torch
 
@@ -32,23 +32,53 @@ def safe_load(path: str, what: str = "checkpoint") -> Dict[str, Any]:
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         text = str(err)
-        match = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-        if match:
-            culprit = f" (it refers to {match.group(1)})"
+        culprit = refused_global(text)
+        if culprit is not None:
             raise CheckpointError(
-                f"{what} {path} was refused: it needs arbitrary unpickling{culprit}, which could "
-                f"run code. Only checkpoints of plain tensors and containers are loaded "
-                f"(torch.load weights_only=True); the checkpoints this project writes load "
-                f"that way. Re-save the file's state_dict if you trust it") from None
-        detail = re.search(r"WeightsUnpickler error: \s*(.+)", text)
-        detail = detail.group(1).strip() if detail else text.splitlines()[0]
+                f"{what} {path} was refused: it needs arbitrary unpickling (it refers to "
+                f"{culprit}), which could run code; the file was not loaded. Only checkpoints "
+                f"of plain tensors and containers are loaded (torch.load weights_only=True); "
+                f"the checkpoints this project writes load that way. Re-save the file's "
+                f"state_dict if you trust it") from None
         raise CheckpointError(f"{what} {path} is not a readable torch checkpoint "
-                              f"({size} bytes; not a torch file?): {detail}") from None
+                              f"({size} bytes; not a torch file?): "
+                              f"{unpickling_detail(text)}") from None
     except Exception as err:  # noqa: BLE001 - garbage bytes reach the unpickler's internals
         # (IndexError, KeyError, struct.error, ... besides RuntimeError/EOFError/BadZipFile)
         first = str(err).splitlines()[0].split(". ")[0] if str(err) else type(err).__name__
         raise CheckpointError(f"{what} {path} is not a readable torch checkpoint ({size} "
                               f"bytes; truncated or not a torch file): {first}") from None
+
+
+# how torch's weights-only unpickler names a global it refuses, by torch version: "Unsupported
+# global: GLOBAL io.open was not an allowed global by default" (2.4 and later) and "Trying to
+# load unsupported GLOBAL posix.system whose module posix is blocked" (2.14, for modules it
+# blocks outright)
+_REFUSED_GLOBAL = (re.compile(r"Unsupported global: GLOBAL ([\w.]+)"),
+                   re.compile(r"unsupported GLOBAL ([\w.]+)"),
+                   re.compile(r"\bGLOBAL ([\w.]+)"))
+
+
+def refused_global(text: str) -> Optional[str]:
+    """The name of the global (``module.name``) that torch's weights-only unpickler refused,
+    read from its error message ``text``; None when the message names none."""
+    for pattern in _REFUSED_GLOBAL:
+        match = pattern.search(text)
+        if match:
+            return match.group(1).rstrip(".")
+    return None
+
+
+def unpickling_detail(text: str) -> str:
+    """The line of a weights-only unpickling error that says what is wrong with the file,
+    without torch's advice to load it with ``weights_only`` off (which would run its code)."""
+    detail = re.search(r"WeightsUnpickler error: \s*(.+)", text)
+    if detail:
+        return detail.group(1).strip()
+    lines = [line.strip() for line in text.splitlines()
+             if line.strip() and "weights_only" not in line and "Weights only load failed" not in
+             line]
+    return lines[0] if lines else "the weights-only unpickler refused it"
 
 
 def state_dict_of(obj: Any, path: str) -> Dict[str, torch.Tensor]:

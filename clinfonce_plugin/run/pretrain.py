@@ -17,9 +17,9 @@ from torch.utils.data import DataLoader
 from .. import host
 from ..augment.device import DeviceAugmentation
 from .callbacks import (AugmentationClock, BackboneOrigin, FiniteLoss, PeriodicCheckpoint,
-                        RNGState)
+                        RNGState, ScheduleFromConfig)
 from .checkpoints import load_backbone, safe_load
-from ..config import check_pretrain_cfg
+from ..config import check_choice, check_pretrain_cfg
 from ..data.augmentation_schedule import EpochClock
 from ..data.indexed import IndexedDataset, TransformedImages
 from ..utils.loading import loader_options, uses_cuda
@@ -31,6 +31,7 @@ from .lightning_noise import lightning_noise_filtered
 from .loggers import build_loggers, check_logger_packages, finish_loggers, lr_monitor, watch
 from ..host.backbone import sync_momentum_modules
 from ..host.method import make_method
+from .resume_config import check_resume_config, previous_config, record_resume
 from .rundir import RunDir
 from ..utils.devices import resolve_accelerator
 from .zoo import resolve_pretrained
@@ -50,6 +51,10 @@ def prepare_cfg(cfg: omegaconf.DictConfig, source: Any = None) -> omegaconf.Dict
 def _prepare(cfg: omegaconf.DictConfig, source: Any = None):
     """``prepare_cfg``, returning also the training split it read (read once per run)."""
     cfg = check_pretrain_cfg(cfg, DATASETS, host.METHODS, source)
+    # the host's own tables: solo-learn would fail on another name only when training starts
+    for key, what, choices in (("optimizer.name", "optimizer", host.BaseMethod._OPTIMIZERS),
+                               ("scheduler.name", "scheduler", host.BaseMethod._SCHEDULERS)):
+        check_choice(cfg, key, choices, what, f"the {host.HOST_NAME} host's", source)
     check_logger_packages(cfg)
     if cfg.resume_from_checkpoint is not None:
         # loaded weights-only first: a file from outside the run must not run code
@@ -126,6 +131,27 @@ def _resume_point(cfg, run: RunDir, owner: bool) -> Optional[str]:
     return None
 
 
+def _resumed_config_changes(cfg, run: RunDir) -> Optional[dict]:
+    """When this run continues another (``resume``, ``auto_resume``, or
+    ``resume_from_checkpoint`` in a run directory of this project): the keys that
+    differ from that run's config (``resume_config.check_resume_config`` refuses those a
+    resumed run would not apply). None when there is no config to compare with."""
+    if cfg.resume_from_checkpoint is not None:
+        folder = os.path.dirname(os.path.abspath(cfg.resume_from_checkpoint))
+    elif run.resumes(cfg.resume, cfg.auto_resume.enabled, cfg.auto_resume.max_hours):
+        folder = run.partial
+    else:
+        return None
+    if not RunDir.is_ours(folder):
+        return None  # a file from elsewhere (a copy, solo-learn's run): no config to trust
+    args_path = os.path.join(folder, "args.json")
+    old = previous_config(args_path)
+    if old is None:
+        return None
+    return check_resume_config(old, OmegaConf.to_container(cfg, resolve=True), args_path,
+                               host.HOST_NAME)
+
+
 def _fit_kwargs(ckpt: Optional[str]) -> dict:
     kwargs = {"ckpt_path": ckpt}
     if ckpt is not None and "weights_only" in pl.Trainer.fit.__code__.co_varnames:
@@ -187,6 +213,8 @@ def pretrain(cfg: omegaconf.DictConfig, source: Any = None,
         # resuming an interrupted run is consent to clear the lock its dead process left
         run.acquire(break_lock=cfg.break_lock or cfg.resume or cfg.auto_resume.enabled)
     try:
+        # before the run directory changes: a refused resume leaves everything as it was
+        resumed = _resumed_config_changes(cfg, run) if owner else None
         ckpt = _resume_point(cfg, run, owner)
         print(f"[clinfonce] host={host.HOST_NAME} method={cfg.method} "
               f"backbone={cfg.backbone.name} run={run.partial}")
@@ -197,6 +225,10 @@ def pretrain(cfg: omegaconf.DictConfig, source: Any = None,
             with open(args_path + ".tmp", "w") as f:
                 json.dump(OmegaConf.to_container(cfg, resolve=True), f, indent=2, default=str)
             os.replace(args_path + ".tmp", args_path)
+            if ckpt is not None:
+                state = safe_load(ckpt, "resume checkpoint")
+                record_resume(run.partial, ckpt, int(state.get("epoch", -1)),
+                              int(state.get("global_step", 0)), resumed or {})
         if clock is not None:
             callbacks = list(callbacks or []) + [AugmentationClock(clock)]
         if cfg.data.augment_on == "device":
@@ -210,7 +242,7 @@ def pretrain(cfg: omegaconf.DictConfig, source: Any = None,
 def _fit(cfg, model, train_loader, val_loader, run: RunDir, ckpt: Optional[str],
          callbacks: Optional[list], owner: bool) -> str:
     accelerator = _accelerator(cfg)
-    callbacks = list(callbacks or []) + [FiniteLoss(), RNGState(),
+    callbacks = list(callbacks or []) + [FiniteLoss(), RNGState(), ScheduleFromConfig(),
                                          BackboneOrigin(host.HOST_NAME, cfg.backbone.name),
                                          lr_monitor()]
     if cfg.checkpoint.enabled:
@@ -236,6 +268,20 @@ def _fit(cfg, model, train_loader, val_loader, run: RunDir, ckpt: Optional[str],
     )
     _keep_metrics_on_resume(trainer, ckpt)
     watch(trainer, model)
+    try:
+        return _train_and_finish(cfg, model, train_loader, val_loader, run, ckpt, trainer)
+    except Exception as err:
+        # a full disk, or the run directory removed or replaced mid-run: say so, not which
+        # file of it (a log, last.ckpt.tmp) happened to be written first
+        failure = run.failure(err, f"at epoch {trainer.current_epoch}, step "
+                              f"{trainer.global_step}") if owner else None
+        if failure is None:
+            raise
+        raise failure from err
+
+
+def _train_and_finish(cfg, model, train_loader, val_loader, run: RunDir, ckpt: Optional[str],
+                      trainer: pl.Trainer) -> str:
     try:
         with lightning_noise_filtered():
             trainer.fit(model, train_loader, val_loader, **_fit_kwargs(ckpt))

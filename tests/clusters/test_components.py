@@ -10,6 +10,7 @@ import clinfonce_plugin.clusters.components as components
 from clinfonce_plugin.clusters.components import (
     weak_labels_of_views,
     component_stats,
+    component_statistics,
     components_scipy,
     components_torch,
     nearest_neighbour,
@@ -387,3 +388,25 @@ def test_weak_labels_of_views_bad_input():
         weak_labels_of_views([v, v], gathered=[v])
     with pytest.raises(ValueError, match="unknown backend"):
         weak_labels_of_views([v], backend="cuda-magic")
+
+
+def test_component_statistics_on_the_device_path_equal_the_loop_reference():
+    # the training step's version: 0-d tensors, nothing read back; canonical labels
+    rng = np.random.default_rng(5)
+    raw = rng.integers(0, 40, 257)
+    labels = torch.as_tensor(np.unique(raw, return_inverse=True)[1].reshape(-1))
+    targets = torch.as_tensor(rng.integers(-1, 6, 257))
+    stats = component_statistics(labels, targets)
+    assert all(isinstance(v, torch.Tensor) and v.ndim == 0 for v in stats.values())
+    sizes = np.bincount(labels.numpy())
+    assert int(stats["num_components"]) == sizes.size
+    assert float(stats["mean_size"]) == pytest.approx(257 / sizes.size)
+    assert int(stats["max_size"]) == sizes.max()
+    correct = known = 0
+    for c in range(sizes.size):
+        t = targets.numpy()[(labels.numpy() == c) & (targets.numpy() != -1)]
+        if t.size:
+            correct += np.bincount(t).max()
+            known += t.size
+    assert float(stats["purity"]) == pytest.approx(correct / known)
+    assert math.isnan(float(component_statistics(labels, torch.full((257,), -1))["purity"]))

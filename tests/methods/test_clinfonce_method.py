@@ -126,3 +126,15 @@ def test_bad_method_kwargs_fail_before_training(cfg_factory, kw, match):
 def test_bad_provider_params_fail_with_the_valid_ones(cfg_factory):
     with pytest.raises(ValueError, match="k"):
         _model(cfg_factory, clusters={"provider": "attributes", "kk": 3})
+
+
+def test_mean_positives_counts_other_rows_of_the_same_id():
+    from clinfonce_plugin.methods.clinfonce import mean_positives
+
+    ids = torch.tensor([4, 1, 4, 4, 9, 1, 7])
+    # rows of 4: 2 others each (3 rows); of 1: 1 each (2 rows); 9 and 7: none
+    assert float(mean_positives(ids)) == pytest.approx((3 * 2 + 2 * 1) / 7)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 50, (300,), generator=g)
+    ref = sum(int((ids == i).sum()) - 1 for i in ids.tolist()) / 300
+    assert float(mean_positives(ids)) == pytest.approx(ref)

@@ -7,6 +7,7 @@ collectives of a step)."""
 import collections
 from unittest import mock
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
@@ -622,3 +623,29 @@ def test_two_ddp_processes_build_the_same_bank_and_table(ddp_results):
         assert res["agreed"] is True and torch.equal(res["table"], expected)
         assert res["agreed_other"] is False
         assert torch.equal(res["fixed"], ddp_results[0]["table"])
+
+
+def test_purity_logging_follows_which_training_targets_are_known(cfg_factory):
+    from clinfonce_plugin.methods.wcl import target_coverage
+
+    assert target_coverage(None) == "some"
+    assert target_coverage(SampleInfo(num_samples=3)) == "some"
+    assert target_coverage(SampleInfo(num_samples=3, labels=np.array([0, 2, 1]))) == "all"
+    assert target_coverage(SampleInfo(num_samples=3, labels=np.array([0, -1, 1]))) == "some"
+    assert target_coverage(SampleInfo(num_samples=3, labels=np.full(3, -1))) == "none"
+    targets = torch.tensor([0, 1, 2, 0, 2, 1, 2, 0])
+    batch = _batch(targets=targets)
+    for labels, logged in ((np.arange(16) % 3, True), (np.full(16, -1), False)):
+        cfg = cfg_factory("wcl")
+        model = host.METHODS["wcl"](cfg, sample_info=SampleInfo(num_samples=16, labels=labels))
+        model.logged = {}
+        model.log_dict = lambda d, **k: model.logged.update(
+            {key: float(torch.as_tensor(v).detach()) for key, v in d.items()})
+        with torch.no_grad():
+            model.eval().training_step(batch, 0)
+        assert ("weak_purity" in model.logged) is logged
+        if logged:
+            y1, y2 = _reference(model, batch)[1]["labels"]
+            t = targets.tolist()
+            assert model.logged["weak_purity"] == pytest.approx(
+                (ref_purity(y1, t) + ref_purity(y2, t)) / 2)

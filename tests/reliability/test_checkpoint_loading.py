@@ -127,3 +127,77 @@ def test_a_crafted_resume_checkpoint_is_refused_before_training(tmp_path, tiny_c
     with pytest.raises(CheckpointError, match="resume_from_checkpoint .* was refused"):
         pretrain(cfg)
     assert not marker.exists() and not (tmp_path / "runs").exists()
+
+
+class RunsAShellCommand:
+    """Unpickling this object calls os.system (``posix.system``) with a harmless command that
+    creates a file, so a run of it would show."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.path}",))
+
+
+# torch's weights-only refusals, as worded by torch 2.14.1 (a module it blocks outright) and
+# by torch 2.4 to 2.13 (a global not on its allow-list)
+TORCH_2_14 = ("Weights only load failed. In PyTorch 2.6, we changed the default value of the "
+              "`weights_only` argument in `torch.load` from `False` to `True`. Re-running "
+              "`torch.load` with `weights_only` set to `False` will likely succeed, but it can "
+              "result in arbitrary code execution. Do it only if you got the file from a "
+              "trusted source.\n\n\nTrying to load unsupported GLOBAL posix.system whose module "
+              "posix is blocked.\n\nCheck the documentation of torch.load to learn more")
+TORCH_2_6 = ("Weights only load failed. This file can still be loaded, to do so you have two "
+             "options, do those steps only if you trust the source of the checkpoint.\n\t(1) "
+             "Re-running `torch.load` with `weights_only` set to `False` will likely succeed, "
+             "but it can result in arbitrary code execution.\n\t(2) Alternatively, ...\n\t"
+             "WeightsUnpickler error: Unsupported global: GLOBAL posix.system was not an "
+             "allowed global by default. Please use `torch.serialization.add_safe_globals("
+             "[system])`\n\nCheck the documentation of torch.load")
+
+
+@pytest.mark.parametrize("text", [TORCH_2_14, TORCH_2_6], ids=["torch-2.14", "torch-2.6"])
+def test_the_refused_global_is_read_from_either_wording(text):
+    from clinfonce_plugin.run.checkpoints import refused_global
+
+    assert refused_global(text) == "posix.system"
+
+
+def _assert_no_unsafe_advice(message):
+    for advice in ("weights_only=False", "weights_only set to False",
+                   "`weights_only` set to `False`", "weights_only=0"):
+        assert advice not in message
+
+
+def test_a_pickle_calling_os_system_is_refused_by_name_and_not_loaded(tmp_path):
+    marker = tmp_path / "written_by_the_shell"
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "extra": RunsAShellCommand(str(marker))}, path)
+    with pytest.raises(CheckpointError) as err:
+        safe_load(str(path), "pretrained checkpoint")
+    message = str(err.value)
+    assert message.startswith(f"pretrained checkpoint {path} was refused: it needs arbitrary "
+                              f"unpickling (it refers to posix.system), which could run code; "
+                              f"the file was not loaded.")
+    _assert_no_unsafe_advice(message)
+    assert not marker.exists()
+
+
+def test_a_refusal_without_a_named_global_gives_no_unsafe_advice(tmp_path, monkeypatch):
+    import pickle
+
+    from clinfonce_plugin import checkpoints
+
+    def refuse(*args, **kwargs):  # torch's wording with a reason that names no global
+        raise pickle.UnpicklingError(TORCH_2_14.replace(
+            "Trying to load unsupported GLOBAL posix.system whose module posix is blocked.",
+            "Unsupported operand 149"))
+
+    path = tmp_path / "x.ckpt"
+    path.write_bytes(b"\x80\x02")
+    monkeypatch.setattr(checkpoints.torch, "load", refuse)
+    with pytest.raises(CheckpointError, match=r"not a readable torch checkpoint \(2 bytes; not "
+                                              r"a torch file\?\): Unsupported operand 149$") as err:
+        safe_load(str(path))
+    _assert_no_unsafe_advice(str(err.value))

@@ -125,3 +125,68 @@ def test_a_stale_lock_is_reported_and_broken_only_when_asked(tmp_path):
     run.acquire(break_lock=True)
     assert json.load(open(run.lock))["pid"] == os.getpid()
     run.release()
+
+
+@pytest.mark.parametrize("content", ["", "{\"pid\": 12", "not json", "[]"])
+def test_an_unreadable_lock_is_named_and_broken_only_when_asked(tmp_path, content):
+    # a kill between creating the lock and writing its record (the lock of an older
+    # version, written in two steps) leaves an empty or cut lock
+    run = RunDir(str(tmp_path), "m", "r")
+    os.makedirs(os.path.dirname(run.lock))
+    with open(run.lock, "w") as f:
+        f.write(content)
+    with pytest.raises(RunDirError, match=r"has an unreadable lock .* \(empty or not a lock "
+                                          r"record.*rerun with break_lock=true") as err:
+        run.acquire()
+    assert "None" not in str(err.value)
+    assert open(run.lock).read() == content  # left as it was
+    run.acquire(break_lock=True)
+    assert json.load(open(run.lock))["pid"] == os.getpid()
+    run.release()
+    assert sorted(os.listdir(tmp_path / "m")) == []  # no temporary file left
+
+
+def test_the_lock_is_never_seen_without_its_record(tmp_path, monkeypatch):
+    # the record is complete before the lock's name exists: watch every creation of a path
+    # and read the lock the moment its name appears
+    run = RunDir(str(tmp_path), "m", "r")
+    seen = []
+    real_link, real_open = os.link, os.open
+
+    def link(src, dst, *args, **kwargs):
+        real_link(src, dst, *args, **kwargs)
+        if dst == run.lock:
+            seen.append(open(dst).read())
+
+    def os_open(path, flags, *args, **kwargs):
+        fd = real_open(path, flags, *args, **kwargs)
+        if path == run.lock:
+            seen.append(open(path).read())
+        return fd
+
+    monkeypatch.setattr(os, "link", link)
+    monkeypatch.setattr(os, "open", os_open)
+    run.acquire()
+    assert len(seen) == 1 and json.loads(seen[0])["pid"] == os.getpid()
+    run.release()
+
+
+@pytest.mark.parametrize("kind", ["file", "file-inside"])
+def test_a_checkpoint_dir_that_is_a_file_is_named(tmp_path, kind):
+    path = tmp_path / "not_a_dir"
+    path.write_text("mine")
+    root = str(path) if kind == "file" else str(path / "below")
+    with pytest.raises(RunDirError, match=rf"^checkpoint.dir: cannot write the run's files "
+                                          rf"under {root}/m: Not a directory"):
+        RunDir(root, "m", "r").acquire()
+    assert path.read_text() == "mine"
+
+
+def test_a_checkpoint_dir_that_cannot_be_written_is_named():
+    # as root chmod does not stop writes; sysfs refuses a new directory to root too
+    root = "/sys/clinfonce-test-runs"
+    with pytest.raises(RunDirError, match=rf"^checkpoint.dir: cannot write the run's files "
+                                          rf"under {root}/m: (Operation not permitted|"
+                                          rf"Permission denied|Read-only file system) "):
+        RunDir(root, "m", "r").acquire()
+    assert not os.path.exists(root)

@@ -5,7 +5,7 @@ import errno
 import math
 import os
 import random
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import lightning.pytorch as pl
 import numpy as np
@@ -47,21 +47,47 @@ class PeriodicCheckpoint(pl.Callback):
 
 
 class ScheduleFromConfig(pl.Callback):
-    """Sets each learning rate of a ``LambdaLR`` schedule (the bundled runtime's cosine) from
-    the schedule at its current step when training starts. A resumed run's optimiser comes
-    back with the learning rate its checkpoint stored; the schedule's function is the one of
-    the current config, so a ``max_epochs`` changed on resume applies from the first resumed
-    step instead of the second. At a fresh start this is the value the schedule set."""
+    """Makes a resumed run follow the schedule of its current config (a ``max_epochs``
+    changed on resume), from the first resumed step.
+
+    - A ``LambdaLR`` (the bundled runtime's cosine): its function is the current config's;
+      each learning rate is set from it at the restored step when training starts (the
+      optimiser came back with the rate its checkpoint stored).
+    - A scheduler that keeps its horizon in its state (solo-learn's
+      ``LinearWarmupCosineAnnealingLR``: ``warmup_epochs``, ``max_epochs``): the horizon the
+      current config built is recorded at ``on_fit_start`` (after the schedulers are made,
+      before the checkpoint's state overwrites them), put back when training starts, and
+      each learning rate set from the schedule's closed form at the restored step.
+    """
+
+    HORIZON = ("warmup_epochs", "max_epochs")
+
+    def __init__(self) -> None:
+        self._horizons: List[Dict[str, Any]] = []
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._horizons = [
+            {key: getattr(config.scheduler, key) for key in self.HORIZON
+             if hasattr(config.scheduler, key)} for config in trainer.lr_scheduler_configs]
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        for config in trainer.lr_scheduler_configs:
+        for i, config in enumerate(trainer.lr_scheduler_configs):
             scheduler = config.scheduler
-            if not isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
-                continue
-            for group, base, factor in zip(scheduler.optimizer.param_groups,
-                                           scheduler.base_lrs, scheduler.lr_lambdas):
-                group["lr"] = base * factor(scheduler.last_epoch)
-            scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
+            groups = scheduler.optimizer.param_groups
+            if isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+                lrs = [base * factor(scheduler.last_epoch)
+                       for base, factor in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
+            else:
+                horizon = self._horizons[i] if i < len(self._horizons) else {}
+                if (trainer.ckpt_path is None or len(horizon) != len(self.HORIZON)
+                        or not hasattr(scheduler, "_get_closed_form_lr")):
+                    continue
+                for key, value in horizon.items():
+                    setattr(scheduler, key, value)
+                lrs = scheduler._get_closed_form_lr()
+            for group, lr in zip(groups, lrs):
+                group["lr"] = lr
+            scheduler._last_lr = [group["lr"] for group in groups]
 
 
 class RNGState(pl.Callback):

@@ -148,8 +148,7 @@ def _resumed_config_changes(cfg, run: RunDir) -> Optional[dict]:
     old = previous_config(args_path)
     if old is None:
         return None
-    return check_resume_config(old, OmegaConf.to_container(cfg, resolve=True), args_path,
-                               host.HOST_NAME)
+    return check_resume_config(old, OmegaConf.to_container(cfg, resolve=True), args_path)
 
 
 def _fit_kwargs(ckpt: Optional[str]) -> dict:

@@ -10,9 +10,8 @@ be used. So a key may differ on resume only when its new value is applied for re
   not what it learns (run control, paths of the run, logging, data-loader workers, image
   checks, checkpoint frequency, validation-only limits);
 - ``APPLIED_ON_RESUME``: training keys the resumed run applies: ``max_epochs`` (the trainer's
-  last epoch, and the bundled runtime's cosine schedule, whose horizon is computed from the
-  config when the run starts; solo-learn's ``warmup_cosine`` keeps the horizon stored in the
-  checkpoint, so there it may change only with another scheduler).
+  last epoch, and the schedule's horizon on both hosts: ``run.callbacks.ScheduleFromConfig``
+  puts the current config's horizon back over the one the checkpoint stored).
 
 Every other difference is refused with one error naming each key as ``key: old -> new``.
 Each resume is recorded in ``resumes.json`` of the run directory: when, from which
@@ -38,12 +37,8 @@ NOT_TRAINING: Tuple[str, ...] = (
 ABSENT = "<absent>"
 
 
-def applied_on_resume(host_name: str, scheduler: Optional[str]) -> Tuple[str, ...]:
-    """The training keys a resumed run applies for real on host ``host_name`` with the
-    scheduler ``scheduler`` (see the module docstring)."""
-    if host_name != "runtime" and scheduler == "warmup_cosine":
-        return ()
-    return ("max_epochs",)
+# training keys a resumed run applies for real (run.callbacks.ScheduleFromConfig)
+APPLIED_ON_RESUME: Tuple[str, ...] = ("max_epochs",)
 
 
 def flatten(node: Any, prefix: str = "") -> Dict[str, Any]:
@@ -79,19 +74,17 @@ def _under(key: str, prefixes) -> bool:
                for p in prefixes)
 
 
-def check_resume_config(old: Any, new: Any, args_path: str, host_name: str
-                        ) -> Dict[str, Tuple[Any, Any]]:
+def check_resume_config(old: Any, new: Any, args_path: str) -> Dict[str, Tuple[Any, Any]]:
     """Compares the config ``new`` of a resumed run with ``old``, the config of the run it
     continues (read from ``args_path``). Returns every difference; raises ConfigError naming
     the training keys that changed and would not be applied."""
     changed = differences(old, new)
-    scheduler = (new.get("scheduler") or {}).get("name") if isinstance(new, dict) else None
-    allowed = NOT_TRAINING + applied_on_resume(host_name, scheduler)
+    allowed = NOT_TRAINING + APPLIED_ON_RESUME
     refused = [k for k in changed if not _under(k, allowed)]
     if refused:
         listed = ", ".join(f"{k}: {_show(changed[k][0])} -> {_show(changed[k][1])}"
                            for k in refused)
-        may = ", ".join(applied_on_resume(host_name, scheduler)) or "none"
+        may = ", ".join(APPLIED_ON_RESUME)
         raise ConfigError(
             f"resume: {len(refused)} training key(s) differ from the run being resumed "
             f"({args_path}; values as it records them): {listed}. A resumed run restores "

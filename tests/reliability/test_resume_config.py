@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from clinfonce_plugin import host
 from clinfonce_plugin.errors import ConfigError
-from clinfonce_plugin.run.resume_config import (applied_on_resume, check_resume_config,
+from clinfonce_plugin.run.resume_config import (APPLIED_ON_RESUME, check_resume_config,
                                             differences)
 from clinfonce_plugin.run.pretrain import pretrain
 from tests.helpers import yaml_pretrain_cfg
@@ -47,7 +47,7 @@ def test_a_changed_training_key_is_refused_with_each_key_old_and_new():
                                           r"being resumed \(run/args.json; values as it "
                                           r"records them\): optimizer.lr: 0.4 -> 4, seed: 5 "
                                           r"-> 6\. ") as err:
-        check_resume_config(OLD, new, "run/args.json", "runtime")
+        check_resume_config(OLD, new, "run/args.json")
     assert "enable_progress_bar" not in str(err.value)  # not a training key
     assert "\n" not in str(err.value)
 
@@ -55,19 +55,16 @@ def test_a_changed_training_key_is_refused_with_each_key_old_and_new():
 def test_keys_that_are_not_training_keys_and_max_epochs_may_change():
     new = _new(**{"max_epochs": 5, "resume": True, "enable_progress_bar": False,
                   "wandb.project": "b", "data.num_workers": 0})
-    assert check_resume_config(OLD, new, "args.json", "runtime") == {
+    assert check_resume_config(OLD, new, "args.json") == {
         "data.num_workers": (2, 0), "enable_progress_bar": (True, False),
         "max_epochs": (2, 5), "resume": (False, True), "wandb.project": ("a", "b")}
 
 
-def test_max_epochs_is_refused_where_the_schedule_keeps_the_old_horizon():
-    # solo-learn's LinearWarmupCosineAnnealingLR stores max_epochs in its state_dict
-    assert applied_on_resume("solo-learn", "warmup_cosine") == ()
-    assert applied_on_resume("solo-learn", "step") == ("max_epochs",)
-    assert applied_on_resume("runtime", "warmup_cosine") == ("max_epochs",)
-    with pytest.raises(ConfigError, match=r"max_epochs: 2 -> 5\. .* may change on resume "
-                                          r"here: none"):
-        check_resume_config(OLD, _new(max_epochs=5), "args.json", "solo-learn")
+def test_max_epochs_is_the_one_training_key_applied_on_resume():
+    assert APPLIED_ON_RESUME == ("max_epochs",)
+    with pytest.raises(ConfigError, match=r"optimizer.lr: 0.4 -> 0.2\. .* may change on resume "
+                                          r"here: max_epochs"):
+        check_resume_config(OLD, _new(**{"optimizer.lr": 0.2}), "args.json")
 
 
 class StopAtEpoch(pl.Callback):
@@ -117,12 +114,8 @@ def test_resume_refuses_a_new_lr_and_applies_and_records_a_new_max_epochs(tiny_c
     assert not (partial / "resumes.json").exists()
     assert not (tmp_path / "simclr" / "r.lock").exists()
 
-    if host.HOST_NAME != "runtime":
-        # solo-learn's cosine keeps the horizon of its checkpoint: max_epochs is not applied
-        with pytest.raises(ConfigError, match=r"max_epochs: 2 -> 3\. .* here: none"):
-            pretrain(_cfg(tiny_cub, out, resume=True, max_epochs=3))
-        assert (partial / "args.json").read_bytes() == args_before
-        return
+    # on both hosts: solo-learn's cosine keeps the horizon in its checkpoint's state, and
+    # ScheduleFromConfig puts the new one back when training starts
     pretrain(_cfg(tiny_cub, out, resume=True, max_epochs=3))
     run = tmp_path / "simclr" / "r"
     assert json.loads((run / "args.json").read_text())["max_epochs"] == 3

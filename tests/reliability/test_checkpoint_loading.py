@@ -187,7 +187,7 @@ def test_a_pickle_calling_os_system_is_refused_by_name_and_not_loaded(tmp_path):
 def test_a_refusal_without_a_named_global_gives_no_unsafe_advice(tmp_path, monkeypatch):
     import pickle
 
-    from clinfonce_plugin import checkpoints
+    from clinfonce_plugin.run import checkpoints
 
     def refuse(*args, **kwargs):  # torch's wording with a reason that names no global
         raise pickle.UnpicklingError(TORCH_2_14.replace(

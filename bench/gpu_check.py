@@ -213,7 +213,6 @@ def bench_throughput(accel: str, work: str, epochs: int, augment_on: str,
                      quick: bool) -> dict:
     """The bench run (``clinfonce_synthetic_cub_bench.yaml``) in this process: training
     images/s over the epochs after the first, and the GPU's mean utilisation then."""
-    import lightning.pytorch as pl
     from hydra import compose, initialize_config_dir
 
     from clinfonce_plugin.run.pretrain import pretrain

@@ -51,9 +51,10 @@ class GeneratedImages(torch.utils.data.Dataset):
 
 
 def _method_cfg(d: int, k: int, batch_size: int, workers: int):
-    from omegaconf import OmegaConf
+    from clinfonce_plugin.config import saved_pretrain_cfg
 
-    return OmegaConf.create({
+    # every schema key left out takes its default, as after the config check
+    return saved_pretrain_cfg({
         "name": "bench", "method": "clinfonce",
         "backbone": {"name": "test_resnet", "kwargs": {}},
         "method_kwargs": {"proj_hidden_dim": 2048, "proj_output_dim": d, "temperature": 0.1,

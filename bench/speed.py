@@ -25,9 +25,9 @@ sys.path.insert(0, os.path.join(REPO, "bench"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
 from clinfonce_plugin import host  # noqa: E402
+from clinfonce_plugin.config import saved_pretrain_cfg  # noqa: E402
 from clinfonce_plugin.clusters.sample_info import SampleInfo  # noqa: E402
 from clinfonce_plugin.losses import cl_infonce  # noqa: E402
 from _timing import alternate, timed  # noqa: E402
@@ -68,7 +68,8 @@ def method_cfg(method: str, backbone: str, batch: int, kwargs: dict):
         "scheduler": {"name": "none"}, "max_epochs": 1, "accumulate_grad_batches": 1,
         "knn_eval": {"enabled": False}, "performance": {"disable_channel_last": True},
     }
-    return OmegaConf.create(cfg)
+    # every schema key left out takes its default, as after the config check
+    return saved_pretrain_cfg(cfg)
 
 
 METHOD_KWARGS = {

@@ -24,9 +24,10 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "bench"))
 
 import torch  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
 
 from clinfonce_plugin import host  # noqa: E402
+from clinfonce_plugin.config import saved_pretrain_cfg  # noqa: E402
 from clinfonce_plugin.clusters.sample_info import SampleInfo  # noqa: E402
 from _timing import alternate  # noqa: E402
 
@@ -35,12 +36,13 @@ def _aug(crop_size: int, num_crops: int) -> dict:
     return {"crop_size": crop_size, "num_crops": num_crops}
 
 
-def make_cfg(method: str, backbone: str, batch: int, small: int, hidden: int) -> OmegaConf:
+def make_cfg(method: str, backbone: str, batch: int, small: int, hidden: int) -> DictConfig:
     augs = [_aug(32, 2)] + ([_aug(16, small)] if small else [])
     kwargs = {"proj_hidden_dim": hidden, "proj_output_dim": 128, "temperature": 0.1}
     if method == "wcl":
         kwargs["knn_multicrop"] = False  # the step is the same; no dataset here
-    return OmegaConf.create({
+    # every schema key left out takes its default, as after the config check
+    return saved_pretrain_cfg({
         "name": f"{method}-bench", "method": method,
         "backbone": {"name": backbone, "kwargs": {}},
         "method_kwargs": kwargs,

@@ -16,17 +16,20 @@ def augmentation(crop_size=32, num_crops=2):
         "color_jitter": {"prob": 0.8, "brightness": 0.4, "contrast": 0.4, "saturation": 0.2,
                          "hue": 0.05},
         "grayscale": {"prob": 0.1}, "gaussian_blur": {"prob": 0.0},
-        "solarization": {"prob": 0.0}, "horizontal_flip": {"prob": 0.5},
-        "crop_size": crop_size, "num_crops": num_crops,
+        "solarization": {"prob": 0.0}, "equalization": {"prob": 0.0},
+        "horizontal_flip": {"prob": 0.5}, "crop_size": crop_size, "num_crops": num_crops,
     }
 
 
 def make_cfg(method="simclr", dataset="synthetic_cub", train_path="unused", num_classes=5,
              backbone="test_resnet", **method_kwargs):
-    """A parsed-looking config (what parse_cfg would produce) for building methods directly."""
+    """A parsed-looking config (what the config check and parse_cfg would produce) for
+    building methods directly: every schema key a test leaves out takes its default."""
+    from clinfonce_plugin.config import saved_pretrain_cfg
+
     kw = {"proj_hidden_dim": 32, "proj_output_dim": 16, "temperature": 0.2}
     kw.update(method_kwargs)
-    return OmegaConf.create({
+    return saved_pretrain_cfg({
         "name": f"{method}-test", "method": method,
         "backbone": {"name": backbone, "kwargs": {}},
         "method_kwargs": kw,

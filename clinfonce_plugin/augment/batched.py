@@ -174,16 +174,14 @@ class BatchedAugmentation:
     @classmethod
     def from_node(cls, node, mean: Sequence[float], std: Sequence[float],
                   blur_kernel: int) -> "BatchedAugmentation":
-        """From one entry of ``augmentations`` (solo-learn's schema; ``equalization`` may be
-        absent)."""
+        """From one checked entry of ``augmentations`` (the AUGMENTATION table's keys)."""
         cj = node.color_jitter
-        equalization = node.get("equalization") or {}
         return cls(color_jitter=(float(cj.prob), float(cj.brightness), float(cj.contrast),
                                  float(cj.saturation), float(cj.hue)),
                    grayscale=float(node.grayscale.prob),
                    gaussian_blur=float(node.gaussian_blur.prob),
                    solarization=float(node.solarization.prob),
-                   equalization=float(equalization.get("prob", 0.0) or 0.0),
+                   equalization=float(node.equalization.prob),
                    horizontal_flip=float(node.horizontal_flip.prob),
                    blur_kernel=int(blur_kernel),
                    mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std))

@@ -83,7 +83,7 @@ class DeviceAugmentation(pl.Callback):
     @classmethod
     def from_cfg(cls, cfg: omegaconf.DictConfig) -> "DeviceAugmentation":
         dataset = cfg.data.dataset
-        epochs = int(cfg.get("warmup_augmentation_epochs") or 0)
+        epochs = int(cfg.warmup_augmentation_epochs)
         warmup = crop_augmenter(dataset, cfg.warmup_augmentations) if epochs else None
         return cls(crop_augmenter(dataset, cfg.augmentations), int(cfg.seed), warmup, epochs)
 

@@ -6,7 +6,8 @@
 - ``validate``: a section checked against its table (unknown keys, kinds, ranges, defaults);
 - ``checks``: each job's check (pretrain, linear, fine-tune, kNN, plot), run before any
   training starts, returning the resolved config that the job passes down;
-- ``command_line``: the hydra command line rewritten, and the sources of a running job.
+- ``command_line``: the hydra command line rewritten, and the sources of a running job;
+- ``saved``: a finished run's saved pretrain config read back, with the keys it predates.
 """
 from ..errors import ConfigError
 from ..utils.markers import REQUIRED
@@ -16,6 +17,7 @@ from .checks import (auto_num_workers, available_cores, check_finetune_cfg, chec
 from .keys import Key, Unsupported, as_keys, documented_keys
 from .schema import (AUGMENTATION, AUTO_WORKERS_CAP, EVAL_DATA, FINETUNE, KNN, KNN_FEATURE_TYPES,
                      LINEAR, LINEAR_PRESETS, PLOT, PRETRAIN, UNSUPPORTED)
+from .saved import saved_pretrain_cfg
 from .sources import Sources
 from .validate import (check_choice, check_known_keys, fill_defaults, fill_section, select,
                        validate_run_name)
@@ -26,4 +28,5 @@ __all__ = ["REQUIRED", "Key", "Unsupported", "ConfigError", "Sources", "fill_sec
            "documented_keys", "PRETRAIN", "LINEAR", "KNN", "KNN_FEATURE_TYPES", "PLOT",
            "AUGMENTATION", "LINEAR_PRESETS", "FINETUNE", "EVAL_DATA", "UNSUPPORTED",
            "check_finetune_cfg", "linear_preset", "AUTO_WORKERS_CAP", "available_cores",
-           "auto_num_workers", "processes_per_machine", "uses_momentum", "check_choice"]
+           "auto_num_workers", "processes_per_machine", "uses_momentum", "check_choice",
+           "saved_pretrain_cfg"]

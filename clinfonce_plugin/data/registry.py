@@ -223,7 +223,7 @@ def verify_split(opened: OpenSplit, data_cfg, where: str) -> None:
     """Checks every image file of the split when ``data.verify_images`` says so (true, or
     auto below AUTO_VERIFY_LIMIT files), listing all bad files at once."""
     files = getattr(opened.dataset, "files", None)
-    if files is not None and should_verify(data_cfg.get("verify_images", "auto"), len(files)):
+    if files is not None and should_verify(data_cfg.verify_images, len(files)):
         verify_images(files, where)
 
 

@@ -9,7 +9,6 @@ import omegaconf
 from omegaconf import OmegaConf
 
 from clinfonce_plugin import host
-from clinfonce_plugin.config import AUGMENTATION, fill_section
 from clinfonce_plugin.augment.worker import build_worker_transform
 from clinfonce_plugin.data.augmentation_schedule import EpochClock, ScheduledTransform
 from clinfonce_plugin.data.knn_multicrop import split_crop_pipelines
@@ -21,7 +20,7 @@ _RANDOM_OPS = ("color_jitter", "grayscale", "gaussian_blur", "solarization", "eq
 def _crop_builder(cfg: omegaconf.DictConfig) -> Callable[[str, Any], Callable]:
     """(dataset, node) -> per-crop transform: the host's pipeline, or with
     ``data.augment_on: device`` the worker's decode-and-crop share."""
-    if OmegaConf.select(cfg, "data.augment_on") == "device":
+    if cfg.data.augment_on == "device":
         return build_worker_transform
     return host.build_transform_pipeline
 
@@ -35,7 +34,7 @@ def _full(cfg: omegaconf.DictConfig, augmentations) -> Callable[[Any], List[Any]
 
 def _switch_epoch(cfg: omegaconf.DictConfig, clock: Optional[EpochClock]) -> int:
     """Epochs of ``warmup_augmentations`` (0: no schedule); a schedule needs the clock."""
-    epochs = int(cfg.get("warmup_augmentation_epochs") or 0)
+    epochs = int(cfg.warmup_augmentation_epochs)
     if epochs and clock is None:
         raise ValueError("warmup_augmentation_epochs > 0 needs the runner's EpochClock")
     return epochs
@@ -76,9 +75,6 @@ def _single_crop(cfg: omegaconf.DictConfig, crop_min_scale: Optional[float]):
     random op off; a random-resized crop of area fraction [crop_min_scale, 1] and a
     horizontal flip (p 0.5) when ``crop_min_scale`` is given, else resize + centre crop."""
     node = OmegaConf.create(OmegaConf.to_container(cfg.augmentations[0], resolve=True))
-    # a pretrain config written before a key existed (e.g. an older args.json or zoo file)
-    # lacks it; solo-learn's pipeline reads every key
-    node = fill_section(OmegaConf.create({"node": node}), "node", AUGMENTATION)
     for key in _RANDOM_OPS:
         if key in node:
             node[key].prob = 0.0

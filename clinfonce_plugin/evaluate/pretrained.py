@@ -4,9 +4,10 @@ pass (linear, kNN, fine-tuning, the t-SNE pictures)."""
 import omegaconf
 import torch
 import torch.nn as nn
-from omegaconf import OmegaConf, open_dict
+from omegaconf import open_dict
 from torch.utils.data import DataLoader
 
+from ..config import saved_pretrain_cfg
 from ..data.registry import DATASETS, open_split, require_labels
 from ..errors import CheckpointError, ConfigError
 from ..host.backbone import make_backbone
@@ -19,7 +20,7 @@ def load_pretrained_backbone(ckpt_path: str):
     config a zoo file carries), weights from ``backbone.*`` (loaded weights-only: no code in
     the file runs; non-finite weights are refused)."""
     obj = safe_load(ckpt_path, "pretrained checkpoint")
-    pre_cfg = OmegaConf.create(pretrain_args(ckpt_path, obj))
+    pre_cfg = saved_pretrain_cfg(pretrain_args(ckpt_path, obj))
     state = state_dict_of(obj, ckpt_path)
     weights = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
     if not weights:
@@ -62,7 +63,7 @@ def open_labelled_splits(cfg: omegaconf.DictConfig, pre_cfg: omegaconf.DictConfi
         for key in INHERITED_DATA_KEYS:  # unset: the pretrain run's value
             if cfg.data.get(key) is None:
                 cfg.data[key] = pre_cfg.data.get(key)
-        cfg.data.generate = bool(pre_cfg.data.get("generate", False))
+        cfg.data.generate = bool(pre_cfg.data.generate)
     if cfg.data.dataset not in DATASETS:
         raise ConfigError(f"data.dataset: unknown dataset {cfg.data.dataset!r}. "
                           f"Choose from {sorted(DATASETS)}")

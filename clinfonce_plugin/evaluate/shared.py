@@ -29,10 +29,12 @@ def optimization(cfg: omegaconf.DictConfig, head_lr: float, backbone_lr=None) ->
     def lr(value):
         return None if value is None else scaled_lr(value, o.batch_size, o.scale_lr)
 
-    schedule = Schedule(name=s.get("name", "cosine"), interval=s.interval,
-                        min_lr_ratio=s.min_lr_ratio,
-                        milestones=tuple(s.get("lr_decay_steps") or ()),
-                        gamma=s.get("gamma", Schedule.gamma))
+    # the keys the job's scheduler table has (linear: interval and min_lr_ratio of its
+    # cosine; fine-tuning: also name, lr_decay_steps and gamma); Schedule has the others
+    fields = {"name": "name", "interval": "interval", "min_lr_ratio": "min_lr_ratio",
+              "lr_decay_steps": "milestones", "gamma": "gamma"}
+    schedule = Schedule(**{field: tuple(s[key]) if key == "lr_decay_steps" else s[key]
+                           for key, field in fields.items() if key in s})
     return Optimization(name=o.name, head_lr=lr(head_lr), backbone_lr=lr(backbone_lr),
                         momentum=o.momentum, nesterov=o.nesterov,
                         weight_decay=o.weight_decay, schedule=schedule)

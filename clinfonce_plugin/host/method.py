@@ -29,7 +29,7 @@ def make_method(cfg: omegaconf.DictConfig, sample_info=None) -> pl.LightningModu
         # exit as every other config error
         raise ConfigError(f"method {cfg.method}: {err}") from None
     apply_plugin_stem(model, cfg)
-    if cfg.get("channels_last", False):
+    if cfg.channels_last:
         # the weights; the host's forward converts each input batch
         model = model.to(memory_format=torch.channels_last)
     return model

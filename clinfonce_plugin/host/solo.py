@@ -118,7 +118,7 @@ def load() -> dict:
             cfg.devices = list(range(cfg.devices))
         dataset, num_classes = cfg.data.dataset, cfg.data.num_classes
         # the plugin's channels_last (default off) is solo-learn's inverted key (default on)
-        cfg.performance = {"disable_channel_last": not cfg.get("channels_last", False)}
+        cfg.performance = {"disable_channel_last": not cfg.channels_last}
         if dataset not in SOLO_DATASETS:
             cfg.data.dataset = "custom"
         cfg = pretrain.parse_cfg(cfg)

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf, open_dict
 
 from clinfonce_plugin.config import ConfigError, fill_defaults
 from clinfonce_plugin.clusters.concentration import concentration
-from clinfonce_plugin.clusters.kmeans import granularity_buffer_name
+from clinfonce_plugin.clusters.kmeans import KMeansProvider, granularity_buffer_name
 from clinfonce_plugin.clusters.registry import build_from_spec
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.methods.heads import PROJECTOR_KWARGS, ProjectionHeads
@@ -85,7 +85,7 @@ class PCL(DynamicClusters, ProjectionHeads, BaseMethod):
         kw = cfg.method_kwargs
         self.temperature: float = kw.temperature
         self.num_negatives: int = kw.num_negatives
-        self.negatives_base_seed = int(cfg.get("seed", 0) or 0)
+        self.negatives_base_seed = int(cfg.seed)
         self.add_head("projector", "z", kw)
         self.provider = build_from_spec(
             OmegaConf.to_container(kw.clusters, resolve=True),
@@ -115,7 +115,7 @@ class PCL(DynamicClusters, ProjectionHeads, BaseMethod):
             if kw.clusters.get("provider") != "kmeans":
                 raise ConfigError(f"pcl clusters with k-means: method_kwargs.clusters.provider "
                                   f"must be 'kmeans', got {kw.clusters.get('provider')!r}")
-            if kw.clusters.get("space", "projector") != "projector":
+            if kw.clusters.get("space", KMeansProvider.PARAMS["space"]) != "projector":
                 raise ConfigError("pcl compares the projector output with the prototypes: "
                                   "method_kwargs.clusters.space must be 'projector', got "
                                   f"{kw.clusters.get('space')!r}")

@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from ..config import select
 from ..errors import ConfigError, DataError
 from ..metrics.information import conditional_entropy, entropy, mutual_information
 
@@ -64,7 +65,7 @@ def _slug(kind: str, value: Any, seed: int) -> str:
 
 # ----------------------------------------------------------------------------- checks
 def _clusters(cfg: DictConfig) -> dict:
-    node = cfg.get("method_kwargs", {}).get("clusters")
+    node = select(cfg, "method_kwargs.clusters")
     return OmegaConf.to_container(node, resolve=True) if node is not None else {}
 
 
@@ -87,7 +88,7 @@ def check_plan(plan: Plan, base: DictConfig) -> DictConfig:
         raise ConfigError("sweep: --seeds is empty")
     probe = copy.deepcopy(base)
     clusters = _clusters(probe)
-    if "clusters" not in probe.get("method_kwargs", {}):
+    if select(probe, "method_kwargs.clusters") is None:
         raise ConfigError(f"sweep: config {plan.config_name} (method {probe.get('method')!r}) "
                           "has no method_kwargs.clusters: the study trains Cl-InfoNCE with "
                           "cluster providers (e.g. --config-name clinfonce_synthetic_cub)")

@@ -88,7 +88,8 @@ def _node(**probs):
             "rrc": {"enabled": True, "crop_min_scale": 0.3, "crop_max_scale": 1.0},
             "color_jitter": {"prob": probs.get("color_jitter", 0.0), "brightness": 0.4,
                              "contrast": 0.4, "saturation": 0.2, "hue": 0.1}}
-    for key in ("grayscale", "gaussian_blur", "solarization", "horizontal_flip"):
+    for key in ("grayscale", "gaussian_blur", "solarization", "equalization",
+                "horizontal_flip"):
         node[key] = {"prob": probs.get(key, 0.0)}
     return OmegaConf.create(node)
 

@@ -62,9 +62,8 @@ def test_pipeline_quick_reports_rows_as_ratios_to_the_decode(tmp_path):
         assert rows["(d) decode"]["cost_vs_decode"] == 1.0
         assert {"(a) runtime", "(c) device path, worker share"} <= set(rows)
         assert all(r["images_per_s"] > 0 and r["cost_vs_decode"] > 0 for r in rows.values())
-        # decoding plus two augmented views (or two crops) costs more than decoding alone
-        assert rows["(a) runtime"]["cost_vs_decode"] > 1.0
-        assert rows["(c) device path, worker share"]["cost_vs_decode"] > 1.0
+        # (no comparison of the timings themselves: on a loaded machine any order can come
+        # out, and speed is measured by the bench scripts, not asserted by tests)
     assert res["files"] == {"224": 3, "32": 8}
     saved = json.loads(out.read_text())
     assert saved["table"].splitlines()[0].startswith("| pipeline | 224 px images/s per core")

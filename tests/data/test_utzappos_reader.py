@@ -125,7 +125,7 @@ def test_original_non_square_images_are_padded_on_white(tmp_path):
 
 def test_open_split_prints_the_counts(release, capsys):
     cfg = OmegaConf.create({"dataset": "utzappos", "train_path": str(release),
-                            "split_seed": 0})
+                            "split_seed": 0, "verify_images": "auto"})
     open_split(cfg, "train", verify=True)
     assert (f"utzappos train: 7 images, 5 classes, {len(ATTRIBUTE_NAMES)} attributes "
             f"(from {release})") in capsys.readouterr().out

@@ -337,7 +337,8 @@ def test_read_wider_annotations_of_one_file(tree):
 # ---- through the runner's entry point ----
 
 def test_open_split_prints_counts_and_wraps_errors(tree, capsys):
-    data = OmegaConf.create({"dataset": "wider_attribute", "train_path": str(tree.root)})
+    data = OmegaConf.create({"dataset": "wider_attribute", "train_path": str(tree.root),
+                             "verify_images": "auto"})
     opened = open_split(data, "train", verify=True)
     assert opened.num_classes == 3 and opened.info.num_samples == 7
     out = capsys.readouterr().out

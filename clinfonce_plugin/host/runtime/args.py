@@ -2,8 +2,6 @@
 defaults were already checked and filled by ``clinfonce_plugin.config``."""
 import omegaconf
 
-from clinfonce_plugin.config import select
-
 N_CLASSES_PER_DATASET = {"cifar10": 10, "cifar100": 100, "stl10": 10, "imagenet": 1000,
                          "imagenet100": 100}
 # per-optimizer kwargs solo-learn's parse_cfg fills (the host's optimiser defaults)
@@ -14,7 +12,7 @@ OPTIMIZER_KWARGS = {"sgd": {"momentum": 0.9},
 
 
 def num_devices(cfg: omegaconf.DictConfig) -> int:
-    devices = select(cfg, "devices", 1)
+    devices = cfg.devices
     if isinstance(devices, int):
         return devices
     if isinstance(devices, str):
@@ -24,7 +22,7 @@ def num_devices(cfg: omegaconf.DictConfig) -> int:
 
 def parse_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
     """Class count, crop counts, the linear lr scaling rule and optimiser kwargs."""
-    if select(cfg, "data.num_classes") is None:
+    if cfg.data.num_classes is None:
         if cfg.data.dataset not in N_CLASSES_PER_DATASET:
             raise ValueError(f"data.num_classes is not set and dataset {cfg.data.dataset!r} "
                              f"has no known class count")
@@ -47,6 +45,6 @@ def parse_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
         cfg.optimizer.classifier_lr = cfg.optimizer.classifier_lr * scale
 
     for key, value in OPTIMIZER_KWARGS.get(cfg.optimizer.name, {}).items():
-        if select(cfg, f"optimizer.kwargs.{key}") is None:
+        if cfg.optimizer.kwargs.get(key) is None:
             cfg.optimizer.kwargs[key] = value
     return cfg

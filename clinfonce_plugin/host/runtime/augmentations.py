@@ -282,7 +282,7 @@ def build_transform_pipeline(dataset: str, cfg) -> Callable:
         ops.append(RandomApply(GaussianBlur(BLUR_SIGMA), cfg.gaussian_blur.prob))
     if cfg.solarization.prob:
         ops.append(RandomApply(Solarize(), cfg.solarization.prob))
-    if cfg.get("equalization", {}).get("prob", 0.0):
+    if cfg.equalization.prob:
         ops.append(RandomApply(Equalize(), cfg.equalization.prob))
     if cfg.horizontal_flip.prob:
         ops.append(RandomApply(HorizontalFlip(), cfg.horizontal_flip.prob))

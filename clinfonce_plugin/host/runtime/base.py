@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from .backbones import make_host_backbone
 from .knn import online_knn_accuracy
 from .momentum import cosine_tau, ema_update_, init_momentum_
-from clinfonce_plugin.config import PRETRAIN, ConfigError, fill_section, select
+from clinfonce_plugin.config import ConfigError
 from .optim import (
     SCHEDULERS,
     build_optimizer,
@@ -94,7 +94,7 @@ class BaseMethod(pl.LightningModule):
         self.multicrop: bool = self.num_small_crops != 0
         # inputs in the memory format of the weights (the runner converts the model), as
         # solo-learn's BaseMethod does unless performance.disable_channel_last
-        self.channels_last: bool = bool(cfg.get("channels_last", False))
+        self.channels_last: bool = bool(cfg.channels_last)
         self.validation_step_outputs: List[Dict[str, Any]] = []
 
         self.knn_eval: bool = cfg.knn_eval.enabled
@@ -105,17 +105,8 @@ class BaseMethod(pl.LightningModule):
 
     @staticmethod
     def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
-        cfg.backbone.kwargs = select(cfg, "backbone.kwargs", {})
-        cfg.optimizer.exclude_bias_n_norm_wd = select(cfg, "optimizer.exclude_bias_n_norm_wd", False)
-        cfg.optimizer.kwargs = select(cfg, "optimizer.kwargs", {})
-        cfg.accumulate_grad_batches = select(cfg, "accumulate_grad_batches", 1)
-        cfg.scheduler.lr_decay_steps = select(cfg, "scheduler.lr_decay_steps", None)
-        cfg.scheduler.min_lr = select(cfg, "scheduler.min_lr", 0.0)
-        cfg.scheduler.warmup_start_lr = select(cfg, "scheduler.warmup_start_lr", 3e-5)
-        cfg.scheduler.warmup_epochs = select(cfg, "scheduler.warmup_epochs", 10)
-        cfg.scheduler.interval = select(cfg, "scheduler.interval", "step")
-        cfg.method_kwargs = select(cfg, "method_kwargs", {})
-        fill_section(cfg, "knn_eval", PRETRAIN["knn_eval"])
+        # the keys solo-learn's BaseMethod fills here are already filled by the config check
+        # (clinfonce_plugin.config: every default in its schema)
         if cfg.optimizer.name not in BaseMethod._OPTIMIZERS:
             raise ValueError(f"unknown optimizer {cfg.optimizer.name!r}. "
                              f"Choose from {list(BaseMethod._OPTIMIZERS)}")
@@ -231,7 +222,7 @@ class BaseMethod(pl.LightningModule):
         acc1, acc5 = online_knn_accuracy(
             self.backbone, self.features_dim, self.knn_splits["train"], self.knn_splits["val"],
             self.knn_k, self.knn_distance, self.num_classes, int(self.cfg.optimizer.batch_size),
-            int(select(self.cfg, "data.num_workers", 0)), self.device,
+            int(self.cfg.data.num_workers), self.device,
             self.trainer.precision_plugin.forward_context)
         return {"val_knn_acc1": acc1, "val_knn_acc5": acc5}
 
@@ -259,7 +250,6 @@ class BaseMomentumMethod(BaseMethod):
     @staticmethod
     def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
         cfg = BaseMethod.add_and_assert_specific_cfg(cfg)
-        fill_section(cfg, "momentum", PRETRAIN["momentum"])
         if cfg.momentum.classifier:
             raise ConfigError("momentum.classifier: the bundled runtime has no momentum "
                              "classifier (solo-learn has): set it to false")

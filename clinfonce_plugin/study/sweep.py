@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..errors import ConfigError, DataError
 from ..metrics.information import conditional_entropy, entropy, mutual_information
+from ..utils.atomic import atomic_write_bytes, atomic_write_json
 
 ROWS = "rows.jsonl"
 SETTINGS = "sweep.json"
@@ -196,9 +197,7 @@ def _measures_callback(path: str):
             row = {"I(Z;T)": mutual_information(z[known], t[known]),
                    "H(Z|T)": conditional_entropy(z[known], t[known]),
                    "H(Z)": entropy(z[known]), "clusters": int(np.unique(z).size)}
-            with open(path + ".tmp", "w") as f:
-                json.dump(row, f)
-            os.replace(path + ".tmp", path)
+            atomic_write_json(path, row)
 
     return ClusterMeasures()
 
@@ -264,10 +263,7 @@ def _drop_cut_line(path: str) -> None:
         data = f.read()
     if not data or data.endswith(b"\n"):
         return
-    keep = data[:data.rfind(b"\n") + 1]
-    with open(path + ".tmp", "wb") as f:
-        f.write(keep)
-    os.replace(path + ".tmp", path)
+    atomic_write_bytes(path, data[:data.rfind(b"\n") + 1])
 
 
 def _append_row(path: str, row: dict) -> None:
@@ -292,9 +288,7 @@ def _start(plan: Plan, out_dir: str) -> None:
                               f"{ {k: mine.get(k) for k in diff} } now); give another --out")
         return
     os.makedirs(out_dir, exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(mine, f, indent=2)
-    os.replace(path + ".tmp", path)
+    atomic_write_json(path, mine, indent=2)
 
 
 def run_sweep(plan: Plan, base: DictConfig, out_dir: str,

@@ -238,19 +238,31 @@ def one_run(plan: Plan, base: DictConfig, value: Any, seed: int, runs_dir: str) 
 
 
 def read_rows(path: str) -> List[dict]:
-    """The rows of a ``rows.jsonl`` (a last line cut by a kill is ignored)."""
+    """The rows of a ``rows.jsonl``, one JSON object per line (blank lines skipped). A last
+    line without its newline is a row cut by a kill and is ignored.
+
+    Raises:
+        DataError: any other line that is not a JSON object, named by ``path:line``.
+    """
     rows = []
     if not os.path.exists(path):
         return rows
     with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line:
+        for number, line in enumerate(f, 1):
+            if not line.endswith("\n"):
+                break  # the last line, cut short
+            if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
-            except ValueError:
-                continue
+                row = json.loads(line)
+                problem = None if isinstance(row, dict) else f"a JSON {type(row).__name__}"
+            except ValueError as err:
+                problem = f"no valid JSON ({err})"
+            if problem:
+                raise DataError(f"{path}:{number}: expected one JSON object per line (a row "
+                                f"written by 'study sweep'), found {problem}: "
+                                f"{line.strip()[:80]!r}; repair or remove that line")
+            rows.append(row)
     return rows
 
 

@@ -9,6 +9,7 @@ import pytest
 from clinfonce_plugin.errors import DataError
 from clinfonce_plugin.study.__main__ import main
 from clinfonce_plugin.study.sweep import read_rows
+from tests.helpers import exit_and_errors
 
 ROW0 = {"run": "k=4/seed=0", "kind": "k", "value": 4, "seed": 0}
 ROW1 = {"run": "k=8/seed=0", "kind": "k", "value": 8, "seed": 0}
@@ -50,10 +51,7 @@ def test_a_malformed_line_before_the_last_is_an_error_naming_file_and_line(tmp_p
 
 
 def run_main(capsys, *args):
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    return exit_info.value.code, errors
+    return exit_and_errors(main, capsys, *args)
 
 
 def test_plot_of_rows_with_a_malformed_line(tmp_path, capsys):

@@ -367,9 +367,9 @@ def main(argv=None) -> int:
     print(result["table"])
     print(f"[gpu_check] {result['seconds']:.0f} s in all", flush=True)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out + ".tmp", "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(args.out + ".tmp", args.out)
+    from clinfonce_plugin.utils.atomic import atomic_write_json
+
+    atomic_write_json(args.out, result, indent=2)
     return 0 if all(c["ok"] for c in checks.values()) else 1
 
 

@@ -27,6 +27,7 @@ import lightning.pytorch as pl
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "bench"))
 import quality  # noqa: E402
+from clinfonce_plugin.utils.atomic import atomic_write_json  # noqa: E402
 
 SELECTION_SEED = 2  # generator seed of the selection instance (the benchmark reports 0 and 1)
 # the k-means row as it stood before this study: the config's k = 40, nothing overridden
@@ -152,11 +153,10 @@ def _run(args, work: str):
 
 def _write(args, rows, batch, lr, table, minutes):
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out + ".tmp", "w") as f:
-        json.dump({"data": dict(quality.BENCH_DATA, seed=args.data_seed), "seeds": args.seeds,
-                   "epochs": args.epochs, "batch_size": batch, "lr": lr, "rows": rows,
-                   "table": table, "total_minutes": minutes}, f, indent=2)
-    os.replace(args.out + ".tmp", args.out)
+    atomic_write_json(args.out, {
+        "data": dict(quality.BENCH_DATA, seed=args.data_seed), "seeds": args.seeds,
+        "epochs": args.epochs, "batch_size": batch, "lr": lr, "rows": rows, "table": table,
+        "total_minutes": minutes}, indent=2)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 
 from clinfonce_plugin import host  # noqa: E402
 from clinfonce_plugin.errors import MissingPackage  # noqa: E402
+from clinfonce_plugin.utils.atomic import atomic_write_json  # noqa: E402
 
 # The benchmark's synthetic CUB (dataset synthetic_cub_bench; why these parameters: the
 # comment on BENCHMARK). Generated on first use into --data-root.
@@ -300,13 +301,11 @@ def _run(args, work: str):
     if os.path.exists(manifest):
         with open(manifest) as f:
             data = json.load(f).get("params")
-    with open(args.out + ".tmp", "w") as f:
-        json.dump({"host": host.HOST_NAME, "data": data, "attribute_k": k, "epochs": args.epochs,
-                   "seeds": args.seeds, "backbone": args.backbone, "lr": args.lr,
-                   "batch_size": args.batch_size, "overrides": args.override, "runs": rows,
-                   "table": table,
-                   "total_minutes": total_minutes}, f, indent=2)
-    os.replace(args.out + ".tmp", args.out)
+    atomic_write_json(args.out, {
+        "host": host.HOST_NAME, "data": data, "attribute_k": k, "epochs": args.epochs,
+        "seeds": args.seeds, "backbone": args.backbone, "lr": args.lr,
+        "batch_size": args.batch_size, "overrides": args.override, "runs": rows,
+        "table": table, "total_minutes": total_minutes}, indent=2)
     chart = os.path.splitext(args.out)[0] + ".png"
     seeds = f"{len(args.seeds)} seed{'s' if len(args.seeds) > 1 else ''}"
     try:

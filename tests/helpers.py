@@ -4,6 +4,7 @@ import math
 import os
 from collections import Counter
 
+import pytest
 from omegaconf import OmegaConf
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,3 +72,12 @@ def entry_point_errors(script: str, *args: str):
                           text=True, timeout=300)
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     return proc.returncode, errors, proc.stderr
+
+
+def exit_and_errors(main, capsys, *args):
+    """``main(list(args))`` in this process, which must exit: (exit code, the stderr lines
+    that start with ``error:``)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    return exit_info.value.code, errors

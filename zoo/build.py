@@ -38,6 +38,7 @@ from clinfonce_plugin import host  # noqa: E402
 from clinfonce_plugin.run.checkpoints import ARGS_KEY, safe_load, state_dict_of  # noqa: E402
 from clinfonce_plugin.evaluate.compare import KNN_DISTANCE, KNN_K  # noqa: E402
 from clinfonce_plugin.run.zoo import ZOO_DIR, load_manifest, sha256sum  # noqa: E402
+from clinfonce_plugin.utils.atomic import atomic_path, atomic_write_text  # noqa: E402
 
 # zoo name -> the benchmark row it is trained as (bench/quality.py SPECS)
 MODELS = {
@@ -104,9 +105,8 @@ def export(ckpt: str, name: str, out: str) -> dict:
     payload = {"state_dict": kept, ARGS_KEY: args}
     if "clinfonce_backbone" in obj:
         payload["clinfonce_backbone"] = obj["clinfonce_backbone"]
-    tmp = out + ".tmp"
-    torch.save(payload, tmp)
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        torch.save(payload, tmp)
     backbone_params = sum(v.numel() for k, v in kept.items()
                           if k.startswith("backbone.") and v.is_floating_point()
                           and "running_" not in k)
@@ -177,10 +177,8 @@ def git_commit() -> str:
 
 def write_manifest(entries: dict, zoo_dir: str) -> None:
     path = os.path.join(zoo_dir, "manifest.json")
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(entries, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(path + ".tmp", path)
+    atomic_write_text(path, json.dumps(entries, indent=2, sort_keys=True) + "\n",
+                      encoding="utf-8")
 
 
 def main(argv=None) -> int:

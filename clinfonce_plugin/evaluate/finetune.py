@@ -23,6 +23,7 @@ from ..data.label_subset import per_class_subset, read_subset_file
 from ..errors import DataError
 from .shared import crop_loaders, fit_and_test, optimization, output_place, write_results
 from .pretrained import load_pretrained_backbone, open_labelled_splits
+from ..utils.atomic import atomic_path
 from ..utils.devices import eval_device
 from ..run.zoo import resolve_pretrained
 
@@ -63,8 +64,8 @@ def save_weights(path: str, model: Classifier, pre_cfg: omegaconf.DictConfig) ->
            "clinfonce_backbone": backbone_origin(host.HOST_NAME, pre_cfg.backbone.name,
                                                  model.backbone),
            ARGS_KEY: OmegaConf.to_container(pre_cfg, resolve=True)}
-    torch.save(obj, path + ".tmp")
-    os.replace(path + ".tmp", path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def finetune_eval(cfg: omegaconf.DictConfig, source: Optional[str] = None) -> dict:

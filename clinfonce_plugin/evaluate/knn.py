@@ -7,7 +7,6 @@ clustering quality of the features (spherical k-means scored by NMI and clusteri
 Feature types: ``backbone`` (the backbone rebuilt from the pretrain config) and ``projector``
 (the method's own projector module applied to the backbone features, ``projector.py``).
 """
-import json
 import os
 from typing import Optional
 
@@ -24,6 +23,7 @@ from ..metrics.clustering import clustering_accuracy, normalized_mutual_informat
 from ..metrics.knn import weighted_knn_accuracy
 from .projector import load_pretrained_projector
 from ..run.zoo import default_output_dir, resolve_pretrained
+from ..utils.atomic import atomic_write_json
 
 
 def effective_ks(ks, num_train: int):
@@ -145,9 +145,7 @@ def knn_eval(cfg: omegaconf.DictConfig, source: Optional[str] = None) -> dict:
     name = cfg.get("name") or f"knn-{pre_cfg.name}"
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, f"{name}.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(results, f, indent=2)
-    os.replace(path + ".tmp", path)
+    atomic_write_json(path, results, indent=2)
     text = (f"[clinfonce] kNN ({pre_cfg.method}, {cfg.data.dataset}; {len(y_tr)} train, "
             f"{len(y_te)} test, T={cfg.temperature} for cosine)\n{format_table(rows)}")
     if clustering:

@@ -7,6 +7,7 @@ from typing import Iterable, List, Optional, Sequence
 import numpy as np
 
 from ..errors import OutputExists
+from ..utils.atomic import atomic_path
 from ..utils.extras import require
 from ..run.rundir import aside_name
 
@@ -33,14 +34,13 @@ def check_outputs(paths: Iterable[str], overwrite: bool) -> None:
                            f"<file>.replaced-<time>, never deleted)")
 
 
-def _replace(tmp: str, path: str, keep_old: bool) -> Optional[str]:
-    """Moves ``tmp`` to ``path``; an existing ``path`` is renamed aside first (returned)
-    when ``keep_old``, else replaced."""
-    old = None
-    if keep_old and os.path.lexists(path):
-        old = aside_name(path)
-        os.replace(path, old)
-    os.replace(tmp, path)
+def _set_aside(path: str, keep_old: bool) -> Optional[str]:
+    """Where an existing ``path`` was renamed to when ``keep_old`` (else None: it is
+    replaced); called after the new file is written, before it is renamed into place."""
+    if not (keep_old and os.path.lexists(path)):
+        return None
+    old = aside_name(path)
+    os.replace(path, old)
     return old
 
 
@@ -49,18 +49,20 @@ def save_png(fig, path: str, dpi: int = 150, keep_old: bool = True) -> Optional[
     a file that was at ``path`` went, or None. ``keep_old=False`` replaces it: for a file
     the caller itself regenerates (a benchmark's chart beside its JSON)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    fig.savefig(tmp, format="png", dpi=dpi)
-    return _replace(tmp, path, keep_old)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+        old = _set_aside(path, keep_old)
+    return old
 
 
 def save_text(text: str, path: str) -> Optional[str]:
     """``save_png`` for a text file."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    return _replace(tmp, path, keep_old=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        old = _set_aside(path, keep_old=True)
+    return old
 
 
 def palette(count: int) -> np.ndarray:

@@ -1,7 +1,6 @@
 """What the classifier evaluations (linear, fine-tuning) share around their model: the
 optimizer settings read from a config, training and testing with Lightning on one device,
 and the result JSON written atomically."""
-import json
 import os
 import warnings
 from typing import Tuple
@@ -15,6 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from .classifier import Optimization, Schedule, scaled_lr
 from ..data.indexed import TransformedImages
+from ..utils.atomic import atomic_write_json
 from ..utils.loading import loader_options
 from ..data.transforms import classifier_train_transform, eval_transform
 from ..utils.devices import lightning_accelerator
@@ -105,7 +105,5 @@ def write_results(out_dir: str, name: str, results: dict) -> str:
     file) and returns its path."""
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, f"{name}.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(results, f, indent=2)
-    os.replace(path + ".tmp", path)
+    atomic_write_json(path, results, indent=2)
     return path

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..errors import TrainingDiverged
+from ..utils.atomic import atomic_path
 
 LAST = "last.ckpt"
 _LIGHTNING_BEFORE_2_2 = tuple(int(x) for x in pl.__version__.split(".")[:2]) < (2, 2)
@@ -34,15 +35,12 @@ class PeriodicCheckpoint(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if (trainer.current_epoch + 1) % self.every_n_epochs != 0:
             return
-        tmp = self.path + ".tmp"
         if trainer.is_global_zero and not os.path.isdir(self.dirpath):
             # the run directory was removed or replaced: Lightning's save would make a new one
             raise FileNotFoundError(errno.ENOENT, "the run directory is gone", self.dirpath)
-        trainer.save_checkpoint(tmp)  # collective: every rank builds it, rank 0 writes
-        if trainer.is_global_zero:
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+        # collective: every rank builds it, rank 0 writes, flushes and renames it
+        with atomic_path(self.path, fsync=True, commit=trainer.is_global_zero) as tmp:
+            trainer.save_checkpoint(tmp)
         trainer.strategy.barrier("clinfonce.last_ckpt")
 
 

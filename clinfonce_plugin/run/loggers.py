@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger, WandbLogger
 from omegaconf import OmegaConf
 
+from ..utils.atomic import atomic_write_text
 from ..utils.extras import require
 
 # the wandb run id of a run directory: a resumed run continues the same wandb run
@@ -44,9 +45,7 @@ def _wandb_id(run_dir: str, owner: bool):
     if not owner:
         return None  # only global rank 0 talks to wandb
     run_id = secrets.token_hex(4)  # 8 characters of [0-9a-f], a valid wandb id
-    with open(path + ".tmp", "w") as f:
-        f.write(run_id + "\n")
-    os.replace(path + ".tmp", path)
+    atomic_write_text(path, run_id + "\n")
     return run_id
 
 

@@ -3,7 +3,6 @@ method from the resolved host, trains with Lightning (``last.ckpt`` every
 ``checkpoint.frequency`` epochs, resumable) and moves the finished run into
 ``<checkpoint.dir>/<method>/<name>/`` (``<name>.ckpt``, ``args.json``, ``logs/``)."""
 import csv
-import json
 import os
 from typing import Any, Optional
 
@@ -33,6 +32,7 @@ from ..host.backbone import sync_momentum_modules
 from ..host.method import make_method
 from .resume_config import check_resume_config, previous_config, record_resume
 from .rundir import RunDir
+from ..utils.atomic import atomic_open, atomic_write_json
 from ..utils.devices import resolve_accelerator
 from .zoo import resolve_pretrained
 
@@ -220,10 +220,8 @@ def pretrain(cfg: omegaconf.DictConfig, source: Any = None,
         if hasattr(model, "provider"):
             print(f"[clinfonce] clusters: {model.provider.describe()}")
         if owner:
-            args_path = os.path.join(run.partial, "args.json")
-            with open(args_path + ".tmp", "w") as f:
-                json.dump(OmegaConf.to_container(cfg, resolve=True), f, indent=2, default=str)
-            os.replace(args_path + ".tmp", args_path)
+            atomic_write_json(os.path.join(run.partial, "args.json"),
+                              OmegaConf.to_container(cfg, resolve=True), indent=2, default=str)
             if ckpt is not None:
                 state = safe_load(ckpt, "resume checkpoint")
                 record_resume(run.partial, ckpt, int(state.get("epoch", -1)),
@@ -336,11 +334,10 @@ def _keep_metrics_on_resume(trainer: pl.Trainer, ckpt: Optional[str]) -> None:
     for name in os.listdir(aside):
         if name != "metrics.csv":  # e.g. hparams.yaml
             os.replace(os.path.join(aside, name), os.path.join(log_dir, name))
-    with open(path + ".tmp", "w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         out = csv.DictWriter(f, fieldnames=header)
         out.writeheader()
         out.writerows(rows)
-    os.replace(path + ".tmp", path)
     os.remove(os.path.join(aside, "metrics.csv"))  # its rows are in the new one
     os.rmdir(aside)
     writer.metrics_keys = header

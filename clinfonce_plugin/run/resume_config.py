@@ -23,6 +23,7 @@ import os
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import ConfigError
+from ..utils.atomic import atomic_write_json
 
 RECORD = "resumes.json"
 
@@ -137,6 +138,4 @@ def record_resume(run_dir: str, checkpoint: str, epoch: int, step: int,
         "checkpoint": checkpoint, "epoch": epoch, "global_step": step,
         "changed": {k: {"old": old, "new": new} for k, (old, new) in changed.items()},
     })
-    with open(path + ".tmp", "w") as f:
-        json.dump(history, f, indent=2)
-    os.replace(path + ".tmp", path)
+    atomic_write_json(path, history, indent=2)

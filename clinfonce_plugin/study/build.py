@@ -8,6 +8,7 @@ import numpy as np
 
 from ..clusters.families import FAMILIES, FIXED, build_family, family_table
 from ..errors import ConfigError, DataError, OutputExists
+from ..utils.atomic import atomic_write_csv
 
 TABLE_FIELDS = ("member", "clusters", "I(Z;T)", "H(Z|T)", "H(Z)")
 
@@ -30,14 +31,6 @@ def check_families(names: Sequence[str]) -> List[str]:
         raise ConfigError(f"--family: unknown family {unknown[0]!r}; choose from "
                           f"{list(FAMILIES)} or 'all'")
     return names
-
-
-def _write_csv(path: str, header: Sequence[str], rows) -> None:
-    with open(path + ".tmp", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows(rows)
-    os.replace(path + ".tmp", path)
 
 
 def write_families(names: Sequence[str], labels: np.ndarray, paths: List[str], out_dir: str,
@@ -69,12 +62,12 @@ def write_families(names: Sequence[str], labels: np.ndarray, paths: List[str], o
     for name, members in built.items():
         columns = list(members)
         data = np.stack([labels] + [members[c] for c in columns], axis=1)
-        _write_csv(family_path(out_dir, name), ["path", "class"] + columns,
-                   ([p] + row.tolist() for p, row in zip(paths, data)))
+        atomic_write_csv(family_path(out_dir, name), ["path", "class"] + columns,
+                         ([p] + row.tolist() for p, row in zip(paths, data)))
         table = family_table(members, labels)
-        _write_csv(table_path(out_dir, name), TABLE_FIELDS,
-                   ([r[k] if k in ("member", "clusters") else f"{r[k]:.12g}"
-                     for k in TABLE_FIELDS] for r in table))
+        atomic_write_csv(table_path(out_dir, name), TABLE_FIELDS,
+                         ([r[k] if k in ("member", "clusters") else f"{r[k]:.12g}"
+                           for k in TABLE_FIELDS] for r in table))
         tables[name] = table
     return tables
 

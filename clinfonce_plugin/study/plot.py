@@ -11,7 +11,6 @@ Beside each PNG the CSV of the points drawn (mean and sample standard deviation 
 seeds), and for all of them ``correlations.csv``: Spearman's rank correlation of each
 accuracy with each measure, per seed, as mean and standard deviation over the seeds.
 """
-import csv
 import math
 import os
 import statistics
@@ -20,6 +19,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 
 from ..errors import DataError
+from ..utils.atomic import atomic_write_csv
 from .sweep import ROWS, read_rows
 
 MEASURES = ("I(Z;T)", "H(Z|T)", "H(Z)")
@@ -81,13 +81,11 @@ def correlations(rows: List[dict], sweep: str) -> List[dict]:
 
 
 def _write_csv(path: str, rows: List[dict]) -> None:
+    """``rows`` (dicts with the keys of the first, in its order) as CSV, floats to 6
+    significant digits."""
     fields = list(rows[0]) if rows else []
-    with open(path + ".tmp", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    os.replace(path + ".tmp", path)
+    atomic_write_csv(path, fields, ([f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]
+                                     for k in fields] for r in rows))
 
 
 def _log_ticks(ax, xs) -> None:

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..config import select
 from ..errors import ConfigError, DataError
 from ..metrics.information import conditional_entropy, entropy, mutual_information
+from ..utils.atomic import atomic_write_bytes, atomic_write_json
 
 ROWS = "rows.jsonl"
 SETTINGS = "sweep.json"
@@ -197,9 +198,7 @@ def _measures_callback(path: str):
             row = {"I(Z;T)": mutual_information(z[known], t[known]),
                    "H(Z|T)": conditional_entropy(z[known], t[known]),
                    "H(Z)": entropy(z[known]), "clusters": int(np.unique(z).size)}
-            with open(path + ".tmp", "w") as f:
-                json.dump(row, f)
-            os.replace(path + ".tmp", path)
+            atomic_write_json(path, row)
 
     return ClusterMeasures()
 
@@ -240,19 +239,31 @@ def one_run(plan: Plan, base: DictConfig, value: Any, seed: int, runs_dir: str) 
 
 
 def read_rows(path: str) -> List[dict]:
-    """The rows of a ``rows.jsonl`` (a last line cut by a kill is ignored)."""
+    """The rows of a ``rows.jsonl``, one JSON object per line (blank lines skipped). A last
+    line without its newline is a row cut by a kill and is ignored.
+
+    Raises:
+        DataError: any other line that is not a JSON object, named by ``path:line``.
+    """
     rows = []
     if not os.path.exists(path):
         return rows
     with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line:
+        for number, line in enumerate(f, 1):
+            if not line.endswith("\n"):
+                break  # the last line, cut short
+            if not line.strip():
                 continue
             try:
-                rows.append(json.loads(line))
-            except ValueError:
-                continue
+                row = json.loads(line)
+                problem = None if isinstance(row, dict) else f"a JSON {type(row).__name__}"
+            except ValueError as err:
+                problem = f"no valid JSON ({err})"
+            if problem:
+                raise DataError(f"{path}:{number}: expected one JSON object per line (a row "
+                                f"written by 'study sweep'), found {problem}: "
+                                f"{line.strip()[:80]!r}; repair or remove that line")
+            rows.append(row)
     return rows
 
 
@@ -265,10 +276,7 @@ def _drop_cut_line(path: str) -> None:
         data = f.read()
     if not data or data.endswith(b"\n"):
         return
-    keep = data[:data.rfind(b"\n") + 1]
-    with open(path + ".tmp", "wb") as f:
-        f.write(keep)
-    os.replace(path + ".tmp", path)
+    atomic_write_bytes(path, data[:data.rfind(b"\n") + 1])
 
 
 def _append_row(path: str, row: dict) -> None:
@@ -293,9 +301,7 @@ def _start(plan: Plan, out_dir: str) -> None:
                               f"{ {k: mine.get(k) for k in diff} } now); give another --out")
         return
     os.makedirs(out_dir, exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(mine, f, indent=2)
-    os.replace(path + ".tmp", path)
+    atomic_write_json(path, mine, indent=2)
 
 
 def run_sweep(plan: Plan, base: DictConfig, out_dir: str,

@@ -13,7 +13,7 @@ from clinfonce_plugin.clusters.families import FAMILIES, build_family
 from clinfonce_plugin.clusters.precomputed import PrecomputedProvider
 from clinfonce_plugin.data.registry import build_dataset
 from clinfonce_plugin.study.__main__ import main
-from tests.helpers import REPO, slow_mi_and_cond_entropy
+from tests.helpers import REPO, exit_and_errors, slow_mi_and_cond_entropy
 
 
 def canonical(z):
@@ -44,10 +44,7 @@ def test_family_files_are_read_by_the_precomputed_provider(tiny_cub, tiny_famili
 
 def run_main(capsys, *args):
     """main(args) in this process: (exit code, the stderr lines that start with error:)."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(args))
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    return exit_info.value.code, errors
+    return exit_and_errors(main, capsys, *args)
 
 
 def write_labels(path, rows):

@@ -26,7 +26,7 @@ forward created their autograd node (the node's ``metadata``, tagged in forward 
 ``TorchFunctionMode``).
 
 ``--path accelerator`` (default) counts the code path a step takes on a GPU: the few
-branches that read a value back only when that is free (``utils.device.host_reads_free``:
+branches that read a value back only when that is free (``utils.devices.host_reads_free``:
 range checks, the CPU's early stop of the connected-components rounds) take their
 accelerator branch. ``--path cpu`` counts what the CPU runs.
 """
@@ -179,10 +179,10 @@ def instrumented(model: torch.nn.Module, tracker: Tracker, path: str):
         setattr(cls, fn_name, tracker.wrap(old, region))
         undo.append((cls, fn_name, old))
     if path == "accelerator":
-        from clinfonce_plugin.utils import device  # noqa: F401 (ImportError: no such path)
+        from clinfonce_plugin.utils import devices
 
-        undo.append((device, "host_reads_free", device.host_reads_free))
-        device.host_reads_free = lambda *tensors: False
+        undo.append((devices, "host_reads_free", devices.host_reads_free))
+        devices.host_reads_free = lambda tensor: False
     handles = []
     for name in MODULE_REGIONS:
         module = getattr(model, name, None)

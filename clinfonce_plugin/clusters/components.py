@@ -24,6 +24,7 @@ import torch
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
+from clinfonce_plugin.utils import devices
 from clinfonce_plugin.utils.distributed import all_gather_no_grad, get_rank, is_dist
 
 __all__ = [
@@ -139,7 +140,7 @@ def components_torch(nn_idx: torch.Tensor, validate: bool = True) -> torch.Tenso
     """
     nn_idx = torch.as_tensor(nn_idx)
     _check_nn(nn_idx, validate)
-    return _pointer_doubling(nn_idx, stop_early=nn_idx.device.type == "cpu")
+    return _pointer_doubling(nn_idx, stop_early=devices.host_reads_free(nn_idx))
 
 
 @torch.no_grad()

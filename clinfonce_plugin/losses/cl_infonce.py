@@ -5,6 +5,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from clinfonce_plugin.utils import devices
 from clinfonce_plugin.utils.distributed import (
     all_gather_no_grad,
     gather_with_grad,
@@ -57,7 +58,7 @@ def _check_gathered(z: torch.Tensor, ids: torch.Tensor,
         raise ValueError(f"gathered must be ((N, D), (N,)) with N = {n}, got "
                          f"{tuple(all_z.shape)} and {tuple(all_ids.shape)}")
     mine = ids.to(all_ids.device).long() == all_ids[offset:offset + z.shape[0]].long()
-    if all_ids.device.type == "cpu":
+    if devices.host_reads_free(all_ids):
         if not bool(mine.all()):
             raise ValueError("ids must be this rank's block of the gathered ids")
     else:  # checked on the device: a host read would stall its queue every step
@@ -152,7 +153,7 @@ def cl_infonce(
             raise ValueError(f"ids must be >= 0, got min id {int(uniq[0])}")
     else:
         inv, k = all_ids, num_clusters
-        if all_ids.device.type == "cpu":
+        if devices.host_reads_free(all_ids):
             lo, hi = int(all_ids.min()), int(all_ids.max())
             if lo < 0 or hi >= num_clusters:
                 raise ValueError(

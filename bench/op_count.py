@@ -67,6 +67,7 @@ REGIONS = {
     ("clinfonce_plugin.methods.wcl", "multicrop_swap"): "loss",
     ("clinfonce_plugin.methods.wcl", "weak_labels_of_views"): "weak labels",
     ("clinfonce_plugin.methods.wcl", "component_statistics"): "statistics (logged)",
+    ("clinfonce_plugin.methods.wcl", "mean_view_statistics"): "statistics (logged)",
     ("clinfonce_plugin.methods.wcl", "all_gather_no_grad"): "statistics (logged)",
     ("clinfonce_plugin.methods.wcl", "gather_with_grad"): "step (other)",
 }

@@ -317,6 +317,38 @@ def component_statistics(labels: torch.Tensor, targets: Optional[torch.Tensor] =
     return out
 
 
+def mean_view_statistics(labels: Sequence[torch.Tensor],
+                         targets: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+    """:func:`component_statistics` of V canonical labellings of the same N samples (WCL's
+    views), averaged over the views, in one pass: ``num_components``, ``mean_size`` and,
+    with ``targets``, ``purity`` (the mean of the views' purities: every view has the same
+    known samples, so it is the purity of the V labellings taken as one). 0-d tensors,
+    nothing read back to the host.
+
+    Args:
+        labels: V tensors (N,) of canonical labels 0..C_v - 1.
+        targets: (N,) int64 targets, -1 where unknown.
+    """
+    stacked = torch.stack(list(labels))  # (V, N)
+    views, n = stacked.shape
+    # canonical labels: C_v = max + 1
+    num = stacked.amax(dim=1) + 1
+    out = {"num_components": num.float().mean(), "mean_size": (n / num.float()).mean()}
+    if targets is not None:
+        known = targets != -1
+        # (view, component) made one id, then one key per (view, component, target) as in
+        # component_statistics (ids < V * N, targets + 1 < 2**31)
+        comp = stacked * views + torch.arange(views, device=stacked.device)[:, None]
+        key = (comp * 2 ** 32 + (targets + 1)).reshape(-1)
+        ordered = key.sort().values
+        group = (torch.searchsorted(ordered, key, right=True)
+                 - torch.searchsorted(ordered, key)) * known.repeat(views)
+        majority = torch.zeros(views * n, dtype=torch.long, device=stacked.device
+                               ).scatter_reduce_(0, comp.reshape(-1), group, reduce="amax")
+        out["purity"] = majority.sum().float() / (views * known.sum()).float()
+    return out
+
+
 def _dense_labels(labels: torch.Tensor) -> torch.Tensor:
     """Any non-negative labels renamed 0..C-1 (host-side; fine outside the training step)."""
     return torch.unique(labels, return_inverse=True)[1].reshape(-1)

@@ -11,6 +11,7 @@ from clinfonce_plugin.clusters.components import (
     weak_labels_of_views,
     component_stats,
     component_statistics,
+    mean_view_statistics,
     components_scipy,
     components_torch,
     nearest_neighbour,
@@ -410,3 +411,37 @@ def test_component_statistics_on_the_device_path_equal_the_loop_reference():
             known += t.size
     assert float(stats["purity"]) == pytest.approx(correct / known)
     assert math.isnan(float(component_statistics(labels, torch.full((257,), -1))["purity"]))
+
+
+def _loop_purity(labels, targets):
+    correct = known = 0
+    for c in np.unique(labels):
+        t = targets[(labels == c) & (targets != -1)]
+        if t.size:
+            correct += np.bincount(t).max()
+            known += t.size
+    return correct / known
+
+
+@pytest.mark.parametrize("num_views", [1, 2, 3])
+def test_mean_view_statistics_equal_the_mean_of_each_views(num_views):
+    # WCL logs the mean over its two views; the one-pass version equals the former
+    # per-view calls averaged, and the loop references
+    rng = np.random.default_rng(11 + num_views)
+    n = 200
+    labels = [torch.as_tensor(np.unique(rng.integers(0, k, n), return_inverse=True)[1]
+                              .reshape(-1)) for k in (30, 7, 60)[:num_views]]
+    targets = torch.as_tensor(rng.integers(-1, 5, n))
+    got = mean_view_statistics(labels, targets)
+    assert all(isinstance(v, torch.Tensor) and v.ndim == 0 for v in got.values())
+    each = [component_statistics(y, targets) for y in labels]
+    for key in ("num_components", "mean_size", "purity"):
+        old = sum(s[key] for s in each) / num_views
+        assert float(got[key]) == pytest.approx(float(old), rel=1e-6), key
+    sizes = [np.bincount(y.numpy()).size for y in labels]
+    assert float(got["num_components"]) == pytest.approx(np.mean(sizes))
+    assert float(got["mean_size"]) == pytest.approx(np.mean([n / c for c in sizes]))
+    assert float(got["purity"]) == pytest.approx(
+        np.mean([_loop_purity(y.numpy(), targets.numpy()) for y in labels]))
+    assert "purity" not in mean_view_statistics(labels)
+    assert math.isnan(float(mean_view_statistics(labels, torch.full((n,), -1))["purity"]))

@@ -445,3 +445,30 @@ def test_mean_view_statistics_equal_the_mean_of_each_views(num_views):
         np.mean([_loop_purity(y.numpy(), targets.numpy()) for y in labels]))
     assert "purity" not in mean_view_statistics(labels)
     assert math.isnan(float(mean_view_statistics(labels, torch.full((n,), -1))["purity"]))
+
+
+def test_rounds_bounded_by_the_component_size_on_a_union_of_graphs():
+    # V graphs of n nodes each as one disjoint union (weak_labels_of_views): ceil(log2 n)
+    # rounds suffice; a single n-cycle per graph needs all of them
+    rng = np.random.default_rng(4)
+    n = 37
+    graphs = [np.roll(np.arange(n), 1)] + [rng.integers(0, n, n) for _ in range(2)]
+    union = torch.as_tensor(np.concatenate([g + v * n for v, g in enumerate(graphs)]))
+    expected = components_scipy(union)
+    assert torch.equal(components._pointer_doubling(union, False, max_size=n), expected)
+    assert torch.equal(components_torch(union, max_size=n), expected)
+    # a bound below the largest component is wrong (the test can tell)
+    assert not torch.equal(components._pointer_doubling(union, False, max_size=16), expected)
+
+
+def test_accelerator_rounds_gather_once_per_round(monkeypatch):
+    # each round is one gather of (m, p) and one minimum: ceil(log2 n) gathers, plus the
+    # three of the labelling (rep, label, rank)
+    calls = []
+    real = torch.Tensor.index_select
+    monkeypatch.setattr(torch.Tensor, "index_select",
+                        lambda self, *a: calls.append(1) or real(self, *a))
+    nn = torch.as_tensor(np.random.default_rng(0).integers(0, 300, 300))
+    labels = components._pointer_doubling(nn, stop_early=False)
+    assert torch.equal(labels, components_scipy(nn))
+    assert len(calls) == (300 - 1).bit_length() + 3

@@ -161,15 +161,16 @@ def _pointer_doubling(nn_idx: torch.Tensor, stop_early: bool,
     # index_select rather than t[idx]: the same gather, without advanced indexing's
     # overhead (3x per call at N = 4096 on the CPU)
     state = torch.stack([node, nn_idx.long()])
+    smallest, pointer = state.unbind()
     bound = n if max_size is None else min(n, max_size)
     for _ in range((bound - 1).bit_length()):  # ceil(log2 bound) for bound >= 1
-        jumped = state.index_select(1, state[1])
-        torch.minimum(jumped[0], state[0], out=jumped[0])
-        done = stop_early and torch.equal(jumped[1], state[1])
-        state = jumped
+        state = state.index_select(1, pointer)
+        jumped_smallest, jumped = state.unbind()
+        torch.minimum(jumped_smallest, smallest, out=jumped_smallest)
+        done = stop_early and torch.equal(jumped, pointer)
+        smallest, pointer = jumped_smallest, jumped
         if done:
             break
-    smallest, pointer = state[0], state[1]
     rep = smallest.index_select(0, pointer)
     first = torch.full((n,), n, dtype=torch.long, device=nn_idx.device)
     first.scatter_reduce_(0, rep, node, reduce="amin")

@@ -122,7 +122,9 @@ class Tagger(TorchFunctionMode):
         todo = [t.grad_fn for t in _tensors(out) if t.grad_fn is not None]
         while todo:
             node = todo.pop()
-            if node is None or "region" in node.metadata:
+            # a leaf's AccumulateGrad is no region's: its ops count as "param grads"
+            if node is None or "region" in node.metadata or node.name().endswith(
+                    "AccumulateGrad"):
                 continue
             node.metadata["region"] = region
             todo.extend(fn for fn, _ in node.next_functions)

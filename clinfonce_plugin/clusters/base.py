@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from clinfonce_plugin.utils import devices
 from clinfonce_plugin.utils.markers import REQUIRED
 
 from .sample_info import SampleInfo
@@ -204,7 +205,7 @@ class ClusterProvider(nn.Module):
             )
         if indexes.dtype.is_floating_point or indexes.dtype.is_complex or indexes.dtype == torch.bool:
             raise ValueError(f"{self.name}: expects integer indexes, got {indexes.dtype}")
-        if indexes.device.type == "cpu" and indexes.numel() > 0:
+        if devices.host_reads_free(indexes) and indexes.numel() > 0:
             low, high = int(indexes.min()), int(indexes.max())
             n = self.ids.numel()
             if low < 0 or high >= n:

@@ -24,6 +24,7 @@ import torch
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
+from clinfonce_plugin.utils import devices
 from clinfonce_plugin.utils.distributed import all_gather_no_grad, get_rank, is_dist
 
 __all__ = [
@@ -108,7 +109,8 @@ def _check_nn(nn_idx: torch.Tensor, validate: bool) -> None:
             raise ValueError(f"nn_idx values must lie in [0, {n}), got min {lo}, max {hi}")
 
 
-def components_torch(nn_idx: torch.Tensor, validate: bool = True) -> torch.Tensor:
+def components_torch(nn_idx: torch.Tensor, validate: bool = True,
+                     max_size: Optional[int] = None) -> torch.Tensor:
     """Canonical connected-component labels of the undirected graph {i - nn_idx[i]}.
 
     Exact for any functional graph (any ``nn_idx`` with values in [0, N)):
@@ -127,37 +129,48 @@ def components_torch(nn_idx: torch.Tensor, validate: bool = True) -> torch.Tenso
     where reading a tensor costs nothing, the rounds stop early once ``p[p] == p``: then
     every ``p[i]`` is a fixed point of f^(2^t), i.e. on a cycle whose length divides 2^t,
     so ``m`` there already spans the whole cycle. A batch 1-NN graph (tails of a few nodes,
-    2-cycles) needs about 3 rounds instead of ceil(log2 N).
+    2-cycles) needs about 3 rounds instead of ceil(log2 N). The argument holds with N
+    replaced by any bound S on a component's size (tails are shorter than S, cycles at
+    most S long): ``max_size`` = S runs ceil(log2 S) rounds (the disjoint union of V graphs
+    of n nodes each: S = n).
 
     Args:
         nn_idx: (N,) integer tensor, nn_idx[i] = the node i links to.
         validate: check the value range (one host sync); callers that built nn_idx
             themselves pass False.
+        max_size: a bound on the size of every component (default N); not checked.
 
     Returns:
         (N,) int64 labels on ``nn_idx.device``.
     """
     nn_idx = torch.as_tensor(nn_idx)
     _check_nn(nn_idx, validate)
-    return _pointer_doubling(nn_idx, stop_early=nn_idx.device.type == "cpu")
+    return _pointer_doubling(nn_idx, stop_early=devices.host_reads_free(nn_idx),
+                             max_size=max_size)
 
 
 @torch.no_grad()
-def _pointer_doubling(nn_idx: torch.Tensor, stop_early: bool) -> torch.Tensor:
+def _pointer_doubling(nn_idx: torch.Tensor, stop_early: bool,
+                      max_size: Optional[int] = None) -> torch.Tensor:
     """Steps 1-3 of :func:`components_torch`; ``stop_early`` ends the rounds once
-    ``p[p] == p`` (one host read per round)."""
+    ``p[p] == p`` (one host read per round); ``max_size`` bounds a component's size."""
     n = nn_idx.numel()
     node = torch.arange(n, device=nn_idx.device)
-    pointer = nn_idx.long()
-    smallest = node
+    # rows (m, p) in one tensor: a round is one gather of both rows by p, giving
+    # (m[p], p[p]), and one minimum in place (two ops per round, not three).
     # index_select rather than t[idx]: the same gather, without advanced indexing's
     # overhead (3x per call at N = 4096 on the CPU)
-    for _ in range((n - 1).bit_length()):  # ceil(log2 n) for n >= 1
-        smallest = torch.minimum(smallest, smallest.index_select(0, pointer))
-        jumped = pointer.index_select(0, pointer)
-        if stop_early and torch.equal(jumped, pointer):
+    state = torch.stack([node, nn_idx.long()])
+    smallest, pointer = state.unbind()
+    bound = n if max_size is None else min(n, max_size)
+    for _ in range((bound - 1).bit_length()):  # ceil(log2 bound) for bound >= 1
+        state = state.index_select(1, pointer)
+        jumped_smallest, jumped = state.unbind()
+        torch.minimum(jumped_smallest, smallest, out=jumped_smallest)
+        done = stop_early and torch.equal(jumped, pointer)
+        smallest, pointer = jumped_smallest, jumped
+        if done:
             break
-        pointer = jumped
     rep = smallest.index_select(0, pointer)
     first = torch.full((n,), n, dtype=torch.long, device=nn_idx.device)
     first.scatter_reduce_(0, rep, node, reduce="amin")
@@ -279,8 +292,9 @@ def weak_labels_of_views(views: Sequence[torch.Tensor],
                 "(single process: each view must be the whole batch)")
         union = nn + torch.arange(len(views), device=nn.device).unsqueeze(1) * total
         flat = union.reshape(-1)
-        labels = components_torch(flat, validate=False) if backend == "torch" \
-            else components_scipy(flat)
+        # no component spans two views: each has at most `total` nodes
+        labels = components_torch(flat, validate=False, max_size=total) \
+            if backend == "torch" else components_scipy(flat)
         labels = labels.view(len(views), total)
         return list(labels - labels[:, :1])
 
@@ -313,6 +327,38 @@ def component_statistics(labels: torch.Tensor, targets: Optional[torch.Tensor] =
         majority = torch.zeros(n, dtype=torch.long, device=labels.device).scatter_reduce_(
             0, labels, group, reduce="amax")
         out["purity"] = majority.sum().float() / known.sum().float()
+    return out
+
+
+def mean_view_statistics(labels: Sequence[torch.Tensor],
+                         targets: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+    """:func:`component_statistics` of V canonical labellings of the same N samples (WCL's
+    views), averaged over the views, in one pass: ``num_components``, ``mean_size`` and,
+    with ``targets``, ``purity`` (the mean of the views' purities: every view has the same
+    known samples, so it is the purity of the V labellings taken as one). 0-d tensors,
+    nothing read back to the host.
+
+    Args:
+        labels: V tensors (N,) of canonical labels 0..C_v - 1.
+        targets: (N,) int64 targets, -1 where unknown.
+    """
+    stacked = torch.stack(list(labels))  # (V, N)
+    views, n = stacked.shape
+    # canonical labels: C_v = max + 1
+    num = stacked.amax(dim=1) + 1
+    out = {"num_components": num.float().mean(), "mean_size": (n / num.float()).mean()}
+    if targets is not None:
+        known = targets != -1
+        # (view, component) made one id, then one key per (view, component, target) as in
+        # component_statistics (ids < V * N, targets + 1 < 2**31)
+        comp = stacked * views + torch.arange(views, device=stacked.device)[:, None]
+        key = (comp * 2 ** 32 + (targets + 1)).reshape(-1)
+        ordered = key.sort().values
+        group = (torch.searchsorted(ordered, key, right=True)
+                 - torch.searchsorted(ordered, key)) * known.repeat(views)
+        majority = torch.zeros(views * n, dtype=torch.long, device=stacked.device
+                               ).scatter_reduce_(0, comp.reshape(-1), group, reduce="amax")
+        out["purity"] = majority.sum().float() / (views * known.sum()).float()
     return out
 
 

@@ -5,6 +5,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from clinfonce_plugin.utils import devices
 from clinfonce_plugin.utils.distributed import (
     all_gather_no_grad,
     gather_with_grad,
@@ -57,7 +58,7 @@ def _check_gathered(z: torch.Tensor, ids: torch.Tensor,
         raise ValueError(f"gathered must be ((N, D), (N,)) with N = {n}, got "
                          f"{tuple(all_z.shape)} and {tuple(all_ids.shape)}")
     mine = ids.to(all_ids.device).long() == all_ids[offset:offset + z.shape[0]].long()
-    if all_ids.device.type == "cpu":
+    if devices.host_reads_free(all_ids):
         if not bool(mine.all()):
             raise ValueError("ids must be this rank's block of the gathered ids")
     else:  # checked on the device: a host read would stall its queue every step
@@ -113,7 +114,9 @@ def cl_infonce(
         gathered: ``(all_z, all_ids)``, the whole batch when the caller has gathered it
             already (one gather shared by several losses): all_z (N, D) with the gradient
             path to this rank's rows (``gather_with_grad(z)``), all_ids (N,); ``z`` and
-            ``ids`` are this rank's block of them (rows ``rank * M`` on). No collective runs.
+            ``ids`` are this rank's block of them (rows ``rank * M`` on). No collective runs;
+            the anchors are that block of ``all_z`` (z's values, its gradient reaching z
+            through the gather), so ``z`` serves only the shape checks.
 
     Returns:
         Scalar loss (float32 or float64). 0 connected to ``z``'s graph when no anchor has
@@ -139,7 +142,16 @@ def cl_infonce(
 
     # Half precision cannot hold exp/log-sum-exp over large batches reliably.
     work_dtype = torch.promote_types(z.dtype, torch.float32)
-    zn = F.normalize(z.to(work_dtype), dim=1)
+    offset = rank * m  # where this rank's block sits in the gathered batch
+    if gathered is not None:
+        all_z = F.normalize(gathered[0].to(work_dtype), dim=1)
+        # this rank's rows hold z's values: the anchors are taken from the normalised
+        # gathered rows (one normalisation per step, and the gradient reaches z through
+        # the gather's backward, which hands each rank its block)
+        zn = all_z[offset : offset + m]
+    else:
+        zn = F.normalize(z.to(work_dtype), dim=1)
+        all_z = gather_with_grad(zn) if distributed else zn
     ids = ids.to(device=z.device, dtype=torch.long)
     if gathered is not None:
         all_ids = gathered[1].to(device=z.device, dtype=torch.long)
@@ -152,7 +164,7 @@ def cl_infonce(
             raise ValueError(f"ids must be >= 0, got min id {int(uniq[0])}")
     else:
         inv, k = all_ids, num_clusters
-        if all_ids.device.type == "cpu":
+        if devices.host_reads_free(all_ids):
             lo, hi = int(all_ids.min()), int(all_ids.max())
             if lo < 0 or hi >= num_clusters:
                 raise ValueError(
@@ -164,11 +176,6 @@ def cl_infonce(
             torch._assert_async(((all_ids >= 0) & (all_ids < num_clusters)).all(),
                                 f"cl_infonce: ids must lie in [0, num_clusters={num_clusters})")
 
-    if gathered is not None:
-        all_z = F.normalize(gathered[0].to(work_dtype), dim=1)
-    else:
-        all_z = gather_with_grad(zn) if distributed else zn
-    offset = rank * m  # where this rank's block sits in the gathered batch
     local_inv = inv[offset : offset + m]
     # a scatter of ones rather than bincount, which reads the maximum back to the host
     counts = torch.zeros(k, dtype=torch.long, device=inv.device).index_add_(

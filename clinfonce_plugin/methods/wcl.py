@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 
 from clinfonce_plugin.config import ConfigError, fill_defaults
 from clinfonce_plugin.clusters.components import BACKENDS as WEAK_LABEL_BACKENDS
-from clinfonce_plugin.clusters.components import component_statistics, weak_labels_of_views
+from clinfonce_plugin.clusters.components import mean_view_statistics, weak_labels_of_views
 from clinfonce_plugin.clusters.neighbours import BACKENDS as KNN_BACKENDS
 from clinfonce_plugin.clusters.sample_info import SampleInfo
 from clinfonce_plugin.data.indexed import IndexedDataset
@@ -203,17 +203,20 @@ class WCL(ProjectionHeads, BaseMethod):
                      logs: Dict[str, Any], targets: torch.Tensor) -> List[torch.Tensor]:
         """(N,) weak labels of each view: (B, D) local rows, (N, D) gathered ``keys``; each
         view its own 1-NN graph. Their statistics go to ``logs``."""
-        y = weak_labels_of_views([F.normalize(v.detach().float(), dim=1) for v in views],
-                                 [F.normalize(k.detach().float(), dim=1) for k in keys],
+        rows = [F.normalize(v.detach().float(), dim=1) for v in views]
+        # one process: the gathered keys are the views themselves, normalised once
+        y = weak_labels_of_views(rows, [r if k is v else F.normalize(k.detach().float(), dim=1)
+                                        for r, k, v in zip(rows, keys, views)],
                                  backend=self.weak_label_backend)
         t = all_gather_no_grad(targets) if self.targets_known != "none" else None
         if self.targets_known == "some" and not bool((t != -1).any()):
             t = None  # no known target in this batch: no purity (one host read per step)
-        s1, s2 = (component_statistics(labels, t) for labels in y)
-        logs.update(weak_num_components=(s1["num_components"] + s2["num_components"]) / 2,
-                    weak_mean_component_size=(s1["mean_size"] + s2["mean_size"]) / 2)
+        # the mean over the two views of each labelling's statistics
+        stats = mean_view_statistics(y, t)
+        logs.update(weak_num_components=stats["num_components"],
+                    weak_mean_component_size=stats["mean_size"])
         if t is not None:
-            logs["weak_purity"] = (s1["purity"] + s2["purity"]) / 2
+            logs["weak_purity"] = stats["purity"]
         return y
 
     def on_train_epoch_start(self) -> None:

@@ -30,3 +30,11 @@ def eval_device(accelerator) -> torch.device:
 def lightning_accelerator(device: torch.device) -> str:
     """Lightning's accelerator name for ``device``."""
     return {"cuda": "gpu"}.get(device.type, device.type)
+
+
+def host_reads_free(tensor: torch.Tensor) -> bool:
+    """Whether reading ``tensor``'s values back to the host costs nothing: it is on the CPU.
+    The training step's checks and early stops read a value only then; on an accelerator
+    the read would wait for its queue every step. The one place of that rule (the op-count
+    benchmark counts the accelerator path on the CPU by replacing it)."""
+    return tensor.device.type == "cpu"

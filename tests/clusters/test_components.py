@@ -11,6 +11,7 @@ from clinfonce_plugin.clusters.components import (
     weak_labels_of_views,
     component_stats,
     component_statistics,
+    mean_view_statistics,
     components_scipy,
     components_torch,
     nearest_neighbour,
@@ -410,3 +411,64 @@ def test_component_statistics_on_the_device_path_equal_the_loop_reference():
             known += t.size
     assert float(stats["purity"]) == pytest.approx(correct / known)
     assert math.isnan(float(component_statistics(labels, torch.full((257,), -1))["purity"]))
+
+
+def _loop_purity(labels, targets):
+    correct = known = 0
+    for c in np.unique(labels):
+        t = targets[(labels == c) & (targets != -1)]
+        if t.size:
+            correct += np.bincount(t).max()
+            known += t.size
+    return correct / known
+
+
+@pytest.mark.parametrize("num_views", [1, 2, 3])
+def test_mean_view_statistics_equal_the_mean_of_each_views(num_views):
+    # WCL logs the mean over its two views; the one-pass version equals the former
+    # per-view calls averaged, and the loop references
+    rng = np.random.default_rng(11 + num_views)
+    n = 200
+    labels = [torch.as_tensor(np.unique(rng.integers(0, k, n), return_inverse=True)[1]
+                              .reshape(-1)) for k in (30, 7, 60)[:num_views]]
+    targets = torch.as_tensor(rng.integers(-1, 5, n))
+    got = mean_view_statistics(labels, targets)
+    assert all(isinstance(v, torch.Tensor) and v.ndim == 0 for v in got.values())
+    each = [component_statistics(y, targets) for y in labels]
+    for key in ("num_components", "mean_size", "purity"):
+        old = sum(s[key] for s in each) / num_views
+        assert float(got[key]) == pytest.approx(float(old), rel=1e-6), key
+    sizes = [np.bincount(y.numpy()).size for y in labels]
+    assert float(got["num_components"]) == pytest.approx(np.mean(sizes))
+    assert float(got["mean_size"]) == pytest.approx(np.mean([n / c for c in sizes]))
+    assert float(got["purity"]) == pytest.approx(
+        np.mean([_loop_purity(y.numpy(), targets.numpy()) for y in labels]))
+    assert "purity" not in mean_view_statistics(labels)
+    assert math.isnan(float(mean_view_statistics(labels, torch.full((n,), -1))["purity"]))
+
+
+def test_rounds_bounded_by_the_component_size_on_a_union_of_graphs():
+    # V graphs of n nodes each as one disjoint union (weak_labels_of_views): ceil(log2 n)
+    # rounds suffice; a single n-cycle per graph needs all of them
+    rng = np.random.default_rng(4)
+    n = 37
+    graphs = [np.roll(np.arange(n), 1)] + [rng.integers(0, n, n) for _ in range(2)]
+    union = torch.as_tensor(np.concatenate([g + v * n for v, g in enumerate(graphs)]))
+    expected = components_scipy(union)
+    assert torch.equal(components._pointer_doubling(union, False, max_size=n), expected)
+    assert torch.equal(components_torch(union, max_size=n), expected)
+    # a bound below the largest component is wrong (the test can tell)
+    assert not torch.equal(components._pointer_doubling(union, False, max_size=16), expected)
+
+
+def test_accelerator_rounds_gather_once_per_round(monkeypatch):
+    # each round is one gather of (m, p) and one minimum: ceil(log2 n) gathers, plus the
+    # three of the labelling (rep, label, rank)
+    calls = []
+    real = torch.Tensor.index_select
+    monkeypatch.setattr(torch.Tensor, "index_select",
+                        lambda self, *a: calls.append(1) or real(self, *a))
+    nn = torch.as_tensor(np.random.default_rng(0).integers(0, 300, 300))
+    labels = components._pointer_doubling(nn, stop_early=False)
+    assert torch.equal(labels, components_scipy(nn))
+    assert len(calls) == (300 - 1).bit_length() + 3

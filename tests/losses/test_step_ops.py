@@ -1,0 +1,41 @@
+"""Operators the training step's losses dispatch (the launches a GPU step pays for): values
+are pinned elsewhere; these pin what is computed once."""
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from clinfonce_plugin.losses import cl_infonce, instance_nce, wcl_swap
+
+
+class Ops(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.names = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+def test_gathered_rows_are_normalised_once():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(8, 4, generator=g, requires_grad=True)
+    ids = torch.tensor([0, 1, 2, 3] * 2)
+    with Ops() as ops:
+        cl_infonce(z, ids, 0.5, num_clusters=4, gathered=(z, ids)).backward()
+    assert ops.names.count("linalg_vector_norm") == 1
+    v1, v2 = z[:4].detach().requires_grad_(), z[4:].detach().requires_grad_()
+    y = torch.tensor([0, 0, 1, 1])
+    with Ops() as ops:
+        instance_nce(v1, v2, 0.5, keys=(v1, v2))
+        wcl_swap(v1, v2, y, y, 0.5, num_clusters=(2, 2), keys=(v1, v2))
+    assert ops.names.count("linalg_vector_norm") == 3  # one per cl_infonce call
+
+
+def test_anchor_values_come_from_the_gathered_rows():
+    # z serves the shape checks: its values are those of gathered's block by contract
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(8, 4, generator=g, dtype=torch.float64)
+    ids = torch.tensor([0, 1, 2, 3] * 2)
+    expected = cl_infonce(z, ids, 0.5)
+    assert torch.allclose(cl_infonce(torch.zeros_like(z), ids, 0.5, gathered=(z, ids)),
+                          expected, rtol=0, atol=1e-12)

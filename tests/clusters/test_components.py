@@ -347,19 +347,23 @@ def test_purity_by_hand():
         purity(labels, targets[:3])
 
 
-def test_purity_against_loop():
-    rng = np.random.default_rng(2)
-    labels = rng.integers(0, 12, 300)
-    targets = rng.integers(-1, 5, 300)
+def _loop_purity(labels, targets):
+    """Purity by a loop over the clusters: the reference of the tests below."""
     correct = known = 0
     for c in np.unique(labels):
         t = targets[(labels == c) & (targets != -1)]
         if t.size:
             correct += np.bincount(t).max()
             known += t.size
+    return correct / known
+
+
+def test_purity_against_loop():
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 12, 300)
+    targets = rng.integers(-1, 5, 300)
     assert purity(torch.as_tensor(labels), torch.as_tensor(targets)) == pytest.approx(
-        correct / known
-    )
+        _loop_purity(labels, targets))
 
 
 @pytest.mark.parametrize("backend", ["torch", "scipy"])
@@ -403,24 +407,8 @@ def test_component_statistics_on_the_device_path_equal_the_loop_reference():
     assert int(stats["num_components"]) == sizes.size
     assert float(stats["mean_size"]) == pytest.approx(257 / sizes.size)
     assert int(stats["max_size"]) == sizes.max()
-    correct = known = 0
-    for c in range(sizes.size):
-        t = targets.numpy()[(labels.numpy() == c) & (targets.numpy() != -1)]
-        if t.size:
-            correct += np.bincount(t).max()
-            known += t.size
-    assert float(stats["purity"]) == pytest.approx(correct / known)
+    assert float(stats["purity"]) == pytest.approx(_loop_purity(labels.numpy(), targets.numpy()))
     assert math.isnan(float(component_statistics(labels, torch.full((257,), -1))["purity"]))
-
-
-def _loop_purity(labels, targets):
-    correct = known = 0
-    for c in np.unique(labels):
-        t = targets[(labels == c) & (targets != -1)]
-        if t.size:
-            correct += np.bincount(t).max()
-            known += t.size
-    return correct / known
 
 
 @pytest.mark.parametrize("num_views", [1, 2, 3])

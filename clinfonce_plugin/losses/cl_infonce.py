@@ -1,6 +1,6 @@
 """Cluster-aware InfoNCE: positives are all other views whose cluster id equals the anchor's."""
 import math
-from typing import Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -99,7 +99,8 @@ def cl_infonce(
     the concatenated batch. All ranks must pass the same number of rows.
 
     Cost is that of NT-Xent: one (M, N) similarity and its log-partition; the positive
-    terms use per-cluster sums (no (N, N) mask is built).
+    terms use per-cluster sums (no (N, N) mask is built). The arithmetic runs in at least
+    float32, also under autocast (which would otherwise run the similarity GEMM in 16 bits).
 
     Args:
         z: (M, D) this rank's embeddings, all views stacked (M = views * local batch);
@@ -122,15 +123,54 @@ def cl_infonce(
         Scalar loss (float32 or float64). 0 connected to ``z``'s graph when no anchor has
         a positive.
     """
-    _check_inputs(z, ids, temperature, form, num_clusters)
-    m = z.shape[0]
+    return cl_infonce_groups([z], [ids], temperature, form, [num_clusters], gather,
+                             None if gathered is None else [gathered])
+
+
+def _stack(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    # one group: a view, not a copy (no extra kernel for the common case)
+    return tensors[0].unsqueeze(0) if len(tensors) == 1 else torch.stack(list(tensors))
+
+
+def cl_infonce_groups(
+    zs: Sequence[torch.Tensor],
+    ids: Sequence[torch.Tensor],
+    temperature: float = 0.1,
+    form: str = "out",
+    num_clusters: Optional[Sequence[Optional[int]]] = None,
+    gather: bool = True,
+    gathered: Optional[Sequence[Tuple[torch.Tensor, torch.Tensor]]] = None,
+) -> torch.Tensor:
+    """``sum_g cl_infonce(zs[g], ids[g], temperature, form, num_clusters[g], gather,
+    gathered[g])`` computed in one batched pass: G independent contrasts of the same shape
+    (each group its own anchors, keys and cluster ids; nothing is contrasted across groups)
+    share every kernel launch, e.g. WCL's two within-view terms ``L_sup(V1, y2) +
+    L_sup(V2, y1)``. Each group's value and gradient are those of ``cl_infonce`` (see there
+    for the arguments; here each is a sequence with one entry per group).
+    """
+    zs, ids = list(zs), list(ids)
+    groups = len(zs)
+    if groups == 0 or len(ids) != groups:
+        raise ValueError(f"cl_infonce_groups needs one ids tensor per group, got {groups} "
+                         f"embedding and {len(ids)} id tensors")
+    ks = [None] * groups if num_clusters is None else list(num_clusters)
+    if len(ks) != groups or (gathered is not None and len(gathered) != groups):
+        raise ValueError("num_clusters and gathered need one entry per group")
+    for z, i, k in zip(zs, ids, ks):
+        _check_inputs(z, i, temperature, form, k)
+    if any(z.shape != zs[0].shape for z in zs):
+        raise ValueError(f"every group needs the same (M, D), got "
+                         f"{[tuple(z.shape) for z in zs]}")
+    z0 = zs[0]
+    m = z0.shape[0]
     distributed = (gather or gathered is not None) and is_dist() and get_world_size() > 1
     world = get_world_size() if distributed else 1
     rank = get_rank() if distributed else 0
     if gathered is not None:
-        _check_gathered(z, ids, gathered, world * m, rank * m)
+        for z, i, g in zip(zs, ids, gathered):
+            _check_gathered(z, i, g, world * m, rank * m)
     elif distributed:
-        sizes = all_gather_no_grad(torch.tensor([m], device=z.device))
+        sizes = all_gather_no_grad(torch.tensor([m], device=z0.device))
         if bool((sizes != m).any()):
             raise ValueError(
                 f"cl_infonce(gather=True) needs the same number of rows on every rank, got "
@@ -138,86 +178,122 @@ def cl_infonce(
             )
     n = world * m
     if n < 2:  # nothing to contrast against
-        return z.sum() * 0
+        return sum(z.sum() for z in zs) * 0
 
     # Half precision cannot hold exp/log-sum-exp over large batches reliably.
-    work_dtype = torch.promote_types(z.dtype, torch.float32)
+    work_dtype = torch.promote_types(z0.dtype, torch.float32)
     offset = rank * m  # where this rank's block sits in the gathered batch
     if gathered is not None:
-        all_z = F.normalize(gathered[0].to(work_dtype), dim=1)
+        all_z = F.normalize(_stack([g[0] for g in gathered]).to(work_dtype), dim=-1)
         # this rank's rows hold z's values: the anchors are taken from the normalised
         # gathered rows (one normalisation per step, and the gradient reaches z through
         # the gather's backward, which hands each rank its block)
-        zn = all_z[offset : offset + m]
+        zn = all_z[:, offset : offset + m]
+        all_ids = [g[1].to(device=z0.device, dtype=torch.long) for g in gathered]
     else:
-        zn = F.normalize(z.to(work_dtype), dim=1)
-        all_z = gather_with_grad(zn) if distributed else zn
-    ids = ids.to(device=z.device, dtype=torch.long)
-    if gathered is not None:
-        all_ids = gathered[1].to(device=z.device, dtype=torch.long)
-    else:
-        all_ids = all_gather_no_grad(ids) if distributed else ids
-    if num_clusters is None:
-        uniq, inv = torch.unique(all_ids, return_inverse=True)
-        k = uniq.numel()
-        if bool(uniq[0] < 0):
-            raise ValueError(f"ids must be >= 0, got min id {int(uniq[0])}")
-    else:
-        inv, k = all_ids, num_clusters
-        if devices.host_reads_free(all_ids):
-            lo, hi = int(all_ids.min()), int(all_ids.max())
-            if lo < 0 or hi >= num_clusters:
-                raise ValueError(
-                    f"ids must lie in [0, num_clusters={num_clusters}), got range [{lo}, {hi}]"
-                )
-        else:
-            # on an accelerator a host read would stall its queue every step: the device
-            # checks the range itself and fails the step's next synchronisation
-            torch._assert_async(((all_ids >= 0) & (all_ids < num_clusters)).all(),
-                                f"cl_infonce: ids must lie in [0, num_clusters={num_clusters})")
+        zn = F.normalize(_stack(zs).to(work_dtype), dim=-1)
+        all_z = _stack([gather_with_grad(x) for x in zn]) if distributed else zn
+        local = [i.to(device=z0.device, dtype=torch.long) for i in ids]
+        all_ids = [all_gather_no_grad(i) for i in local] if distributed else local
+    inv, k = _contiguous_ids(all_ids, ks)  # (G, N), ids of group g in [g * k, (g + 1) * k)
+    with torch.autocast(z0.device.type, enabled=False):
+        return _contrast(zn, all_z, inv, groups * k, offset, world, temperature, form)
 
-    local_inv = inv[offset : offset + m]
+
+def _contiguous_ids(all_ids: List[torch.Tensor],
+                    ks: List[Optional[int]]) -> Tuple[torch.Tensor, int]:
+    """(G, N) ids, group g's in [g * k, (g + 1) * k), and k: each group's ids remapped to
+    0..k_g-1 (``torch.unique``) where its cluster count is not given, else range-checked."""
+    inv, counts = [], []
+    for g, (a, k) in enumerate(zip(all_ids, ks)):
+        if k is None:
+            uniq, a = torch.unique(a, return_inverse=True)
+            k = uniq.numel()
+            if bool(uniq[0] < 0):
+                raise ValueError(f"ids must be >= 0, got min id {int(uniq[0])}")
+        elif devices.host_reads_free(a):
+            lo, hi = int(a.min()), int(a.max())
+            if lo < 0 or hi >= k:
+                raise ValueError(
+                    f"ids must lie in [0, num_clusters={k}), got range [{lo}, {hi}]"
+                    + (f" (group {g})" if len(ks) > 1 else ""))
+        inv.append(a)
+        counts.append(k)
+    stacked = _stack(inv)
+    # on an accelerator a host read would stall its queue every step: the device checks the
+    # range itself (one check for all groups) and fails the step's next synchronisation
+    checked = [g for g, (a, k) in enumerate(zip(all_ids, ks))
+               if k is not None and not devices.host_reads_free(a)]
+    if checked:
+        bounds = [counts[g] for g in checked]
+        rows = stacked if len(checked) == len(ks) else stacked[checked]
+        bound = bounds[0] if len(set(bounds)) == 1 else torch.tensor(
+            bounds, device=rows.device)[:, None]
+        torch._assert_async(((rows >= 0) & (rows < bound)).all(),
+                            f"cl_infonce: ids must lie in [0, num_clusters="
+                            f"{bounds[0] if len(ks) == 1 else bounds})")
+    k = max(counts)
+    if len(inv) > 1:
+        stacked = stacked + torch.arange(0, len(inv) * k, k, device=stacked.device)[:, None]
+    return stacked, k
+
+
+def _contrast(zn: torch.Tensor, all_z: torch.Tensor, inv: torch.Tensor, k: int, offset: int,
+              world: int, temperature: float, form: str) -> torch.Tensor:
+    """The loss summed over groups: zn (G, M, D) anchors, all_z (G, N, D) keys (both unit
+    rows, the anchors rows ``offset`` on of the keys), inv (G, N) the keys' ids in [0, k),
+    no id shared between groups."""
+    work_dtype = zn.dtype
+    m = zn.shape[1]
+    local_inv = inv[:, offset : offset + m]
+    flat = inv.reshape(-1)
     # a scatter of ones rather than bincount, which reads the maximum back to the host
     counts = torch.zeros(k, dtype=torch.long, device=inv.device).index_add_(
-        0, inv, torch.ones_like(inv))
+        0, flat, torch.ones_like(flat))
     num_pos = counts[local_inv] - 1
     valid = num_pos > 0
     # Every rank holds all ids, so the global count of valid anchors needs no all_reduce.
-    num_valid = (counts[inv] > 1).sum()
-    # Per-anchor weight of the mean (0 for anchors without a positive): constants, so the
-    # reduction is one product and one sum.
+    num_valid = (counts[inv] > 1).sum(dim=1, keepdim=True)
+    # Per-anchor weight of each group's mean (0 for anchors without a positive): constants,
+    # so the reduction is one product and one sum.
     weight = valid.to(work_dtype) * (world / num_valid.clamp_min(1).to(work_dtype))
     if form == "in" and bool(counts.max() <= 2):
         form = "out"  # one positive per anchor: both forms are -s_ap + log-partition
 
-    # e_aj = exp(s_aj - shift_a), self entry 0, in one (M, N) buffer: the shift is folded
-    # into the GEMM and exp runs in place, so the only (M, N) passes are GEMM, exp, row sum
-    # and, in backward, exp's product and the GEMMs (logsumexp would exponentiate twice).
+    # e_aj = exp(s_aj - shift_a), self entry 0, in one (M, N) buffer per group: the shift is
+    # folded into the GEMM and exp runs in place, so the only (M, N) passes are GEMM, exp,
+    # row sum and, in backward, exp's product and the GEMMs (logsumexp would exponentiate
+    # twice).
     inv_t = 1.0 / temperature
+    keys_t = all_z.transpose(1, 2)
     if 2.0 * inv_t <= _CONST_SHIFT_LIMIT[work_dtype]:
         # |s_aj| <= 1/tau for unit rows, so shifting by 1/tau keeps every term in
         # [exp(-2/tau), 1]: no overflow, no underflow of a row sum.
         shift = inv_t
-        sim = torch.addmm(all_z.new_full((1,), -inv_t), zn, all_z.T, alpha=inv_t)
-        sim.diagonal(offset).fill_(float("-inf"))
+        sim = torch.baddbmm(all_z.new_full((1, 1, 1), -inv_t), zn, keys_t, alpha=inv_t)
+        sim.diagonal(offset, dim1=1, dim2=2).fill_(float("-inf"))
     else:  # tau so small that exp(-2/tau) underflows: shift by each row's max instead
-        sim = torch.mm(zn, all_z.T).mul_(inv_t)
-        sim.diagonal(offset).fill_(float("-inf"))
-        row_max = sim.detach().amax(dim=1, keepdim=True)
+        sim = torch.bmm(zn, keys_t).mul_(inv_t)
+        sim.diagonal(offset, dim1=1, dim2=2).fill_(float("-inf"))
+        row_max = sim.detach().amax(dim=2, keepdim=True)
         sim = sim - row_max
-        shift = row_max.squeeze(1)
+        shift = row_max.squeeze(2)
     e = sim.exp_()
-    log_partition = e.sum(dim=1).log() + shift
+    log_partition = e.sum(dim=2).log() + shift
 
     if form == "out":
         # sum_{p in P(a)} z_a . z_p = z_a . (C_{id_a} - z_a), C_k = sum of cluster k's rows
-        centroids = all_z.new_zeros(k, all_z.shape[1]).index_add_(0, inv, all_z)
+        d = all_z.shape[2]
+        centroids = all_z.new_zeros(k, d).index_add_(0, flat, all_z.reshape(-1, d))
         # index_select: its backward is an index_add, cheaper on CPU than advanced indexing's
-        pos_dot = (zn * (centroids.index_select(0, local_inv) - zn)).sum(dim=1)
+        mine = centroids.index_select(0, local_inv.reshape(-1)).view_as(zn)
+        pos_dot = (zn * (mine - zn)).sum(dim=2)
         per_anchor = log_partition - pos_dot * (inv_t / num_pos.clamp_min(1).to(work_dtype))
     else:
-        per_cluster = e.new_zeros(m, k).index_add_(1, inv, e)  # (M, K) sums over columns
-        pos = per_cluster.gather(1, local_inv[:, None]).squeeze(1)
+        # (M, k) sums over each group's columns (a view of e for one group)
+        columns = e.transpose(0, 1).reshape(m, -1)
+        per_cluster = e.new_zeros(m, k).index_add_(1, flat, columns)
+        pos = per_cluster.gather(1, local_inv.T).T
         # Invalid anchors have pos = 0; a valid one underflows only when every positive is
         # ~100 logits below the hardest negative (tau < 0.02): keep the loss finite there.
         pos = torch.where(valid, pos.clamp_min(torch.finfo(pos.dtype).tiny), torch.ones_like(pos))

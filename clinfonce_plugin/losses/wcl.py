@@ -13,7 +13,7 @@ from typing import Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from clinfonce_plugin.losses.cl_infonce import cl_infonce
+from clinfonce_plugin.losses.cl_infonce import cl_infonce, cl_infonce_groups
 from clinfonce_plugin.utils.distributed import gather_with_grad, get_rank, get_world_size
 
 Views = Sequence[torch.Tensor]
@@ -97,14 +97,12 @@ def wcl_swap(
             f"and {tuple(y2.shape)}"
         )
     c1, c2 = num_clusters if num_clusters is not None else (None, None)
+    # both directions in one batched pass: view 1's rows supervised by y2, view 2's by y1
     if keys is None:
-        return (cl_infonce(v1, y2, temperature, form, num_clusters=c2, gather=gather)
-                + cl_infonce(v2, y1, temperature, form, num_clusters=c1, gather=gather))
+        return cl_infonce_groups([v1, v2], [y2, y1], temperature, form, [c2, c1], gather)
     local = slice(get_rank() * v1.shape[0], (get_rank() + 1) * v1.shape[0])
-    return (cl_infonce(v1, y2[local], temperature, form, num_clusters=c2,
-                       gathered=(keys[0], y2))
-            + cl_infonce(v2, y1[local], temperature, form, num_clusters=c1,
-                         gathered=(keys[1], y1)))
+    return cl_infonce_groups([v1, v2], [y2[local], y1[local]], temperature, form, [c2, c1],
+                             gathered=[(keys[0], y2), (keys[1], y1)])
 
 
 def _small_crop_terms(small: torch.Tensor, large: Views, labels: Sequence[Optional[torch.Tensor]],

@@ -27,8 +27,20 @@ def test_gathered_rows_are_normalised_once():
     y = torch.tensor([0, 0, 1, 1])
     with Ops() as ops:
         instance_nce(v1, v2, 0.5, keys=(v1, v2))
-        wcl_swap(v1, v2, y, y, 0.5, num_clusters=(2, 2), keys=(v1, v2))
-    assert ops.names.count("linalg_vector_norm") == 3  # one per cl_infonce call
+    assert ops.names.count("linalg_vector_norm") == 1
+
+
+def test_both_swap_directions_share_one_pass():
+    # L_sup(V1, y2) + L_sup(V2, y1): one normalisation, one similarity GEMM, one exp, one
+    # centroid scatter for the two directions (values: tests/losses/test_wcl_swap.py)
+    g = torch.Generator().manual_seed(0)
+    v1, v2 = (torch.randn(4, 3, generator=g, requires_grad=True) for _ in range(2))
+    y = torch.tensor([0, 0, 1, 1])
+    for keys in ((v1, v2), None):
+        with Ops() as ops:
+            wcl_swap(v1, v2, y, y, 0.5, num_clusters=(2, 2), keys=keys)
+        for name in ("linalg_vector_norm", "baddbmm", "exp_", "index_select"):
+            assert ops.names.count(name) == 1, (name, keys is None)
 
 
 def test_anchor_values_come_from_the_gathered_rows():

@@ -1,0 +1,114 @@
+"""cl_infonce_groups: G contrasts in one pass equal the sum of G cl_infonce calls (values
+and gradients, both forms, both shift paths, given and remapped cluster counts, the
+accelerator path's device checks); the loss computes in float32 under autocast."""
+import pytest
+import torch
+
+from clinfonce_plugin.losses.cl_infonce import cl_infonce, cl_infonce_groups
+from clinfonce_plugin.utils import devices
+from tests.losses.test_cl_infonce import reference_loss
+
+FORMS = ["out", "in"]
+
+
+def separate(zs, ids, tau, form, ks=None, gathered=None):
+    ks = ks or [None] * len(zs)
+    gathered = gathered or [None] * len(zs)
+    return sum(cl_infonce(z, i, tau, form, num_clusters=k, gathered=g)
+               for z, i, k, g in zip(zs, ids, ks, gathered))
+
+
+def grads(loss, zs):
+    return torch.autograd.grad(loss, zs)
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("tau", [0.2, 0.005])  # 0.005 takes the row-max shift in float64
+@pytest.mark.parametrize("ks", [None, [5, 3, 7], [None, 3, None]])
+def test_groups_equal_the_sum_of_separate_calls(form, tau, ks):
+    g = torch.Generator().manual_seed(0)
+    zs = [torch.randn(10, 4, generator=g, dtype=torch.float64, requires_grad=True)
+          for _ in range(3)]
+    ids = [torch.randint(0, 5, (10,), generator=g), torch.randint(0, 3, (10,), generator=g),
+           torch.randint(0, 7, (10,), generator=g)]
+    ids[1][:3] = torch.tensor([0, 1, 2])  # a singleton or two: anchors without a positive
+    together = cl_infonce_groups(zs, ids, tau, form, num_clusters=ks)
+    apart = separate(zs, ids, tau, form, ks)
+    # and against the loop reference, independently of cl_infonce
+    looped = sum(reference_loss(z.detach(), i, tau, form) for z, i in zip(zs, ids))
+    assert together.item() == pytest.approx(apart.item(), abs=1e-10)
+    assert together.item() == pytest.approx(looped.item(), abs=1e-8)
+    for a, b in zip(grads(together, zs), grads(apart, zs)):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_gathered_groups_equal_separate_gathered_calls(form):
+    g = torch.Generator().manual_seed(1)
+    keys = [torch.randn(8, 3, generator=g, dtype=torch.float64, requires_grad=True)
+            for _ in range(2)]
+    labels = [torch.tensor([0, 0, 1, 1, 2, 2, 3, 3]), torch.tensor([0, 1, 0, 1, 0, 1, 2, 2])]
+    gathered = list(zip(keys, labels))
+    together = cl_infonce_groups(keys, labels, 0.3, form, [4, 3], gathered=gathered)
+    apart = separate(keys, labels, 0.3, form, [4, 3], gathered)
+    assert together.item() == pytest.approx(apart.item(), abs=1e-12)
+    for a, b in zip(grads(together, keys), grads(apart, keys)):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
+def test_no_id_is_shared_across_groups():
+    # the same ids in two groups: rows of group 0 must not be positives of group 1's rows
+    g = torch.Generator().manual_seed(2)
+    zs = [torch.randn(6, 3, generator=g, dtype=torch.float64) for _ in range(2)]
+    ids = [torch.tensor([0, 0, 1, 1, 2, 2])] * 2
+    for form in FORMS:
+        expected = sum(reference_loss(z, i, 0.5, form) for z, i in zip(zs, ids))
+        got = cl_infonce_groups(zs, ids, 0.5, form, num_clusters=[3, 3])
+        assert got.item() == pytest.approx(expected.item(), abs=1e-10)
+
+
+def test_accelerator_path_checks_each_group(monkeypatch):
+    monkeypatch.setattr(devices, "host_reads_free", lambda tensor: False)
+    g = torch.Generator().manual_seed(3)
+    zs = [torch.randn(4, 3, generator=g, dtype=torch.float64) for _ in range(2)]
+    ids = [torch.tensor([0, 1, 0, 1]), torch.tensor([0, 1, 2, 2])]
+    expected = separate(zs, ids, 0.5, "out", [2, 3])
+    assert torch.allclose(cl_infonce_groups(zs, ids, 0.5, num_clusters=[2, 3]), expected)
+    # 2 is in range for group 1 (3 clusters) but not for group 0 (2 clusters)
+    with pytest.raises(RuntimeError):
+        cl_infonce_groups(zs, [ids[1], ids[0]], 0.5, num_clusters=[2, 3])
+    with pytest.raises(RuntimeError):
+        cl_infonce_groups(zs, [ids[0], torch.tensor([0, 1, 2, 3])], 0.5, num_clusters=[3, 3])
+
+
+def test_host_path_names_the_group():
+    zs = [torch.randn(4, 3) for _ in range(2)]
+    with pytest.raises(ValueError, match=r"range \[0, 3\] \(group 1\)"):
+        cl_infonce_groups(zs, [torch.tensor([0, 1, 0, 1]), torch.tensor([0, 1, 2, 3])], 0.5,
+                          num_clusters=[2, 3])
+
+
+def test_groups_need_equal_shapes_and_one_ids_per_group():
+    with pytest.raises(ValueError, match="same"):
+        cl_infonce_groups([torch.randn(4, 3), torch.randn(6, 3)],
+                          [torch.zeros(4, dtype=torch.long), torch.zeros(6, dtype=torch.long)])
+    with pytest.raises(ValueError, match="one ids tensor per group"):
+        cl_infonce_groups([torch.randn(4, 3)] * 2, [torch.zeros(4, dtype=torch.long)])
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_float32_arithmetic_under_bf16_autocast(form):
+    # autocast would run the similarity GEMM in bf16 (an error of ~1e-3 at tau = 0.1); the
+    # loss turns it off, so under autocast it equals the float32 loss of the same rows
+    g = torch.Generator().manual_seed(4)
+    z = torch.randn(64, 16, generator=g)
+    ids = torch.randint(0, 8, (32,), generator=g).repeat(2)
+    expected = cl_infonce(z, ids, 0.1, form)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = cl_infonce(z, ids, 0.1, form)
+        bf16_input = cl_infonce(z.bfloat16(), ids, 0.1, form)
+    assert got.dtype == torch.float32
+    assert got.item() == pytest.approx(expected.item(), abs=1e-5)
+    # a bf16 input is promoted, not computed in bf16: only its rounding remains
+    assert bf16_input.item() == pytest.approx(cl_infonce(z.bfloat16().float(), ids, 0.1,
+                                                         form).item(), abs=1e-5)

@@ -18,6 +18,7 @@ import timm
 import torch.nn as nn
 from torchvision import transforms
 
+from .probe import probe_loss
 from .runtime.backbones import apply_cifar_stem, build_backbone
 
 SOLO_INSTALL_HINT = (
@@ -58,9 +59,10 @@ def register_timm_backbones(backbones: dict, names) -> None:
 def zero_probe_loss_without_labels(base: type) -> None:
     """solo-learn's online probe loss is ``cross_entropy(logits, targets, ignore_index=-1)``:
     NaN for a batch with no known target (unlabelled data, e.g. a flat custom folder), which
-    makes the whole training loss NaN. Wraps ``base._base_shared_step`` (once) so that such a
-    batch gives a zero probe loss, as the bundled runtime does; labelled batches are
-    untouched."""
+    makes the whole training loss NaN. Wraps ``base._base_shared_step`` (once) so that the
+    probe loss is the bundled runtime's ``probe_loss``: the same value for a labelled batch,
+    zero (with a zero gradient) for a batch without a known target, and no read back to the
+    host to tell them apart."""
     original = base._base_shared_step
     if getattr(original, "_zero_without_labels", False):
         return
@@ -68,8 +70,7 @@ def zero_probe_loss_without_labels(base: type) -> None:
     @functools.wraps(original)
     def _base_shared_step(self, X, targets):
         out = original(self, X, targets)
-        if not bool((targets != -1).any()):
-            out["loss"] = out["logits"].sum() * 0.0  # keeps the graph, contributes nothing
+        out["loss"] = probe_loss(out["logits"], targets)
         return out
 
     _base_shared_step._zero_without_labels = True

@@ -1,10 +1,12 @@
 """The solo-learn adapter's guard for unlabelled batches: solo-learn's online probe loss,
 cross_entropy with ignore_index=-1, is NaN when no target is known; the wrapped step gives
 zero instead and leaves labelled batches alone. Runs on any host (a stand-in base class)."""
+import pytest
 import torch
 import torch.nn.functional as F
 
 from clinfonce_plugin.host.solo import zero_probe_loss_without_labels
+from tests.host.test_probe import HOST_READS, Reads
 
 
 class Base:
@@ -33,5 +35,10 @@ def test_unlabelled_batch_gives_zero_probe_loss_and_labelled_ones_are_unchanged(
     out["loss"].backward()
     assert model.classifier.weight.grad.abs().sum() == 0
     torch.manual_seed(0)
-    assert Base()._base_shared_step(x, mixed)["loss"].item() == reference.item()
+    expected = reference.item()
+    with Reads() as reads:
+        got = Base()._base_shared_step(x, mixed)["loss"].item()
+    assert got == pytest.approx(expected, abs=1e-6)
+    # the .item() above is the only read: telling the two cases apart reads nothing
+    assert [n for n in reads.names if n in HOST_READS] == ["_local_scalar_dense"]
     assert not hasattr(Base._base_shared_step.__wrapped__, "__wrapped__")

@@ -5,15 +5,15 @@ Same constructor (``cfg``), attributes, ``learnable_params``, ``forward`` /
 so plugin methods are written once for both hosts.
 """
 import copy
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import lightning.pytorch as pl
 import omegaconf
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .backbones import make_host_backbone
+from ..probe import accuracy_at_k, probe_loss
 from .knn import online_knn_accuracy
 from .momentum import cosine_tau, ema_update_, init_momentum_
 from clinfonce_plugin.config import ConfigError
@@ -23,17 +23,6 @@ from .optim import (
     build_warmup_cosine,
     exclude_bias_and_norm_from_wd,
 )
-
-
-def accuracy_at_k(logits: torch.Tensor, targets: torch.Tensor, top_k: Sequence[int]):
-    """Top-k accuracies over the samples whose target is known (target != -1)."""
-    known = targets != -1
-    if known.sum() == 0:
-        return [logits.new_zeros(()) for _ in top_k]
-    logits, targets = logits[known], targets[known]
-    pred = logits.topk(max(top_k), dim=1).indices
-    hit = pred.eq(targets[:, None])
-    return [hit[:, :k].any(dim=1).float().mean() for k in top_k]
 
 
 class BaseMethod(pl.LightningModule):
@@ -162,10 +151,7 @@ class BaseMethod(pl.LightningModule):
     def _base_shared_step(self, X: torch.Tensor, targets: torch.Tensor) -> Dict[str, Any]:
         out = self(X)
         logits = out["logits"]
-        if (targets != -1).any():
-            loss = F.cross_entropy(logits, targets, ignore_index=-1)
-        else:
-            loss = logits.sum() * 0.0
+        loss = probe_loss(logits, targets)
         acc1, acc5 = accuracy_at_k(logits, targets, top_k=(1, min(5, logits.size(1))))
         out.update({"loss": loss, "acc1": acc1, "acc5": acc5})
         return out

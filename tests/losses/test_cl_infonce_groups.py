@@ -112,3 +112,12 @@ def test_float32_arithmetic_under_bf16_autocast(form):
     # a bf16 input is promoted, not computed in bf16: only its rounding remains
     assert bf16_input.item() == pytest.approx(cl_infonce(z.bfloat16().float(), ids, 0.1,
                                                          form).item(), abs=1e-5)
+
+
+def test_a_device_autocast_does_not_know_runs():
+    # the autocast guard is a no-op there (torch.autocast("meta") raises); meta runs the
+    # accelerator path's shapes without values
+    z = torch.randn(8, 4, device="meta", requires_grad=True)
+    ids = torch.tensor([0, 1, 2, 3] * 2, device="meta")
+    loss = cl_infonce_groups([z, z], [ids, ids], 0.5, num_clusters=[4, 4])
+    assert loss.shape == () and loss.device.type == "meta"

@@ -13,10 +13,11 @@ It prints one table and writes JSON (``--out``, default bench/results/gpu_check.
 4. a k-means refresh on the GPU (``clinfonce_kmeans_synthetic_cub.yaml``): whether faiss ran
    on the GPU or fell back to the CPU (its one-line notice);
 5. WCL (``wcl_synthetic_cub.yaml`` with the KNN multi-crop table built after epoch 1);
-6. training-step time ratios clinfonce / simclr and wcl / simclr at a realistic size: the
-   paper's CIFAR-stem ResNet-18 at 32 px, batch 256, bf16 autocast, synthetic tensors on the
-   GPU (the loader does not count); runs alternate, the ratio is the median of per-round
-   ratios (targets: 1.02 and 1.05);
+6. training-step time ratios clinfonce / simclr and wcl / simclr at the two realistic
+   sizes: the paper's CIFAR-stem ResNet-18 at 32 px, and ResNet-18 at 224 px (channels-last),
+   batch 256, bf16 autocast, synthetic tensors on the GPU (the loader does not count); runs
+   alternate, the ratio is the median of per-round ratios (targets at each size: 1.02 and
+   1.05);
 7. the bench run's throughput (training images/s, epochs after the first) and GPU
    utilisation (NVML, sampled every 50 ms during those epochs) with the CPU augmentation and
    with ``data.augment_on=device`` (target: device >= 2x the CPU path's images/s).
@@ -136,20 +137,26 @@ def entry_checks(accel: str, work: str, quick: bool, timeout: float) -> Dict[str
 
 
 # --------------------------------------------------------------------------- step ratios
+STEP_SIZES = (32, 224)  # the paper's CIFAR-stem ResNet-18 at 32 px; ResNet-18 at 224 px
+
+
 def step_ratios(device: str, batch: int, rounds: int, steps: int, size: int = 32) -> dict:
-    """Training-step seconds of simclr, clinfonce and wcl (CIFAR-stem ResNet-18, bf16
-    autocast on CUDA), alternated; ratios to simclr as medians of per-round ratios."""
+    """Training-step seconds of simclr, clinfonce and wcl (ResNet-18 with the CIFAR stem at
+    32 px and below, the standard stem in channels-last above; bf16 autocast on CUDA),
+    alternated; ratios to simclr as medians of per-round ratios."""
     import speed
     from _timing import alternate
 
     from clinfonce_plugin.host.runtime.backbones import apply_cifar_stem
 
     n = 4096
+    cifar = size <= 32
+    cuda = device.startswith("cuda")
+    channels_last = cuda and not cifar
     g = torch.Generator().manual_seed(0)
     batch_data = (torch.randint(0, n, (batch,), generator=g).to(device),
                   [torch.randn(batch, 3, size, size, generator=g).to(device) for _ in range(2)],
                   torch.randint(0, 30, (batch,), generator=g).to(device))
-    cuda = device.startswith("cuda")
 
     def synced(fn: Callable[[], None]) -> Callable[[], None]:
         def run():
@@ -164,15 +171,20 @@ def step_ratios(device: str, batch: int, rounds: int, steps: int, size: int = 32
     fns = {}
     for method in ("simclr", "clinfonce", "wcl"):
         model, _ = speed.build(method, "resnet18", batch, n)
-        apply_cifar_stem(getattr(model.backbone, "model", model.backbone))
+        if cifar:
+            apply_cifar_stem(getattr(model.backbone, "model", model.backbone))
         model = model.to(device)
+        if channels_last:  # what the runtime's channels_last key does
+            model = model.to(memory_format=torch.channels_last)
+            model.channels_last = True
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         fns[method] = synced(speed.step_fn(model, opt, batch_data))
         fns[method]()  # warm-up (cuDNN autotuning, allocator)
     res = alternate(fns, rounds, "simclr")
-    return {"backbone": "resnet18 (cifar stem)", "size": size, "batch": batch,
-            "steps_per_call": steps, "rounds": rounds, "bf16": cuda,
-            "seconds_per_step": {m: r["median_s"] / steps for m, r in res.items()},
+    return {"backbone": f"resnet18 ({'cifar' if cifar else 'standard'} stem"
+                        f"{', channels-last' if channels_last else ''})",
+            "size": size, "batch": batch, "steps_per_call": steps, "rounds": rounds,
+            "bf16": cuda, "seconds_per_step": {m: r["median_s"] / steps for m, r in res.items()},
             "clinfonce/simclr step": res["clinfonce"]["median_ratio"],
             "wcl/simclr step": res["wcl"]["median_ratio"]}
 
@@ -277,16 +289,20 @@ def table(result: dict) -> str:
             f"{k} {v}" for k, v in c.items() if k not in ("ok", "seconds"))
         lines.append(f"| {name} | {'ok' if c['ok'] else 'FAIL'} | {c.get('seconds', '')} "
                      f"| {detail} |")
-    steps = result.get("steps")
-    if steps:
+    for steps in result.get("steps") or []:
         per = ", ".join(f"{m} {s * 1e3:.1f} ms" for m, s in steps["seconds_per_step"].items())
         lines += ["", f"step time, {steps['backbone']} {steps['size']} px, batch "
                       f"{steps['batch']}, bf16={steps['bf16']}: {per}"]
     lines += ["", "| measure | value | target |", "| --- | --- | --- |"]
+    measures = result["measures"]
     for name, target in TARGETS.items():
-        value = result["measures"].get(name)
-        cell = "not measured" if value is None else f"{value:.3f}"
-        lines.append(f"| {name} | {cell} | {'<=' if 'step' in name else '>='} {target} |")
+        # a step ratio is measured at each size: one row per size
+        names = sorted((m for m in measures if m.startswith(f"{name}, ")),
+                       key=lambda m: int(m.split(", ")[-1].split()[0])) or [name]
+        for key in names:
+            value = measures.get(key)
+            cell = "not measured" if value is None else f"{value:.3f}"
+            lines.append(f"| {key} | {cell} | {'<=' if 'step' in name else '>='} {target} |")
     for row in result.get("throughput", []):
         util = row["gpu_util_percent"]
         lines.append(f"| bench run, augment_on={row['augment_on']}: images/s | "
@@ -299,11 +315,11 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def measures_of(steps: Optional[dict], throughput: List[dict]) -> dict:
+def measures_of(steps: Optional[List[dict]], throughput: List[dict]) -> dict:
     out = {}
-    if steps:
-        out["clinfonce/simclr step"] = steps["clinfonce/simclr step"]
-        out["wcl/simclr step"] = steps["wcl/simclr step"]
+    for row in steps or []:
+        for name in ("clinfonce/simclr step", "wcl/simclr step"):
+            out[f"{name}, {row['size']} px"] = row[name]
     by = {row["augment_on"]: row for row in throughput}
     if "cpu" in by and "device" in by:
         out["device/cpu augmentation images/s"] = \
@@ -335,7 +351,10 @@ def main(argv=None) -> int:
     p.add_argument("--skip", nargs="*", default=[], choices=["entry", "steps", "throughput"])
     p.add_argument("--timeout", type=float, default=300, help="seconds per entry-point run")
     p.add_argument("--step-rounds", type=int, default=12, help="alternated rounds of the "
-                   "step-time ratios (5 steps each)")
+                   "step-time ratios (5 steps each at 32 px, 3 at 224 px)")
+    p.add_argument("--step-sizes", type=int, nargs="*", default=None, help="crop sizes of "
+                   f"the step-time ratios (default {' '.join(map(str, STEP_SIZES))}; "
+                   "32 and below: CIFAR stem)")
     args = p.parse_args(argv)
     start = time.perf_counter()
     cuda = torch.cuda.is_available()
@@ -347,11 +366,14 @@ def main(argv=None) -> int:
     checks: Dict[str, dict] = {}
     if "entry" not in args.skip:
         checks.update(entry_checks(accel, work, args.quick, args.timeout))
-    steps = None
+    steps = []
     if "steps" not in args.skip:
-        steps = guarded("step-time ratios", checks, lambda: step_ratios(
-            device, 8 if args.quick else 256, 2 if args.quick else args.step_rounds,
-            1 if args.quick else 5))
+        for size in args.step_sizes or ((8, 64) if args.quick else STEP_SIZES):
+            row = guarded(f"step-time ratios, {size} px", checks, lambda: step_ratios(
+                device, 8 if args.quick else 256, 2 if args.quick else args.step_rounds,
+                1 if args.quick else (5 if size <= 32 else 3), size))
+            if row is not None:
+                steps.append(row)
     throughput = []
     if "throughput" not in args.skip:
         for augment_on in ("cpu", "device"):

@@ -29,12 +29,14 @@ def test_error_line_prefers_the_error_line_over_the_last_line():
     assert gpu_check.error_line("a\nlast words\n\n") == "last words"
 
 
-def test_measures_are_the_step_ratios_and_the_device_to_cpu_images_per_second():
-    steps = {"clinfonce/simclr step": 1.01, "wcl/simclr step": 1.04}
+def test_measures_are_the_step_ratios_per_size_and_the_device_to_cpu_images_per_second():
+    steps = [{"size": 32, "clinfonce/simclr step": 1.01, "wcl/simclr step": 1.04},
+             {"size": 224, "clinfonce/simclr step": 1.002, "wcl/simclr step": 1.03}]
     rows = [{"augment_on": "cpu", "images_per_s": 2000.0},
             {"augment_on": "device", "images_per_s": 5000.0}]
     m = gpu_check.measures_of(steps, rows)
-    assert m == {"clinfonce/simclr step": 1.01, "wcl/simclr step": 1.04,
+    assert m == {"clinfonce/simclr step, 32 px": 1.01, "wcl/simclr step, 32 px": 1.04,
+                 "clinfonce/simclr step, 224 px": 1.002, "wcl/simclr step, 224 px": 1.03,
                  "device/cpu augmentation images/s": pytest.approx(2.5)}
     assert gpu_check.measures_of(None, rows[:1]) == {}
 
@@ -52,8 +54,12 @@ def test_the_table_shows_each_check_and_each_measure_against_its_target():
                               "faiss_gpus": 0, "lightning": "2.6", "cpu_cores": 16},
               "checks": {"wcl": {"ok": False, "seconds": 3.0, "error": "error: boom"}},
               "steps": None, "throughput": [],
-              "measures": {"clinfonce/simclr step": 1.013}}
+              "measures": {"clinfonce/simclr step, 224 px": 1.004,
+                           "clinfonce/simclr step, 32 px": 1.013}}
     text = gpu_check.table(result)
     assert "| wcl | FAIL | 3.0 | error: boom |" in text
-    assert "| clinfonce/simclr step | 1.013 | <= 1.02 |" in text
+    # one row per size, smaller first
+    rows = [line for line in text.splitlines() if line.startswith("| clinfonce/simclr step")]
+    assert rows == ["| clinfonce/simclr step, 32 px | 1.013 | <= 1.02 |",
+                    "| clinfonce/simclr step, 224 px | 1.004 | <= 1.02 |"]
     assert "| wcl/simclr step | not measured | <= 1.05 |" in text

@@ -96,15 +96,18 @@ def test_groups_need_equal_shapes_and_one_ids_per_group():
         cl_infonce_groups([torch.randn(4, 3)] * 2, [torch.zeros(4, dtype=torch.long)])
 
 
+@pytest.mark.parametrize("device", [
+    "cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                         reason="needs a CUDA device"))])
 @pytest.mark.parametrize("form", FORMS)
-def test_float32_arithmetic_under_bf16_autocast(form):
+def test_float32_arithmetic_under_bf16_autocast(form, device):
     # autocast would run the similarity GEMM in bf16 (an error of ~1e-3 at tau = 0.1); the
     # loss turns it off, so under autocast it equals the float32 loss of the same rows
     g = torch.Generator().manual_seed(4)
-    z = torch.randn(64, 16, generator=g)
-    ids = torch.randint(0, 8, (32,), generator=g).repeat(2)
+    z = torch.randn(64, 16, generator=g).to(device)
+    ids = torch.randint(0, 8, (32,), generator=g).repeat(2).to(device)
     expected = cl_infonce(z, ids, 0.1, form)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(device, dtype=torch.bfloat16):
         got = cl_infonce(z, ids, 0.1, form)
         bf16_input = cl_infonce(z.bfloat16(), ids, 0.1, form)
     assert got.dtype == torch.float32

@@ -1,7 +1,7 @@
 """Cluster-aware InfoNCE: positives are all other views whose cluster id equals the anchor's."""
 import contextlib
 import math
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +18,7 @@ from clinfonce_plugin.utils.distributed import (
 FORMS = ("out", "in")
 # Largest 2/tau for which exp(-2/tau) stays a normal number (with a margin).
 _CONST_SHIFT_LIMIT = {torch.float32: 80.0, torch.float64: 700.0}
+_NORM_EPS = 1e-12  # F.normalize's
 
 
 def _check_inputs(
@@ -184,21 +185,20 @@ def cl_infonce_groups(
     # Half precision cannot hold exp/log-sum-exp over large batches reliably.
     work_dtype = torch.promote_types(z0.dtype, torch.float32)
     offset = rank * m  # where this rank's block sits in the gathered batch
+    # The anchors are this rank's block of the keys (rows ``offset`` on): one normalisation
+    # per step, and the anchors' gradient reaches z through the gather's backward, which
+    # sums every rank's gradient of a row and hands each rank its block.
     if gathered is not None:
-        all_z = F.normalize(_stack([g[0] for g in gathered]).to(work_dtype), dim=-1)
-        # this rank's rows hold z's values: the anchors are taken from the normalised
-        # gathered rows (one normalisation per step, and the gradient reaches z through
-        # the gather's backward, which hands each rank its block)
-        zn = all_z[:, offset : offset + m]
+        keys = _stack([g[0] for g in gathered]).to(work_dtype)
         all_ids = [g[1].to(device=z0.device, dtype=torch.long) for g in gathered]
     else:
-        zn = F.normalize(_stack(zs).to(work_dtype), dim=-1)
-        all_z = _stack([gather_with_grad(x) for x in zn]) if distributed else zn
+        rows = _stack(zs).to(work_dtype)
+        keys = _stack([gather_with_grad(x) for x in rows]) if distributed else rows
         local = [i.to(device=z0.device, dtype=torch.long) for i in ids]
         all_ids = [all_gather_no_grad(i) for i in local] if distributed else local
     inv, k = _contiguous_ids(all_ids, ks)  # (G, N), ids of group g in [g * k, (g + 1) * k)
     with _without_autocast(z0.device.type):
-        return _contrast(zn, all_z, inv, groups * k, offset, world, temperature, form)
+        return _contrast(keys, inv, groups * k, offset, m, world, temperature, form)
 
 
 def _without_autocast(device_type: str):
@@ -248,66 +248,129 @@ def _contiguous_ids(all_ids: List[torch.Tensor],
     return stacked, k
 
 
-def _contrast(zn: torch.Tensor, all_z: torch.Tensor, inv: torch.Tensor, k: int, offset: int,
+def _contrast(keys: torch.Tensor, inv: torch.Tensor, k: int, offset: int, m: int,
               world: int, temperature: float, form: str) -> torch.Tensor:
-    """The loss summed over groups: zn (G, M, D) anchors, all_z (G, N, D) keys (both unit
-    rows, the anchors rows ``offset`` on of the keys), inv (G, N) the keys' ids in [0, k),
-    no id shared between groups."""
-    work_dtype = zn.dtype
-    m = zn.shape[1]
+    """The loss summed over groups: keys (G, N, D) rows (normalised here), the anchors
+    their rows ``offset`` to ``offset + m``; inv (G, N) the rows' ids in [0, k), no id
+    shared between groups."""
     local_inv = inv[:, offset : offset + m]
     flat = inv.reshape(-1)
-    # a scatter of ones rather than bincount, which reads the maximum back to the host
-    counts = torch.zeros(k, dtype=torch.long, device=inv.device).index_add_(
-        0, flat, torch.ones_like(flat))
+    # rows per id: a scatter of ones rather than bincount, which reads the maximum back to
+    # the host; in the working dtype, as every use below is arithmetic
+    counts = keys.new_zeros(k).index_add_(0, flat, keys.new_ones(flat.shape))
     num_pos = counts[local_inv] - 1
     valid = num_pos > 0
     # Every rank holds all ids, so the global count of valid anchors needs no all_reduce.
-    num_valid = (counts[inv] > 1).sum(dim=1, keepdim=True)
+    num_valid = (counts[inv] > 1).sum(dim=1, keepdim=True, dtype=keys.dtype)
     # Per-anchor weight of each group's mean (0 for anchors without a positive): constants,
     # so the reduction is one product and one sum.
-    weight = valid.to(work_dtype) * (world / num_valid.clamp_min(1).to(work_dtype))
+    weight = torch.where(valid, world / num_valid.clamp_min(1), 0.0)
+    inv_t = 1.0 / temperature
     if form == "in" and bool(counts.max() <= 2):
         form = "out"  # one positive per anchor: both forms are -s_ap + log-partition
+    if form == "out":
+        # each positive's logit s_ap enters l_a with weight 1 / |P(a)|
+        coef = weight * inv_t / num_pos.clamp_min(1)
+        return _OutForm.apply(keys, flat, local_inv.reshape(-1), weight, coef, k, offset,
+                              inv_t)
 
-    # e_aj = exp(s_aj - shift_a), self entry 0, in one (M, N) buffer per group: the shift is
-    # folded into the GEMM and exp runs in place, so the only (M, N) passes are GEMM, exp,
-    # row sum and, in backward, exp's product and the GEMMs (logsumexp would exponentiate
-    # twice).
-    inv_t = 1.0 / temperature
-    keys_t = all_z.transpose(1, 2)
-    if 2.0 * inv_t <= _CONST_SHIFT_LIMIT[work_dtype]:
-        # |s_aj| <= 1/tau for unit rows, so shifting by 1/tau keeps every term in
-        # [exp(-2/tau), 1]: no overflow, no underflow of a row sum.
-        shift = inv_t
-        sim = torch.baddbmm(all_z.new_full((1, 1, 1), -inv_t), zn, keys_t, alpha=inv_t)
-        sim.diagonal(offset, dim1=1, dim2=2).fill_(float("-inf"))
-    else:  # tau so small that exp(-2/tau) underflows: shift by each row's max instead
-        sim = torch.bmm(zn, keys_t).mul_(inv_t)
-        sim.diagonal(offset, dim1=1, dim2=2).fill_(float("-inf"))
-        row_max = sim.detach().amax(dim=2, keepdim=True)
-        sim = sim - row_max
-        shift = row_max.squeeze(2)
+    all_z = F.normalize(keys, dim=-1)
+    sim, shift = _shifted_logits(all_z[:, offset : offset + m], all_z, offset, inv_t)
     e = sim.exp_()
     log_partition = e.sum(dim=2).log() + shift
-
-    if form == "out":
-        # sum_{p in P(a)} z_a . z_p = z_a . (C_{id_a} - z_a), C_k = sum of cluster k's rows
-        d = all_z.shape[2]
-        centroids = all_z.new_zeros(k, d).index_add_(0, flat, all_z.reshape(-1, d))
-        # index_select: its backward is an index_add, cheaper on CPU than advanced indexing's
-        mine = centroids.index_select(0, local_inv.reshape(-1)).view_as(zn)
-        pos_dot = (zn * (mine - zn)).sum(dim=2)
-        per_anchor = log_partition - pos_dot * (inv_t / num_pos.clamp_min(1).to(work_dtype))
-    else:
-        # (M, k) sums over each group's columns (a view of e for one group)
-        columns = e.transpose(0, 1).reshape(m, -1)
-        per_cluster = e.new_zeros(m, k).index_add_(1, flat, columns)
-        pos = per_cluster.gather(1, local_inv.T).T
-        # Invalid anchors have pos = 0; a valid one underflows only when every positive is
-        # ~100 logits below the hardest negative (tau < 0.02): keep the loss finite there.
-        pos = torch.where(valid, pos.clamp_min(torch.finfo(pos.dtype).tiny), torch.ones_like(pos))
-        per_anchor = log_partition - (pos.log() + shift)
-
-    # every per_anchor is finite (no positive: pos_dot = 0 / pos = 1), so weight 0 drops it
+    # (M, k) sums over each group's columns (a view of e for one group)
+    columns = e.transpose(0, 1).reshape(m, -1)
+    per_cluster = e.new_zeros(m, k).index_add_(1, flat, columns)
+    pos = per_cluster.gather(1, local_inv.T).T
+    # Invalid anchors have pos = 0; a valid one underflows only when every positive is
+    # ~100 logits below the hardest negative (tau < 0.02): keep the loss finite there.
+    pos = torch.where(valid, pos.clamp_min(torch.finfo(pos.dtype).tiny), torch.ones_like(pos))
+    per_anchor = log_partition - (pos.log() + shift)
+    # every per_anchor is finite (no positive: pos = 1), so weight 0 drops it
     return (per_anchor * weight).sum()
+
+
+def _shifted_logits(anchors: torch.Tensor, keys: torch.Tensor, offset: int,
+                    inv_t: float) -> Tuple[torch.Tensor, Union[float, torch.Tensor]]:
+    """(G, M, N) logits ``s_aj - shift_a`` with the self entry -inf, and the shift.
+
+    Their exponentials then fill the same buffer (exp in place): with the shift folded into
+    the GEMM, the only (M, N) passes are the GEMM, exp, the row sum and, in backward, the
+    product with the row weights and the two GEMMs (logsumexp would exponentiate twice)."""
+    keys_t = keys.transpose(1, 2)
+    if 2.0 * inv_t <= _CONST_SHIFT_LIMIT[keys.dtype]:
+        # |s_aj| <= 1/tau for unit rows, so shifting by 1/tau keeps every term in
+        # [exp(-2/tau), 1]: no overflow, no underflow of a row sum.
+        sim = torch.baddbmm(keys.new_full((1, 1, 1), -inv_t), anchors, keys_t, alpha=inv_t)
+        sim.diagonal(offset, dim1=1, dim2=2).fill_(float("-inf"))
+        return sim, inv_t
+    # tau so small that exp(-2/tau) underflows: shift by each row's max instead
+    sim = torch.bmm(anchors, keys_t).mul_(inv_t)
+    sim.diagonal(offset, dim1=1, dim2=2).fill_(float("-inf"))
+    row_max = sim.detach().amax(dim=2, keepdim=True)
+    return sim.sub_(row_max), row_max.squeeze(2)
+
+
+class _OutForm(torch.autograd.Function):
+    """``sum_a w_a l_a`` of the "out" form, from the rows before normalisation, with its
+    gradient in closed form: autograd's backward of the same arithmetic (normalisation
+    included) dispatches about twice the kernels, and a GPU training step at small sizes is
+    bound by launching kernels.
+
+    With X the (G, N, D) unit keys (x / max(|x|, eps), eps = 1e-12 as ``F.normalize``),
+    A = X[:, offset : offset + M] the anchors, E the shifted exponentials (self entry 0),
+    Z their row sums, C_k the sum of cluster k's keys, w_a the anchor weights and
+    c_a = w_a / (tau |P(a)|)::
+
+        L = sum_a w_a (log Z_a + shift_a) - c_a A_a . (C_{id_a} - A_a)
+        anchor role: dL/dA_a = (1/tau) sum_j (w_a E_aj / Z_a) X_j - c_a (C_{id_a} - A_a)
+        key role:    dL/dX_j = (1/tau) sum_a (w_a E_aj / Z_a) A_a - S_{id_j}
+                               + c_a A_a if j is anchor a (no row is its own positive)
+        dL/dx = (dL/dX - X (X . dL/dX)) / |x|     (dL/dX / eps where |x| < eps)
+
+    with S_k the sum of c_a A_a over the anchors of cluster k; an anchor row's gradient is
+    the sum of its two roles. Checked against autograd's gradient in tests/losses."""
+
+    @staticmethod
+    def forward(ctx, rows, flat_ids, local_ids, weight, coef, k, offset, inv_t):
+        d = rows.shape[2]
+        m = weight.shape[1]
+        norm = torch.linalg.vector_norm(rows, dim=2, keepdim=True)
+        # the projection of the normalisation's gradient, 0 where the norm is clamped
+        unclamped = norm > _NORM_EPS
+        norm.clamp_min_(_NORM_EPS)
+        keys = rows / norm
+        anchors = keys[:, offset : offset + m]
+        sim, shift = _shifted_logits(anchors, keys, offset, inv_t)
+        e = sim.exp_()
+        row_sum = e.sum(dim=2)
+        # sum_{p in P(a)} A_a . X_p = A_a . (C_{id_a} - A_a); index_select is a plain gather
+        centroids = keys.new_zeros(k, d).index_add_(0, flat_ids, keys.reshape(-1, d))
+        others = centroids.index_select(0, local_ids).view_as(anchors).sub_(anchors)
+        loss = (weight * (row_sum.log() + shift) - coef * (anchors * others).sum(dim=2)).sum()
+        ctx.save_for_backward(keys, norm, unclamped, e, row_sum, others, weight, coef,
+                              flat_ids, local_ids)
+        ctx.k, ctx.offset, ctx.inv_t = k, offset, inv_t
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        (keys, norm, unclamped, e, row_sum, others, weight, coef, flat_ids,
+         local_ids) = ctx.saved_tensors
+        offset, m, d = ctx.offset, weight.shape[1], keys.shape[2]
+        anchors = keys[:, offset : offset + m]
+        # softmax rows times w_a / tau and the incoming gradient
+        probs = e * (weight * (ctx.inv_t * grad_loss) / row_sum).unsqueeze(2)
+        c = (coef * grad_loss).unsqueeze(2)
+        c_anchors = c * anchors
+        # key role of every row
+        grad = torch.bmm(probs.transpose(1, 2), anchors)
+        s = keys.new_zeros(ctx.k, d).index_add_(0, local_ids, c_anchors.reshape(-1, d))
+        grad.sub_(s.index_select(0, flat_ids).view_as(grad))
+        # anchor role, and c_a A_a back at the anchor's own row
+        block = grad[:, offset : offset + m]
+        block.add_(torch.bmm(probs, keys)).sub_(c * others).add_(c_anchors)
+        # through the normalisation
+        radial = (keys * grad).sum(dim=2, keepdim=True).mul_(unclamped)
+        return (grad.sub_(keys * radial).div_(norm), None, None, None, None, None, None,
+                None)

@@ -3,8 +3,9 @@ and gradients, both forms, both shift paths, given and remapped cluster counts, 
 accelerator path's device checks); the loss computes in float32 under autocast."""
 import pytest
 import torch
+import torch.nn.functional as F
 
-from clinfonce_plugin.losses.cl_infonce import cl_infonce, cl_infonce_groups
+from clinfonce_plugin.losses.cl_infonce import _contrast, cl_infonce, cl_infonce_groups
 from clinfonce_plugin.utils import devices
 from tests.losses.test_cl_infonce import reference_loss
 
@@ -35,11 +36,12 @@ def test_groups_equal_the_sum_of_separate_calls(form, tau, ks):
     together = cl_infonce_groups(zs, ids, tau, form, num_clusters=ks)
     apart = separate(zs, ids, tau, form, ks)
     # and against the loop reference, independently of cl_infonce
-    looped = sum(reference_loss(z.detach(), i, tau, form) for z, i in zip(zs, ids))
+    looped = sum(reference_loss(z, i, tau, form) for z, i in zip(zs, ids))
     assert together.item() == pytest.approx(apart.item(), abs=1e-10)
     assert together.item() == pytest.approx(looped.item(), abs=1e-8)
-    for a, b in zip(grads(together, zs), grads(apart, zs)):
+    for a, b, c in zip(grads(together, zs), grads(apart, zs), grads(looped, zs)):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+        torch.testing.assert_close(a, c, atol=1e-8, rtol=0)
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -124,3 +126,64 @@ def test_a_device_autocast_does_not_know_runs():
     ids = torch.tensor([0, 1, 2, 3] * 2, device="meta")
     loss = cl_infonce_groups([z, z], [ids, ids], 0.5, num_clusters=[4, 4])
     assert loss.shape == () and loss.device.type == "meta"
+
+
+def block_reference(x, ids, offset, m, tau, form):
+    """Loop reference of ``_contrast``: anchors rows offset..offset+m of each group, keys
+    all N rows (normalised as F.normalize does), each group's mean over the anchors with a
+    positive, divided by the number of rows of the whole batch that have one."""
+    total = x.new_zeros(())
+    for keys, y in zip(F.normalize(x, dim=-1), ids):
+        n = len(y)
+        has_pos = [sum(int(y[j] == y[i]) for j in range(n)) > 1 for i in range(n)]
+        for a in range(offset, offset + m):
+            pos = [j for j in range(n) if j != a and y[j] == y[a]]
+            if not pos:
+                continue
+            s = keys @ keys[a] / tau
+            others = [j for j in range(n) if j != a]
+            lse = torch.logsumexp(s[others], 0)
+            l_a = lse - s[pos].mean() if form == "out" else lse - torch.logsumexp(s[pos], 0)
+            total = total + l_a / sum(has_pos)
+    return total
+
+
+# tau 0.002: the row-max shift in float64 (for "in", positives 1000 logits down underflow:
+# cl_infonce documents that limit)
+@pytest.mark.parametrize("form, tau", [("out", 0.3), ("in", 0.3), ("out", 0.002)])
+def test_an_anchor_block_against_the_loop_reference_with_gradients(form, tau):
+    # what one rank of a gathered batch computes: anchors rows 3..6 of 10 keys, two groups
+    # (the closed-form backward of the "out" form, autograd for "in")
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 10, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    ids = torch.tensor([[0, 1, 1, 2, 0, 3, 1, 2, 4, 0], [0, 0, 1, 1, 2, 2, 3, 3, 4, 5]])
+    flat_ids = ids + torch.tensor([[0], [6]])
+    got = _contrast(x, flat_ids, 12, 3, 4, 1, tau, form)
+    expected = block_reference(x, ids, 3, 4, tau, form)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-10)
+    for a, b in zip(grads(got, [x]), grads(expected, [x])):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8)
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_zero_and_tiny_rows_get_f_normalize_gradients(form):
+    # a zero row is clamped by the normalisation (|x| < eps): its gradient is dL/dX / eps
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(1, 8, 3, generator=g, dtype=torch.float64)
+    x[0, 2] = 0.0
+    x[0, 5] *= 1e-13
+    x.requires_grad_()
+    ids = torch.tensor([[0, 0, 1, 1, 0, 1, 2, 2]])
+    got = _contrast(x, ids, 3, 0, 8, 1, 0.5, form)
+    expected = block_reference(x, ids, 0, 8, 0.5, form)
+    assert got.item() == pytest.approx(expected.item(), rel=1e-10)
+    (a,), (b,) = grads(got, [x]), grads(expected, [x])
+    assert torch.isfinite(a).all()
+    torch.testing.assert_close(a, b, atol=0, rtol=1e-8)
+
+
+def test_gradcheck_of_groups_with_an_anchor_block():
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 6, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    ids = torch.tensor([[0, 1, 0, 1, 2, 2], [3, 3, 4, 5, 4, 5]])
+    assert torch.autograd.gradcheck(lambda t: _contrast(t, ids, 6, 2, 3, 2, 0.4, "out"), (x,))

@@ -103,7 +103,11 @@ class Tracker:
         @functools.wraps(fn)
         def wrapped(*args, **kwargs):
             with self.region(name):
-                return fn(*args, **kwargs)
+                out = fn(*args, **kwargs)
+                # a custom autograd Function's node is made by no torch function call the
+                # Tagger sees: tag what the function returns before its caller uses it
+                tag_graph(out, name)
+                return out
         return wrapped
 
 
@@ -118,17 +122,21 @@ class Tagger(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        region = self.tracker.stack[-1]
-        todo = [t.grad_fn for t in _tensors(out) if t.grad_fn is not None]
-        while todo:
-            node = todo.pop()
-            # a leaf's AccumulateGrad is no region's: its ops count as "param grads"
-            if node is None or "region" in node.metadata or node.name().endswith(
-                    "AccumulateGrad"):
-                continue
-            node.metadata["region"] = region
-            todo.extend(fn for fn, _ in node.next_functions)
+        tag_graph(out, self.tracker.stack[-1])
         return out
+
+
+def tag_graph(out, region: str) -> None:
+    """Tags the untagged autograd nodes reachable from ``out``'s tensors with ``region``."""
+    todo = [t.grad_fn for t in _tensors(out) if t.grad_fn is not None]
+    while todo:
+        node = todo.pop()
+        # a leaf's AccumulateGrad is no region's: its ops count as "param grads"
+        if node is None or "region" in node.metadata or node.name().endswith(
+                "AccumulateGrad"):
+            continue
+        node.metadata["region"] = region
+        todo.extend(fn for fn, _ in node.next_functions)
 
 
 def _tensors(out) -> List[torch.Tensor]:

@@ -6,6 +6,7 @@ from collections import Counter
 
 import pytest
 from omegaconf import OmegaConf
+from torch.utils._python_dispatch import TorchDispatchMode
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -81,3 +82,17 @@ def exit_and_errors(main, capsys, *args):
         main(list(args))
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     return exit_info.value.code, errors
+
+
+
+class DispatchedOps(TorchDispatchMode):
+    """``with DispatchedOps() as ops``: ``ops.names`` lists the ATen operators dispatched in
+    the block, in order (what a GPU step launches or waits for)."""
+
+    def __init__(self):
+        super().__init__()
+        self.names = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))

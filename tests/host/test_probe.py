@@ -3,22 +3,12 @@ known rows computed here, zero without a known target, and no read back to the h
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from clinfonce_plugin.host.probe import accuracy_at_k, probe_loss
+from tests.helpers import DispatchedOps as Reads
 
 # ops that wait for the device: a scalar read, and the output size of boolean indexing
 HOST_READS = {"_local_scalar_dense", "nonzero", "item"}
-
-
-class Reads(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.names = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.names.append(func.overloadpacket.__name__)
-        return func(*args, **(kwargs or {}))
 
 
 def reference_accuracy(logits, targets, k):

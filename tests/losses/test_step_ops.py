@@ -1,19 +1,9 @@
 """Operators the training step's losses dispatch (the launches a GPU step pays for): values
 are pinned elsewhere; these pin what is computed once."""
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from clinfonce_plugin.losses import cl_infonce, instance_nce, wcl_swap
-
-
-class Ops(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.names = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.names.append(func.overloadpacket.__name__)
-        return func(*args, **(kwargs or {}))
+from tests.helpers import DispatchedOps as Ops
 
 
 def test_gathered_rows_are_normalised_once():

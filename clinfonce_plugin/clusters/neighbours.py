@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from clinfonce_plugin.utils.precision import autocast_off
+
 __all__ = ["BACKENDS", "knn_table", "drop_self"]
 
 BACKENDS = ("faiss", "torch")
@@ -81,9 +83,10 @@ def _torch_search(x: torch.Tensor, k: int) -> torch.Tensor:
     n = x.shape[0]
     chunk = max(1, _CHUNK_ELEMENTS // n)
     out = []
-    for start in range(0, n, chunk):
-        sim = x[start:start + chunk] @ x.T
-        out.append(sim.topk(k + 1, dim=1).indices)
+    with autocast_off(x.device.type):  # in x's dtype, also when called under autocast
+        for start in range(0, n, chunk):
+            sim = x[start:start + chunk] @ x.T
+            out.append(sim.topk(k + 1, dim=1).indices)
     return torch.cat(out)
 
 

@@ -1,5 +1,4 @@
 """Cluster-aware InfoNCE: positives are all other views whose cluster id equals the anchor's."""
-import contextlib
 import math
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -7,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from clinfonce_plugin.utils import devices
+from clinfonce_plugin.utils.precision import autocast_off
 from clinfonce_plugin.utils.distributed import (
     all_gather_no_grad,
     gather_with_grad,
@@ -197,17 +197,8 @@ def cl_infonce_groups(
         local = [i.to(device=z0.device, dtype=torch.long) for i in ids]
         all_ids = [all_gather_no_grad(i) for i in local] if distributed else local
     inv, k = _contiguous_ids(all_ids, ks)  # (G, N), ids of group g in [g * k, (g + 1) * k)
-    with _without_autocast(z0.device.type):
+    with autocast_off(z0.device.type):
         return _contrast(keys, inv, groups * k, offset, m, world, temperature, form)
-
-
-def _without_autocast(device_type: str):
-    """A block where autocast is off on ``device_type`` (a no-op for a device autocast does
-    not know, e.g. ``meta``)."""
-    available = getattr(torch.amp, "is_autocast_available", lambda t: t in ("cpu", "cuda"))
-    if available(device_type):
-        return torch.autocast(device_type, enabled=False)
-    return contextlib.nullcontext()
 
 
 def _contiguous_ids(all_ids: List[torch.Tensor],

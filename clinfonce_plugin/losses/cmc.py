@@ -11,6 +11,7 @@ from clinfonce_plugin.utils.distributed import (
     get_world_size,
     is_dist,
 )
+from clinfonce_plugin.utils.precision import autocast_off
 
 
 def _check_inputs(a: torch.Tensor, b: torch.Tensor, temperature: float) -> None:
@@ -50,7 +51,7 @@ def cross_view_infonce(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.
         gather: contrast against all ranks' rows when torch.distributed is initialised.
 
     Returns:
-        Scalar loss (float32 or float64).
+        Scalar loss (float32 or float64), computed in at least float32 also under autocast.
     """
     _check_inputs(a, b, temperature)
     m = a.shape[0]
@@ -68,6 +69,7 @@ def cross_view_infonce(a: torch.Tensor, b: torch.Tensor, temperature: float = 0.
     all_b = gather_with_grad(b) if distributed else b
     offset = get_rank() * m if distributed else 0  # this rank's rows in the gathered batch
     positives = offset + torch.arange(m, device=a.device)
-    a_to_b = F.cross_entropy(a @ all_b.T / temperature, positives)
-    b_to_a = F.cross_entropy(b @ all_a.T / temperature, positives)
+    with autocast_off(a.device.type):  # in work_dtype, also under autocast
+        a_to_b = F.cross_entropy(a @ all_b.T / temperature, positives)
+        b_to_a = F.cross_entropy(b @ all_a.T / temperature, positives)
     return a_to_b + b_to_a

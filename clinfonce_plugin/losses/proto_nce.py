@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from clinfonce_plugin.utils.distributed import all_gather_no_grad, get_world_size, is_dist
+from clinfonce_plugin.utils.precision import autocast_off
 
 
 def _check_inputs(z: torch.Tensor, ids: torch.Tensor, prototypes: torch.Tensor,
@@ -107,7 +108,7 @@ def proto_nce(z: torch.Tensor, ids: torch.Tensor, prototypes: torch.Tensor,
         gather: draw S from all ranks' ids when torch.distributed is initialised.
 
     Returns:
-        Scalar loss (float32 or float64).
+        Scalar loss (float32 or float64), computed in at least float32 also under autocast.
     """
     _check_inputs(z, ids, prototypes, concentration, num_negatives)
     m = z.shape[0]
@@ -133,8 +134,9 @@ def proto_nce(z: torch.Tensor, ids: torch.Tensor, prototypes: torch.Tensor,
     zn = F.normalize(z.to(work_dtype), dim=1)
     protos = F.normalize(prototypes.detach().to(device=z.device, dtype=work_dtype), dim=1)
     phi = concentration.detach().to(device=z.device, dtype=work_dtype)
-    logits = (zn @ protos.index_select(0, selected).T) / phi.index_select(0, selected)
-    return F.cross_entropy(logits, position[ids])
+    with autocast_off(z.device.type):  # in work_dtype, also under autocast
+        logits = (zn @ protos.index_select(0, selected).T) / phi.index_select(0, selected)
+        return F.cross_entropy(logits, position[ids])
 
 
 __all__ = ["prototype_columns", "proto_nce"]

@@ -138,6 +138,11 @@ def entry_checks(accel: str, work: str, quick: bool, timeout: float) -> Dict[str
 
 # --------------------------------------------------------------------------- step ratios
 STEP_SIZES = (32, 224)  # the paper's CIFAR-stem ResNet-18 at 32 px; ResNet-18 at 224 px
+CIFAR_STEM_UP_TO = 32  # crop sizes up to this take the CIFAR stem and 5 steps per round
+
+
+def cifar_size(size: int) -> bool:
+    return size <= CIFAR_STEM_UP_TO
 
 
 def step_ratios(device: str, batch: int, rounds: int, steps: int, size: int = 32) -> dict:
@@ -150,7 +155,7 @@ def step_ratios(device: str, batch: int, rounds: int, steps: int, size: int = 32
     from clinfonce_plugin.host.runtime.backbones import apply_cifar_stem
 
     n = 4096
-    cifar = size <= 32
+    cifar = cifar_size(size)
     cuda = device.startswith("cuda")
     channels_last = cuda and not cifar
     g = torch.Generator().manual_seed(0)
@@ -354,7 +359,7 @@ def main(argv=None) -> int:
                    "step-time ratios (5 steps each at 32 px, 3 at 224 px)")
     p.add_argument("--step-sizes", type=int, nargs="*", default=None, help="crop sizes of "
                    f"the step-time ratios (default {' '.join(map(str, STEP_SIZES))}; "
-                   "32 and below: CIFAR stem)")
+                   f"{CIFAR_STEM_UP_TO} and below: CIFAR stem)")
     args = p.parse_args(argv)
     start = time.perf_counter()
     cuda = torch.cuda.is_available()
@@ -371,7 +376,7 @@ def main(argv=None) -> int:
         for size in args.step_sizes or ((8, 64) if args.quick else STEP_SIZES):
             row = guarded(f"step-time ratios, {size} px", checks, lambda: step_ratios(
                 device, 8 if args.quick else 256, 2 if args.quick else args.step_rounds,
-                1 if args.quick else (5 if size <= 32 else 3), size))
+                1 if args.quick else (5 if cifar_size(size) else 3), size))
             if row is not None:
                 steps.append(row)
     throughput = []

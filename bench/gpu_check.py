@@ -1,6 +1,6 @@
 """One command that checks the project on a GPU and measures what matters there.
 
-    python bench/gpu_check.py                 # on a machine with a CUDA GPU, ~4 minutes
+    python bench/gpu_check.py                 # on a machine with a CUDA GPU, under 4 minutes
     python bench/gpu_check.py --quick         # a short pass of every check (also on a CPU)
 
 It prints one table and writes JSON (``--out``, default bench/results/gpu_check.json):
@@ -13,6 +13,8 @@ It prints one table and writes JSON (``--out``, default bench/results/gpu_check.
 4. a k-means refresh on the GPU (``clinfonce_kmeans_synthetic_cub.yaml``): whether faiss ran
    on the GPU or fell back to the CPU (its one-line notice);
 5. WCL (``wcl_synthetic_cub.yaml`` with the KNN multi-crop table built after epoch 1);
+   runs 2 to 5 are correctness checks: they run at the same time (``--jobs``), so their
+   seconds are those of a shared GPU and CPU, and nothing is timed while they run;
 6. training-step time ratios clinfonce / simclr and wcl / simclr at the two realistic
    sizes: the paper's CIFAR-stem ResNet-18 at 32 px, and ResNet-18 at 224 px (channels-last),
    batch 256, bf16 autocast, synthetic tensors on the GPU (the loader does not count); runs
@@ -94,46 +96,69 @@ def linear_top1(output: str) -> Dict[str, float]:
     return {"linear_top1": float(m.group(1)), "knn_top1": float(m.group(2))} if m else {}
 
 
-def entry_checks(accel: str, work: str, quick: bool, timeout: float) -> Dict[str, dict]:
+def entry_runs(accel: str, quick: bool) -> List[List[tuple]]:
+    """The entry-point runs as independent chains: each chain is a list of
+    ``(check name, script, args)`` run in order, the next only when the previous passed
+    (linear evaluation needs its pretraining); chains do not depend on each other."""
     epochs = (lambda n: ["max_epochs=1"] if quick else [f"max_epochs={n}"])
     common = [f"accelerator={accel}", "enable_progress_bar=false"]
     if quick:
         common += ["optimizer.batch_size=32", "limit_train_batches=2"]
-    checks = {}
-
-    def record(name, res, extra=None):
-        ok = res["returncode"] == 0
-        checks[name] = {"ok": ok, "seconds": round(res["seconds"], 1),
-                        **({} if ok else {"error": error_line(res["output"])}),
-                        **(extra or {})}
-        print(f"[gpu_check] {name}: {'ok' if ok else 'FAIL'} in {res['seconds']:.0f} s",
-              flush=True)
-
     main_args = [f"accelerator={accel}"] + (common[2:] + ["max_epochs=1"] if quick else [])
-    res = run_entry("main_pretrain.py", ["--config-name", MAIN_CONFIG, *main_args], work, timeout)
-    record("README main job: pretrain", res)
-    if res["returncode"] == 0:
-        res = run_entry("main_linear.py", ["--config-name", MAIN_CONFIG, f"accelerator={accel}",
-                                           *(["max_epochs=1"] if quick else [])], work, timeout)
-        record("README main job: linear", res, linear_top1(res["output"]))
+    chains = [[("README main job: pretrain", "main_pretrain.py",
+                ["--config-name", MAIN_CONFIG, *main_args]),
+               ("README main job: linear", "main_linear.py",
+                ["--config-name", MAIN_CONFIG, f"accelerator={accel}",
+                 *(["max_epochs=1"] if quick else [])])]]
     for precision in ("32-true", "bf16-mixed"):
-        res = run_entry("main_pretrain.py", [
+        chains.append([(f"augment_on=device {precision}", "main_pretrain.py", [
             "--config-name", MAIN_CONFIG, *common, *epochs(4), "data.augment_on=device",
-            f"precision={precision}", f"name=gpucheck-device-{precision}", "overwrite=true"],
-            work, timeout)
-        record(f"augment_on=device {precision}", res)
-    res = run_entry("main_pretrain.py", [
+            f"precision={precision}", f"name=gpucheck-device-{precision}", "overwrite=true"])])
+    chains.append([("k-means refresh", "main_pretrain.py", [
         "--config-name", "clinfonce_kmeans_synthetic_cub.yaml", *common, *epochs(2),
-        "name=gpucheck-kmeans", "overwrite=true"], work, timeout)
-    notice = "[clinfonce] notice: k-means runs on the CPU" in res["output"]
-    record("k-means refresh", res, {"faiss_on": "cpu (notice)" if notice else
-                                    ("gpu" if accel == "gpu" else "cpu")})
-    res = run_entry("main_pretrain.py", [
+        "name=gpucheck-kmeans", "overwrite=true"])])
+    chains.append([("wcl (KNN multi-crop from epoch 1)", "main_pretrain.py", [
         "--config-name", "wcl_synthetic_cub.yaml", *common, *epochs(3),
-        "method_kwargs.knn_warmup_epochs=1", "name=gpucheck-wcl", "overwrite=true"],
-        work, timeout)
-    record("wcl (KNN multi-crop from epoch 1)", res)
-    return checks
+        "method_kwargs.knn_warmup_epochs=1", "name=gpucheck-wcl", "overwrite=true"])])
+    return chains
+
+
+def check_of(name: str, res: dict, accel: str) -> dict:
+    """A run's row: ok, seconds, the error line of a failed run, and what the run reports
+    (the README job's top-1, where k-means ran)."""
+    ok = res["returncode"] == 0
+    extra = {}
+    if name == "README main job: linear":
+        extra = linear_top1(res["output"])
+    elif name == "k-means refresh":
+        notice = "[clinfonce] notice: k-means runs on the CPU" in res["output"]
+        extra = {"faiss_on": "cpu (notice)" if notice else ("gpu" if accel == "gpu" else "cpu")}
+    return {"ok": ok, "seconds": round(res["seconds"], 1),
+            **({} if ok else {"error": error_line(res["output"])}), **extra}
+
+
+def entry_checks(accel: str, work: str, quick: bool, timeout: float,
+                 jobs: Optional[int] = None) -> Dict[str, dict]:
+    """Runs :func:`entry_runs`' chains, ``jobs`` at a time (None: all at once; they are
+    correctness checks, so sharing the GPU and the cores changes their seconds only). The
+    rows come back in :func:`entry_runs`' order whatever order the runs finish in."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    chains = entry_runs(accel, quick)
+
+    def run_chain(chain):
+        rows = {}
+        for name, script, args in chain:
+            rows[name] = check_of(name, run_entry(script, args, work, timeout), accel)
+            print(f"[gpu_check] {name}: {'ok' if rows[name]['ok'] else 'FAIL'} in "
+                  f"{rows[name]['seconds']:.0f} s", flush=True)
+            if not rows[name]["ok"]:
+                break
+        return rows
+
+    with ThreadPoolExecutor(max_workers=jobs or len(chains)) as pool:
+        done = list(pool.map(run_chain, chains))
+    return {name: row for rows in done for name, row in rows.items()}
 
 
 # --------------------------------------------------------------------------- step ratios
@@ -355,12 +380,17 @@ def main(argv=None) -> int:
                    "run directories; default: a temporary one)")
     p.add_argument("--skip", nargs="*", default=[], choices=["entry", "steps", "throughput"])
     p.add_argument("--timeout", type=float, default=300, help="seconds per entry-point run")
+    p.add_argument("--jobs", type=int, default=None, help="entry-point runs at a time "
+                   "(default: all five chains at once; 1: one after another, each run's "
+                   "seconds then as a user sees them)")
     p.add_argument("--step-rounds", type=int, default=12, help="alternated rounds of the "
                    "step-time ratios (5 steps each at 32 px, 3 at 224 px)")
     p.add_argument("--step-sizes", type=int, nargs="*", default=None, help="crop sizes of "
                    f"the step-time ratios (default {' '.join(map(str, STEP_SIZES))}; "
                    f"{CIFAR_STEM_UP_TO} and below: CIFAR stem)")
     args = p.parse_args(argv)
+    if args.jobs is not None and args.jobs < 1:
+        p.error(f"--jobs must be at least 1, got {args.jobs}")
     start = time.perf_counter()
     cuda = torch.cuda.is_available()
     accel, device = ("gpu", "cuda") if cuda else ("cpu", "cpu")
@@ -370,7 +400,7 @@ def main(argv=None) -> int:
     os.makedirs(work, exist_ok=True)
     checks: Dict[str, dict] = {}
     if "entry" not in args.skip:
-        checks.update(entry_checks(accel, work, args.quick, args.timeout))
+        checks.update(entry_checks(accel, work, args.quick, args.timeout, args.jobs))
     steps = []
     if "steps" not in args.skip:
         for size in args.step_sizes or ((8, 64) if args.quick else STEP_SIZES):

@@ -63,3 +63,61 @@ def test_the_table_shows_each_check_and_each_measure_against_its_target():
     assert rows == ["| clinfonce/simclr step, 32 px | 1.013 | <= 1.02 |",
                     "| clinfonce/simclr step, 224 px | 1.004 | <= 1.02 |"]
     assert "| wcl/simclr step | not measured | <= 1.05 |" in text
+
+
+def fake_runs(monkeypatch, fail=()):
+    """run_entry replaced by a stub that records the check name of each run it starts and
+    fails the runs named in ``fail``."""
+    import threading
+    started, lock = [], threading.Lock()
+    names = {tuple(args): name for chain in gpu_check.entry_runs("cpu", True)
+             for name, _, args in chain}
+
+    def run_entry(script, args, cwd, timeout):
+        name = names[tuple(args)]
+        with lock:
+            started.append(name)
+        output = "error: boom" if name in fail else (
+            "this run  clinfonce  50.0  40.0\n" if script == "main_linear.py" else "done")
+        return {"seconds": 0.01, "returncode": 1 if name in fail else 0, "output": output}
+
+    monkeypatch.setattr(gpu_check, "run_entry", run_entry)
+    return started
+
+
+def test_entry_checks_keep_the_runs_order_and_stop_a_chain_at_its_first_failure(monkeypatch):
+    started = fake_runs(monkeypatch, fail={"README main job: pretrain"})
+    checks = gpu_check.entry_checks("cpu", "/nonexistent", True, 1.0)
+    order = [name for chain in gpu_check.entry_runs("cpu", True) for name, _, _ in chain]
+    # linear needs its pretraining: not run after it failed; every other chain ran
+    assert list(checks) == [n for n in order if n != "README main job: linear"]
+    assert "README main job: linear" not in started and len(started) == len(order) - 1
+    assert checks["README main job: pretrain"] == {"ok": False, "seconds": 0.0,
+                                                   "error": "error: boom"}
+    assert checks["k-means refresh"]["faiss_on"] == "cpu"
+
+
+def test_entry_checks_run_the_chains_at_once_and_one_at_a_time_with_one_job(monkeypatch):
+    import threading
+    import time
+    active, peak, lock = [0], [0], threading.Lock()
+
+    def run_entry(script, args, cwd, timeout):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.2)
+        with lock:
+            active[0] -= 1
+        out = "this run  clinfonce  50.0  40.0\n" if script == "main_linear.py" else ""
+        return {"seconds": 0.2, "returncode": 0, "output": out}
+
+    monkeypatch.setattr(gpu_check, "run_entry", run_entry)
+    chains = gpu_check.entry_runs("gpu", False)
+    checks = gpu_check.entry_checks("gpu", "/nonexistent", False, 1.0)
+    assert peak[0] == len(chains) == 5
+    assert checks["README main job: linear"]["linear_top1"] == 50.0
+    assert checks["k-means refresh"]["faiss_on"] == "gpu"
+    peak[0] = 0
+    checks = gpu_check.entry_checks("gpu", "/nonexistent", False, 1.0, jobs=1)
+    assert peak[0] == 1 and all(c["ok"] for c in checks.values()) and len(checks) == 6

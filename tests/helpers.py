@@ -84,6 +84,9 @@ def exit_and_errors(main, capsys, *args):
     return exit_info.value.code, errors
 
 
+# ops that wait for the device: a scalar read, and the output size of boolean indexing
+HOST_READS = {"_local_scalar_dense", "nonzero", "item"}
+
 
 class DispatchedOps(TorchDispatchMode):
     """``with DispatchedOps() as ops``: ``ops.names`` lists the ATen operators dispatched in

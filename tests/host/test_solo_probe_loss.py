@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from clinfonce_plugin.host.solo import zero_probe_loss_without_labels
-from tests.host.test_probe import HOST_READS, Reads
+from tests.helpers import HOST_READS, DispatchedOps as Reads
 
 
 class Base:
